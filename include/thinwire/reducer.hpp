@@ -1,0 +1,52 @@
+// Reducer: compressed allreduce of a model's gradients, one call per training step.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "thinwire/communicator.hpp"
+#include "thinwire/config.hpp"
+#include "thinwire/export.hpp"
+#include "thinwire/layer.hpp"
+#include "thinwire/stats.hpp"
+#include "thinwire/tensor_view.hpp"
+
+namespace thinwire {
+
+namespace detail {
+class ReducerImpl;
+}
+
+class THINWIRE_API Reducer {
+ public:
+  // Collective. THINWIRE_COMPRESSION, when set, replaces `config`. Ranks exchange a hash of
+  // (layer names, shapes, specs, library version); a difference throws Error(mismatch) on
+  // every rank naming the first differing layer.
+  Reducer(Communicator comm, std::vector<Layer> layers, Config config);
+  ~Reducer();
+  Reducer(Reducer&&) noexcept;
+  Reducer& operator=(Reducer&&) noexcept;
+
+  // Collective, in place: grads[i] is layer i's gradient. On return every rank holds the
+  // same bits: the average over ranks of what was transmitted (decoded), with error
+  // feedback applied. A bad tensor on any rank throws Error on every rank.
+  void allreduce(const std::vector<TensorView>& grads);
+
+  Stats stats() const;
+  void reset_stats();
+
+  const std::vector<Layer>& layers() const;
+  // The spec in force for layer i, canonical form.
+  std::string layer_spec(std::size_t i) const;
+  const Config& config() const;
+  const Communicator& communicator() const;
+  // Completed allreduce() calls.
+  std::size_t step() const;
+
+ private:
+  std::unique_ptr<detail::ReducerImpl> impl_;
+};
+
+}  // namespace thinwire

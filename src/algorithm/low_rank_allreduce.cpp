@@ -1,0 +1,99 @@
+#include "algorithm/low_rank_allreduce.hpp"
+
+#include <cstring>
+
+#include "common/timer.hpp"
+#include "compress/low_rank.hpp"
+#include "reducer/error_feedback.hpp"
+
+namespace thinwire::detail {
+
+void LowRankAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
+  if (layers.empty()) return;
+  const float fp = static_cast<float>(ctx.size);
+  std::vector<std::size_t> p_off(layers.size() + 1, 0), q_off(layers.size() + 1, 0);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const LayerPlan& plan = *layers[l]->plan;
+    p_off[l + 1] = p_off[l] + plan.rows * plan.rank;
+    q_off[l + 1] = q_off[l] + plan.cols * plan.rank;
+  }
+  p_.resize(p_off.back());
+  q_.resize(q_off.back());
+
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      const LayerPlan& plan = *sl.plan;
+      prepare_input(sl);
+      std::vector<float>& q = sl.state->q;
+      if (q.size() != plan.cols * plan.rank) {
+        q.resize(plan.cols * plan.rank);
+        low_rank::random_init(q.data(), plan.cols, plan.rank, plan.config.seed, sl.index, 0);
+      } else {
+        // Q is the same on every rank, so every rank re-draws the same columns.
+        low_rank::refresh_zero_columns(q.data(), plan.cols, plan.rank, plan.config.seed, sl.index, ctx.step + 1);
+      }
+      low_rank::project(sl.x, plan.rows, plan.cols, q.data(), plan.rank, p_.data() + p_off[l]);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport.allreduce(p_.data(), p_.size(), ElementType::f32, ReduceOp::sum);
+  }
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (float& v : p_) v /= fp;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const LayerPlan& plan = *layers[l]->plan;
+      low_rank::orthonormalize(p_.data() + p_off[l], plan.rows, plan.rank);
+      low_rank::back_project(layers[l]->x, plan.rows, plan.cols, p_.data() + p_off[l], plan.rank,
+                             q_.data() + q_off[l]);
+    }
+    q_local_ = q_;  // this rank's own Q, for EControl's local increment
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport.allreduce(q_.data(), q_.size(), ElementType::f32, ReduceOp::sum);
+  }
+  ScopedTimer t(&ctx.times->decode);
+  for (float& v : q_) v /= fp;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    StepLayer& sl = *layers[l];
+    const LayerPlan& plan = *sl.plan;
+    const float* p = p_.data() + p_off[l];
+    const float* q = q_.data() + q_off[l];
+    std::memcpy(sl.state->q.data(), q, plan.cols * plan.rank * sizeof(float));
+    sl.bytes_sent = allreduce_bytes(4 * plan.rows * plan.rank, ctx.size) +
+                    allreduce_bytes(4 * plan.cols * plan.rank, ctx.size);
+
+    // M_hat = P Q^T. When x aliases g (no error feedback) the input is still needed for
+    // the error statistics, so reconstruct into scratch first.
+    delta_.resize(sl.n);
+    low_rank::reconstruct(p, q, plan.rows, plan.cols, plan.rank, delta_.data());
+    double err = 0.0, norm = 0.0;
+    const float* mhat = delta_.data();
+    float* x = sl.x;
+    for (std::size_t i = 0; i < sl.n; ++i) {
+      const float r = x[i] - mhat[i];
+      err += static_cast<double>(r) * r;
+      norm += static_cast<double>(x[i]) * x[i];
+    }
+    sl.sq_error = err;
+    sl.sq_norm = norm;
+    if (sl.feedback == StepFeedback::econtrol) {
+      // EControl needs this rank's own increment D = P Q_local^T (its mean over ranks is
+      // P Q^T); the error and h updates use it, H uses the average.
+      std::memcpy(sl.g, mhat, sl.n * sizeof(float));
+      low_rank::reconstruct(p, q_local_.data() + q_off[l], plan.rows, plan.cols, plan.rank, delta_.data());
+      after_encode_with_delta(sl, delta_.data());
+    } else {
+      if (sl.want_residual)
+        for (std::size_t i = 0; i < sl.n; ++i) x[i] -= mhat[i];  // e <- M - M_hat
+      std::memcpy(sl.g, mhat, sl.n * sizeof(float));
+    }
+    finish(sl);
+  }
+}
+
+}  // namespace thinwire::detail

@@ -1,0 +1,73 @@
+#include "algorithm/sparse_allgather.hpp"
+
+#include <cstring>
+
+#include "common/bytes.hpp"
+#include "common/timer.hpp"
+#include "compress/topk_codec.hpp"
+#include "reducer/error_feedback.hpp"
+
+namespace thinwire::detail {
+
+void SparseAllgather::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
+  if (layers.empty()) return;
+  const int p = ctx.size;
+  std::vector<std::size_t> offset(layers.size() + 1, 0);
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    offset[l + 1] = offset[l] + layers[l]->plan->codec->encoded_bytes(layers[l]->n);
+  const std::size_t block = offset.back();
+  send_.resize(block);
+  recv_.resize(block * static_cast<std::size_t>(p));
+
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      prepare_input(sl);
+      EncodeKey key{sl.plan->config.seed, ctx.step, sl.index, static_cast<std::uint32_t>(ctx.rank),
+                    kPhaseWorker, 0, sl.dtype};
+      const EncodeResult r =
+          sl.plan->codec->encode(sl.x, sl.n, key, send_.data() + offset[l], sl.want_residual ? sl.x : nullptr);
+      sl.sq_error = r.sq_error;
+      sl.sq_norm = r.sq_norm;
+      sl.bytes_sent = allgather_bytes(r.bytes, p);
+      after_encode(sl);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport.allgather(send_.data(), recv_.data(), block);
+  }
+  ScopedTimer t(&ctx.times->decode);
+  std::vector<TopkCodec::View> views(static_cast<std::size_t>(p));
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    StepLayer& sl = *layers[l];
+    const auto& codec = static_cast<const TopkCodec&>(*sl.plan->codec);
+    const std::size_t size = offset[l + 1] - offset[l];
+    // Validate all P payloads before writing anything.
+    for (int r = 0; r < p; ++r)
+      views[r] = codec.parse(recv_.data() + static_cast<std::size_t>(r) * block + offset[l], size, sl.n,
+                             PayloadSource{*sl.name, r, ctx.rank});
+    float* g = sl.g;
+    if (sl.n) std::memset(g, 0, sl.n * sizeof(float));
+    for (int r = 0; r < p; ++r)
+      for (std::size_t j = 0; j < views[r].k; ++j)
+        g[load_le<std::uint32_t>(views[r].indices + 4 * j)] += load_le<float>(views[r].values + 4 * j);
+    if (p > 1) {
+      // Divide each touched entry once: the sum in rank order, then / P.
+      touched_.assign(ceil_div(sl.n, 64), 0);
+      const float fp = static_cast<float>(p);
+      for (int r = 0; r < p; ++r)
+        for (std::size_t j = 0; j < views[r].k; ++j) {
+          const std::uint32_t i = load_le<std::uint32_t>(views[r].indices + 4 * j);
+          const std::uint64_t bit = std::uint64_t{1} << (i & 63);
+          if (touched_[i >> 6] & bit) continue;
+          touched_[i >> 6] |= bit;
+          g[i] /= fp;
+        }
+    }
+    finish(sl);
+  }
+}
+
+}  // namespace thinwire::detail

@@ -1,0 +1,100 @@
+#include "algorithm/two_phase.hpp"
+
+#include <cstring>
+
+#include "common/bytes.hpp"
+#include "common/timer.hpp"
+#include "reducer/error_feedback.hpp"
+
+namespace thinwire::detail {
+
+void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
+  if (layers.empty()) return;
+  const int p = ctx.size, me = ctx.rank;
+  const auto rank_u = static_cast<std::uint32_t>(me);
+  std::vector<std::size_t> slot(layers.size() + 1, 0);  // offsets of each layer's slot in a block
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    slot[l + 1] = slot[l] + layers[l]->plan->codec->encoded_bytes(ceil_div(layers[l]->n, static_cast<std::size_t>(p)));
+  const std::size_t block = slot.back();
+  const std::size_t pu = static_cast<std::size_t>(p);
+  send_.assign(block * pu, 0);
+  recv_.resize(block * pu);
+  gather_send_.assign(block, 0);
+  gather_recv_.resize(block * pu);
+
+  // Phase 1: every rank compresses its P chunks.
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      prepare_input(sl);
+      double err = 0, norm = 0;
+      for (int j = 0; j < p; ++j) {
+        const std::size_t b = chunk_begin(sl.n, j, p), e = chunk_begin(sl.n, j + 1, p);
+        EncodeKey key{sl.plan->config.seed, ctx.step, sl.index, rank_u, kPhaseWorker, b, sl.dtype};
+        const EncodeResult r = sl.plan->codec->encode(sl.x + b, e - b, key, send_.data() + j * block + slot[l],
+                                                      sl.want_residual ? sl.x + b : nullptr);
+        err += r.sq_error;
+        norm += r.sq_norm;
+      }
+      sl.sq_error = err;
+      sl.sq_norm = norm;
+      sl.bytes_sent = 2 * allgather_bytes(slot[l + 1] - slot[l], p);
+      after_encode(sl);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport.alltoall(send_.data(), recv_.data(), block);
+  }
+  // Phase 2: serve chunk `me` of every layer.
+  {
+    ScopedTimer t(&ctx.times->decode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      const std::size_t b = chunk_begin(sl.n, me, p), len = chunk_begin(sl.n, me + 1, p) - b;
+      const std::size_t size = slot[l + 1] - slot[l];
+      for (int r = 0; r < p; ++r)
+        sl.plan->codec->validate(recv_.data() + r * block + slot[l], size, len, PayloadSource{*sl.name, r, me});
+      average_.assign(len, 0.0f);
+      for (int r = 0; r < p; ++r)
+        sl.plan->codec->decode(recv_.data() + r * block + slot[l], size, len, average_.data(), DecodeMode::accumulate,
+                               PayloadSource{*sl.name, r, me});
+      const float fp = static_cast<float>(p);
+      float* y = average_.data();
+      for (std::size_t i = 0; i < len; ++i) y[i] /= fp;
+      // Server-side error feedback whenever the worker side has it.
+      const bool server_ef = sl.plan->config.ef != ErrorFeedback::none;
+      if (server_ef) {
+        std::vector<float>& es = sl.state->server_error;
+        if (es.size() != len) es.assign(len, 0.0f);
+        for (std::size_t i = 0; i < len; ++i) y[i] += es[i];
+      }
+      EncodeKey key{sl.plan->config.seed, ctx.step, sl.index, rank_u, kPhaseServer, b, sl.dtype};
+      sl.plan->codec->encode(y, len, key, gather_send_.data() + slot[l],
+                             server_ef ? sl.state->server_error.data() : nullptr);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport.allgather(gather_send_.data(), gather_recv_.data(), block);
+  }
+  // Every rank decodes the same P chunks.
+  ScopedTimer t(&ctx.times->decode);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    StepLayer& sl = *layers[l];
+    const std::size_t size = slot[l + 1] - slot[l];
+    for (int j = 0; j < p; ++j) {
+      const std::size_t b = chunk_begin(sl.n, j, p), e = chunk_begin(sl.n, j + 1, p);
+      sl.plan->codec->validate(gather_recv_.data() + j * block + slot[l], size, e - b, PayloadSource{*sl.name, j, me});
+    }
+    for (int j = 0; j < p; ++j) {
+      const std::size_t b = chunk_begin(sl.n, j, p), e = chunk_begin(sl.n, j + 1, p);
+      sl.plan->codec->decode(gather_recv_.data() + j * block + slot[l], size, e - b, sl.g + b, DecodeMode::assign,
+                             PayloadSource{*sl.name, j, me});
+    }
+    finish(sl);
+  }
+}
+
+}  // namespace thinwire::detail

@@ -1,0 +1,76 @@
+#include "compress/low_rank.hpp"
+
+#include <Eigen/Core>
+#include <cmath>
+#include <vector>
+
+#include "common/philox.hpp"
+
+namespace thinwire::detail::low_rank {
+
+namespace {
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapC = Eigen::Map<const RowMajor>;
+using Map = Eigen::Map<RowMajor>;
+
+// Box-Muller on two uniforms of the stream: element i uses draws 2i and 2i+1.
+float gaussian(const RandomStream& rng, std::uint64_t i) {
+  const float u1 = rng.uniform(2 * i), u2 = rng.uniform(2 * i + 1);
+  const double radius = std::sqrt(-2.0 * std::log(1.0 - static_cast<double>(u1)));  // 1-u1 in (0,1]
+  return static_cast<float>(radius * std::cos(6.283185307179586 * static_cast<double>(u2)));
+}
+}  // namespace
+
+void random_init(float* q, std::size_t cols, std::size_t r, std::uint64_t seed, std::uint32_t layer,
+                 std::uint64_t salt) {
+  const RandomStream rng = RandomStream::make(seed, layer, kPhaseInit, salt, 0);
+  for (std::size_t i = 0; i < cols * r; ++i) q[i] = gaussian(rng, i);
+}
+
+std::size_t refresh_zero_columns(float* q, std::size_t cols, std::size_t r, std::uint64_t seed,
+                                 std::uint32_t layer, std::uint64_t salt) {
+  std::size_t refreshed = 0;
+  const RandomStream rng = RandomStream::make(seed, layer, kPhaseInit, salt, 0);
+  for (std::size_t c = 0; c < r; ++c) {
+    bool zero = true;
+    for (std::size_t i = 0; i < cols && zero; ++i) zero = q[i * r + c] == 0.0f;
+    if (!zero || cols == 0) continue;
+    for (std::size_t i = 0; i < cols; ++i) q[i * r + c] = gaussian(rng, i * r + c);
+    ++refreshed;
+  }
+  return refreshed;
+}
+
+void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r, float* p) {
+  Map(p, rows, r).noalias() = MapC(m, rows, cols) * MapC(q, cols, r);
+}
+
+void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r, float* q) {
+  Map(q, cols, r).noalias() = MapC(m, rows, cols).transpose() * MapC(p, rows, r);
+}
+
+void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r, float* out) {
+  Map(out, rows, cols).noalias() = MapC(p, rows, r) * MapC(q, cols, r).transpose();
+}
+
+void orthonormalize(float* p, std::size_t rows, std::size_t r) {
+  for (std::size_t c = 0; c < r; ++c) {
+    double before = 0.0;
+    for (std::size_t i = 0; i < rows; ++i) before += static_cast<double>(p[i * r + c]) * p[i * r + c];
+    for (int pass = 0; pass < 2; ++pass) {
+      for (std::size_t prev = 0; prev < c; ++prev) {
+        double dot = 0.0;
+        for (std::size_t i = 0; i < rows; ++i) dot += static_cast<double>(p[i * r + prev]) * p[i * r + c];
+        const float d = static_cast<float>(dot);
+        for (std::size_t i = 0; i < rows; ++i) p[i * r + c] -= d * p[i * r + prev];
+      }
+    }
+    double after = 0.0;
+    for (std::size_t i = 0; i < rows; ++i) after += static_cast<double>(p[i * r + c]) * p[i * r + c];
+    const bool degenerate = after == 0.0 || std::sqrt(after) < kEpsilon * std::sqrt(before);
+    const float inv = degenerate ? 0.0f : static_cast<float>(1.0 / std::sqrt(after));
+    for (std::size_t i = 0; i < rows; ++i) p[i * r + c] *= inv;
+  }
+}
+
+}  // namespace thinwire::detail::low_rank

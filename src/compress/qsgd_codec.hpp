@@ -1,0 +1,26 @@
+// qsgd: b-bit (2..8) stochastic quantisation in buckets, one f32 scale per bucket.
+#pragma once
+
+#include "compress/compressor.hpp"
+
+namespace thinwire::detail {
+
+class QsgdCodec final : public Compressor {
+ public:
+  QsgdCodec(int bits, std::size_t bucket) : bits_(bits), bucket_(bucket) {}
+  Method method() const override { return Method::qsgd; }
+  std::size_t encoded_bytes(std::size_t n) const override;
+  EncodeResult encode(const float* x, std::size_t n, const EncodeKey& key, std::uint8_t* out,
+                      float* residual) override;
+  void validate(const std::uint8_t* payload, std::size_t size, std::size_t n,
+                const PayloadSource& src) const override;
+  void decode(const std::uint8_t* payload, std::size_t size, std::size_t n, float* out, DecodeMode mode,
+              const PayloadSource& src) const override;
+
+ private:
+  std::size_t body_bytes(std::size_t n) const;
+  int bits_;
+  std::size_t bucket_;
+};
+
+}  // namespace thinwire::detail

@@ -1,0 +1,93 @@
+#include "reducer/error_feedback.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace thinwire::detail {
+
+namespace {
+void ensure(std::vector<float>& v, std::size_t n) {
+  if (v.size() != n) v.assign(n, 0.0f);
+}
+}  // namespace
+
+void prepare_input(StepLayer& sl) {
+  LayerState& s = *sl.state;
+  const std::size_t n = sl.n;
+  switch (sl.feedback) {
+    case StepFeedback::none:
+    case StepFeedback::econtrol_first:
+      sl.x = sl.g;
+      sl.want_residual = false;
+      break;
+    case StepFeedback::ef: {
+      ensure(s.error, n);
+      float* e = s.error.data();
+      const float* g = sl.g;
+      for (std::size_t i = 0; i < n; ++i) e[i] += g[i];
+      sl.x = e;
+      sl.want_residual = true;
+      break;
+    }
+    case StepFeedback::econtrol: {
+      ensure(s.error, n);
+      ensure(s.h, n);
+      s.input.resize(n);
+      const float eta = static_cast<float>(sl.plan->config.eta);
+      const float *e = s.error.data(), *h = s.h.data(), *g = sl.g;
+      float* x = s.input.data();
+      for (std::size_t i = 0; i < n; ++i) x[i] = eta * e[i] + g[i] - h[i];
+      sl.x = x;
+      sl.want_residual = true;
+      break;
+    }
+  }
+}
+
+void after_encode(StepLayer& sl) {
+  LayerState& s = *sl.state;
+  const std::size_t n = sl.n;
+  if (sl.feedback == StepFeedback::econtrol_first) {
+    s.h.assign(sl.g, sl.g + n);
+    ensure(s.error, n);
+    return;
+  }
+  if (sl.feedback != StepFeedback::econtrol) return;
+  // With r = x - D and x = eta e + g - h:  h + D = eta e + g - r,  e + g - h - D = (1-eta) e + r.
+  const float eta = static_cast<float>(sl.plan->config.eta);
+  float *e = s.error.data(), *h = s.h.data();
+  const float *g = sl.g, *r = sl.x;
+  for (std::size_t i = 0; i < n; ++i) {
+    h[i] = eta * e[i] + g[i] - r[i];
+    e[i] = (1.0f - eta) * e[i] + r[i];
+  }
+}
+
+void after_encode_with_delta(StepLayer& sl, const float* delta) {
+  LayerState& s = *sl.state;
+  const float eta = static_cast<float>(sl.plan->config.eta);
+  float *e = s.error.data(), *h = s.h.data();
+  const float* x = sl.x;
+  for (std::size_t i = 0; i < sl.n; ++i) {
+    h[i] += delta[i];
+    e[i] = (1.0f - eta) * e[i] + (x[i] - delta[i]);
+  }
+}
+
+void finish(StepLayer& sl) {
+  LayerState& s = *sl.state;
+  const std::size_t n = sl.n;
+  if (sl.feedback == StepFeedback::econtrol_first) {
+    s.global.assign(sl.g, sl.g + n);
+    s.econtrol_started = true;
+  } else if (sl.feedback == StepFeedback::econtrol) {
+    float* H = s.global.data();
+    float* g = sl.g;
+    for (std::size_t i = 0; i < n; ++i) {
+      H[i] += g[i];
+      g[i] = H[i];
+    }
+  }
+}
+
+}  // namespace thinwire::detail

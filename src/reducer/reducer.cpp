@@ -1,0 +1,304 @@
+// Reducer: per-model state and the per-step pipeline
+//   validate tensors -> agree (status, step, specs, dtypes) -> f32 gradients -> route each
+//   layer -> run the algorithms -> write results back -> statistics.
+#include "thinwire/reducer.hpp"
+
+#include <limits>
+#include <map>
+
+#include "algorithm/dense_allreduce.hpp"
+#include "algorithm/low_rank_allreduce.hpp"
+#include "algorithm/sparse_allgather.hpp"
+#include "algorithm/two_phase.hpp"
+#include "common/bytes.hpp"
+#include "common/fail.hpp"
+#include "common/half.hpp"
+#include "common/hash.hpp"
+#include "common/logging.hpp"
+#include "common/timer.hpp"
+#include "reducer/agreement.hpp"
+#include "reducer/layer_plan.hpp"
+#include "reducer/layer_state.hpp"
+#include "reducer/step.hpp"
+#include "thinwire/version.hpp"
+
+namespace thinwire {
+namespace detail {
+
+namespace {
+
+// Features the spec language already names but that arrive with later work.
+LocalStatus check_supported(const Config& c) {
+  if (c.method == Method::adaptive)
+    return LocalStatus::failure(ErrorCode::unsupported, "'adaptive' (L-GreCo) is not available in this version");
+  if (c.dgc) return LocalStatus::failure(ErrorCode::unsupported, "'dgc=on' is not available in this version");
+  if (c.clip > 0.0) return LocalStatus::failure(ErrorCode::unsupported, "'clip=' is not available in this version");
+  return {};
+}
+
+void to_f32(const TensorView& v, float* out) {
+  const auto* in = static_cast<const std::uint16_t*>(v.data());
+  const std::size_t n = v.numel();
+  if (v.dtype() == DType::f16)
+    for (std::size_t i = 0; i < n; ++i) out[i] = f16_to_f32(in[i]);
+  else
+    for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(in[i]);
+}
+
+void from_f32(const float* in, const TensorView& v) {
+  auto* out = static_cast<std::uint16_t*>(v.data());
+  const std::size_t n = v.numel();
+  if (v.dtype() == DType::f16)
+    for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_f16(in[i]);
+  else
+    for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
+}
+
+const char* route_name(const StepLayer& sl) {
+  switch (sl.route) {
+    case Route::dense: return "dense";
+    case Route::low_rank: return "powersgd";
+    default: return to_string(sl.plan->config.method);
+  }
+}
+
+}  // namespace
+
+class ReducerImpl {
+ public:
+  ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config);
+  void allreduce(const std::vector<TensorView>& grads);
+
+  Communicator comm_;
+  Transport& transport_;
+  std::vector<Layer> layers_;
+  Config config_;
+  std::vector<LayerPlan> plans_;
+  std::vector<std::uint64_t> spec_hashes_;  // per layer: name, shape, spec
+  std::vector<LayerState> states_;
+  std::map<std::string, std::unique_ptr<Compressor>> codecs_;  // by spec
+  DenseAllreduce dense_;
+  SparseAllgather sparse_;
+  TwoPhase two_phase_;
+  LowRankAllreduce low_rank_;
+  std::uint64_t step_ = 0;
+  Stats stats_;
+
+ private:
+  LocalStatus validate(const std::vector<TensorView>& grads) const;
+  std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;
+};
+
+ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config)
+    : comm_(std::move(comm)), transport_(comm_.host_transport()), layers_(std::move(layers)), config_(config) {
+  // Every local problem is reported through the agreement exchange, so that a bad spec or
+  // layer on one rank fails every rank instead of leaving the others in a collective.
+  LocalStatus status;
+  try {
+    if (auto env = Config::from_env()) {
+      if (*env != config_)
+        TW_LOG(info, "THINWIRE_COMPRESSION='", env->to_string(), "' overrides the program's spec '",
+               config_.to_string(), "'");
+      config_ = *env;
+    }
+  } catch (const Error& e) {
+    status = LocalStatus::failure(e.code(), e.what());
+  }
+  if (status.ok) status = check_supported(config_);
+  for (std::size_t i = 0; i < layers_.size() && status.ok; ++i) {
+    const Layer& l = layers_[i];
+    std::size_t n = 1;
+    for (std::int64_t d : l.shape) {
+      if (d < 0 || !mul_ok(n, static_cast<std::size_t>(d), &n)) {
+        status = LocalStatus::failure(ErrorCode::invalid_argument,
+                                      cat("layer ", i, " '", l.describe(), "': dimensions must be >= 0 and their product must fit in 64 bits"));
+        break;
+      }
+    }
+    if (status.ok && config_.method == Method::topk && n > std::numeric_limits<std::uint32_t>::max())
+      status = LocalStatus::failure(ErrorCode::unsupported, cat("layer '", l.describe(), "': topk indices are 32-bit; split layers above 2^32 elements"));
+  }
+
+  if (status.ok) {
+    plans_.reserve(layers_.size());
+    for (const Layer& l : layers_) {
+      LayerPlan plan = make_plan(l, config_);
+      auto& codec = codecs_[plan.spec];
+      if (!codec) codec = make_codec(config_);
+      plan.codec = codec.get();
+      plans_.push_back(std::move(plan));
+    }
+  }
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    Hasher h;
+    h.str(layers_[i].name).u64(layers_[i].shape.size());
+    for (std::int64_t d : layers_[i].shape) h.u64(static_cast<std::uint64_t>(d));
+    h.str(status.ok ? plans_[i].spec : config_.to_string()).str(THINWIRE_VERSION_STRING);
+    spec_hashes_.push_back(h.value());
+  }
+  stats_.bytes_sent += check_agreement(transport_, "construction", status, 0, spec_hashes_,
+                                       [&](std::size_t i) { return describe(i, nullptr); });
+  states_.resize(layers_.size());
+  stats_.layers.resize(layers_.size());
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    stats_.layers[i].name = layers_[i].name;
+    stats_.layers[i].numel = plans_[i].numel;
+    stats_.layers[i].spec = plans_[i].spec;
+    if (plans_[i].route == Route::dense && !plans_[i].why_dense.empty())
+      TW_LOG(info, "layer '", layers_[i].name, "' goes uncompressed: ", plans_[i].why_dense);
+  }
+  TW_LOG(info, "reducer: ", layers_.size(), " layers, spec '", config_.to_string(), "', ", comm_.size(), " ranks");
+}
+
+std::string ReducerImpl::describe(std::size_t i, const std::vector<TensorView>* grads) const {
+  std::string s = cat("layer '", layers_[i].describe(), "' spec '",
+                      i < plans_.size() ? plans_[i].spec : config_.to_string(), "'");
+  if (grads && i < grads->size()) s += cat(" dtype ", to_string((*grads)[i].dtype()));
+  return s;
+}
+
+LocalStatus ReducerImpl::validate(const std::vector<TensorView>& grads) const {
+  if (grads.size() != layers_.size())
+    return LocalStatus::failure(ErrorCode::invalid_argument,
+                                cat("allreduce() got ", grads.size(), " tensors for ", layers_.size(), " layers"));
+  for (std::size_t i = 0; i < grads.size(); ++i) {
+    const TensorView& v = grads[i];
+    if (v.numel() != plans_[i].numel)
+      return LocalStatus::failure(ErrorCode::invalid_argument,
+                                  cat("layer ", i, " '", layers_[i].describe(), "': expected ", plans_[i].numel,
+                                      " elements, got a tensor of ", v.numel()));
+    if (v.numel() && !v.data())
+      return LocalStatus::failure(ErrorCode::invalid_argument,
+                                  cat("layer ", i, " '", layers_[i].name, "': null data pointer"));
+    if (v.dtype() != DType::f32 && v.dtype() != DType::f16 && v.dtype() != DType::bf16)
+      return LocalStatus::failure(ErrorCode::invalid_argument,
+                                  cat("layer ", i, " '", layers_[i].name, "': unknown dtype code ", int(v.dtype())));
+    if (!v.is_host())
+      return LocalStatus::failure(ErrorCode::unsupported,
+                                  cat("layer ", i, " '", layers_[i].name, "': tensor on CUDA device ", v.device(),
+                                      ", but this version reduces host tensors only"));
+  }
+  return {};
+}
+
+void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
+  Timer total;
+  PhaseTimes times;
+  const LocalStatus status = validate(grads);
+  std::vector<std::uint64_t> hashes(layers_.size());
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    hashes[i] = Hasher().u64(spec_hashes_[i]).u64(i < grads.size() ? static_cast<std::uint64_t>(grads[i].dtype()) : 0xff).value();
+  {
+    ScopedTimer t(&times.comm);
+    stats_.bytes_sent += check_agreement(transport_, "step", status, step_, hashes,
+                                         [&](std::size_t i) { return describe(i, &grads); });
+  }
+
+  const int p = comm_.size();
+  std::vector<StepLayer> step_layers(layers_.size());
+  std::vector<StepLayer*> by_route[4];
+  {
+    ScopedTimer t(&times.encode);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      StepLayer& sl = step_layers[i];
+      const LayerPlan& plan = plans_[i];
+      LayerState& state = states_[i];
+      sl.index = static_cast<std::uint32_t>(i);
+      sl.name = &layers_[i].name;
+      sl.plan = &plan;
+      sl.state = &state;
+      sl.n = plan.numel;
+      sl.dtype = grads[i].dtype();
+      if (sl.n == 0) continue;  // nothing to move
+      if (sl.dtype == DType::f32) {
+        sl.g = static_cast<float*>(grads[i].data());
+      } else {
+        state.gradient32.resize(sl.n);
+        to_f32(grads[i], state.gradient32.data());
+        sl.g = state.gradient32.data();
+      }
+      sl.route = plan.route;
+      if (plan.route != Route::dense && step_ < plan.config.warmup) {
+        sl.route = Route::dense;  // warm-up: uncompressed, error memories untouched
+      } else if (plan.route != Route::dense && plan.config.ef == ErrorFeedback::econtrol && !state.econtrol_started) {
+        sl.route = Route::dense;
+        sl.feedback = StepFeedback::econtrol_first;
+      } else if (plan.route != Route::dense) {
+        sl.feedback = plan.config.ef == ErrorFeedback::ef         ? StepFeedback::ef
+                      : plan.config.ef == ErrorFeedback::econtrol ? StepFeedback::econtrol
+                                                                  : StepFeedback::none;
+      }
+      by_route[static_cast<int>(sl.route)].push_back(&sl);
+    }
+  }
+
+  StepContext ctx{transport_, comm_.rank(), p, step_, &times};
+  dense_.run(by_route[static_cast<int>(Route::dense)], ctx);
+  sparse_.run(by_route[static_cast<int>(Route::topk)], ctx);
+  two_phase_.run(by_route[static_cast<int>(Route::two_phase)], ctx);
+  low_rank_.run(by_route[static_cast<int>(Route::low_rank)], ctx);
+
+  {
+    ScopedTimer t(&times.decode);
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+      if (step_layers[i].n && grads[i].dtype() != DType::f32) from_f32(step_layers[i].g, grads[i]);
+  }
+
+  ++step_;
+  ++stats_.steps;
+  stats_.seconds_encode += times.encode;
+  stats_.seconds_comm += times.comm;
+  stats_.seconds_decode += times.decode;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const StepLayer& sl = step_layers[i];
+    LayerStats& ls = stats_.layers[i];
+    ls.spec = plans_[i].spec;
+    ls.route = sl.n ? route_name(sl) : "empty";
+    ls.bytes_sent += sl.bytes_sent;
+    ls.bytes_dense += allreduce_bytes(4 * sl.n, p);
+    ls.sq_error += sl.sq_error;
+    ls.sq_norm += sl.sq_norm;
+    ls.last_sq_error = sl.sq_error;
+    ls.last_sq_norm = sl.sq_norm;
+    stats_.bytes_sent += sl.bytes_sent;
+    stats_.bytes_dense += allreduce_bytes(4 * sl.n, p);
+  }
+  stats_.seconds_total += total.seconds();
+  TW_LOG(trace, "step ", step_ - 1, ": encode ", times.encode, " s, comm ", times.comm, " s, decode ", times.decode, " s");
+}
+
+}  // namespace detail
+
+Reducer::Reducer(Communicator comm, std::vector<Layer> layers, Config config)
+    : impl_(std::make_unique<detail::ReducerImpl>(std::move(comm), std::move(layers), config)) {}
+Reducer::~Reducer() = default;
+Reducer::Reducer(Reducer&&) noexcept = default;
+Reducer& Reducer::operator=(Reducer&&) noexcept = default;
+
+void Reducer::allreduce(const std::vector<TensorView>& grads) { impl_->allreduce(grads); }
+
+Stats Reducer::stats() const { return impl_->stats_; }
+
+void Reducer::reset_stats() {
+  detail::ReducerImpl& r = *impl_;
+  const Stats fresh_layers = r.stats_;
+  r.stats_ = Stats();
+  r.stats_.layers = fresh_layers.layers;
+  for (LayerStats& l : r.stats_.layers) {
+    l.bytes_sent = l.bytes_dense = 0;
+    l.sq_error = l.sq_norm = l.last_sq_error = l.last_sq_norm = 0.0;
+  }
+}
+
+const std::vector<Layer>& Reducer::layers() const { return impl_->layers_; }
+std::string Reducer::layer_spec(std::size_t i) const {
+  if (i >= impl_->plans_.size())
+    detail::fail_with(ErrorCode::invalid_argument, "reducer", impl_->comm_.rank(), "layer_spec(", i, "): only ",
+                      impl_->plans_.size(), " layers");
+  return impl_->plans_[i].spec;
+}
+const Config& Reducer::config() const { return impl_->config_; }
+const Communicator& Reducer::communicator() const { return impl_->comm_; }
+std::size_t Reducer::step() const { return impl_->step_; }
+
+}  // namespace thinwire

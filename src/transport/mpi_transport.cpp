@@ -1,0 +1,255 @@
+#include "transport/mpi_transport.hpp"
+
+#include <sched.h>
+
+#include <chrono>
+#include <climits>
+#include <cstring>
+
+#include "common/fail.hpp"
+#include "common/logging.hpp"
+
+namespace thinwire::detail {
+
+namespace {
+
+// Sums at or above this size go round the point-to-point ring; below it latency dominates
+// and MPI's own (recursive-doubling) algorithms are better.
+constexpr std::size_t kRingMinBytes = 64 * 1024;
+constexpr int kTagReduceScatter = 0x7701;
+constexpr int kTagAllgather = 0x7702;
+
+MPI_Datatype mpi_type(ElementType t) {
+  switch (t) {
+    case ElementType::f32: return MPI_FLOAT;
+    case ElementType::f64: return MPI_DOUBLE;
+    case ElementType::i64: return MPI_INT64_T;
+    case ElementType::u64: return MPI_UINT64_T;
+  }
+  return MPI_DATATYPE_NULL;
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum: return MPI_SUM;
+    case ReduceOp::min: return MPI_MIN;
+    case ReduceOp::max: return MPI_MAX;
+  }
+  return MPI_OP_NULL;
+}
+
+// (count, datatype) for `bytes` contiguous bytes: MPI counts are int, so blocks beyond
+// INT_MAX bytes are described by a struct of 1 MiB blocks plus the remainder.
+class ByteBlock {
+ public:
+  explicit ByteBlock(std::size_t bytes) {
+    if (bytes <= static_cast<std::size_t>(INT_MAX)) {
+      count_ = static_cast<int>(bytes);
+      return;
+    }
+    constexpr std::size_t kBlock = std::size_t{1} << 20;
+    MPI_Datatype block, parts;
+    MPI_Type_contiguous(static_cast<int>(kBlock), MPI_BYTE, &block);
+    int lengths[2] = {static_cast<int>(bytes / kBlock), static_cast<int>(bytes % kBlock)};
+    MPI_Aint displacements[2] = {0, static_cast<MPI_Aint>(bytes / kBlock * kBlock)};
+    MPI_Datatype types[2] = {block, MPI_BYTE};
+    MPI_Type_create_struct(2, lengths, displacements, types, &parts);
+    MPI_Type_create_resized(parts, 0, static_cast<MPI_Aint>(bytes), &type_);
+    MPI_Type_commit(&type_);
+    MPI_Type_free(&block);
+    MPI_Type_free(&parts);
+    owned_ = true;
+    count_ = 1;
+  }
+  ~ByteBlock() {
+    if (owned_) MPI_Type_free(&type_);  // pending operations keep their own reference
+  }
+  ByteBlock(const ByteBlock&) = delete;
+  ByteBlock& operator=(const ByteBlock&) = delete;
+  int count() const { return count_; }
+  MPI_Datatype type() const { return type_; }
+
+ private:
+  int count_ = 0;
+  MPI_Datatype type_ = MPI_BYTE;
+  bool owned_ = false;
+};
+
+}  // namespace
+
+MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout_s) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized)
+    fail(ErrorCode::invalid_argument, "transport", -1,
+         "Communicator::from_mpi needs MPI to be initialised (call MPI_Init first)");
+  if (comm == MPI_COMM_NULL)
+    fail(ErrorCode::invalid_argument, "transport", -1, "Communicator::from_mpi got MPI_COMM_NULL");
+  check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+MpiTransport::~MpiTransport() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void MpiTransport::check(int rc, const char* what) const {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  fail_with(ErrorCode::transport_error, "transport", rank_, what, " failed: ", text);
+}
+
+void MpiTransport::wait_all(MPI_Request* requests, int n, const char* what, std::size_t bytes,
+                            int peer) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (unsigned spins = 0;; ++spins) {
+    int done = 0;
+    check(MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE), what);
+    if (done) return;
+    if (spins < 64) continue;
+    // Give the core away: ranks are often oversubscribed on small machines, and a peer
+    // that is still computing needs the CPU more than this loop does.
+    sched_yield();
+    if (timeout_s_ > 0 && (spins & 63) == 0 &&
+        std::chrono::duration<double>(clock::now() - start).count() > timeout_s_) {
+      // The requests stay pending: MPI cannot cancel collectives. The communicator is
+      // marked broken by the caller, so nothing reuses it.
+      const std::string who =
+          peer >= 0 ? cat("; still waiting for rank ", peer)
+                    : std::string("; MPI does not say which ranks did not join");
+      fail_with(ErrorCode::timeout, "transport", rank_, "MPI ", what, " of ", bytes,
+                " bytes did not complete within ", timeout_s_, " s (THINWIRE_TIMEOUT_S)", who);
+    }
+  }
+}
+
+void MpiTransport::allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) {
+  if (count == 0 || size_ == 1) return;
+  const std::size_t esize = element_size(type);
+  if (timeout_s_ > 0 && type == ElementType::f32 && op == ReduceOp::sum &&
+      count * esize >= kRingMinBytes) {
+    ring_sum_f32(static_cast<float*>(data), count);
+    return;
+  }
+  // MPI counts are int: reduce in slices.
+  constexpr std::size_t kSlice = std::size_t{1} << 30;
+  auto* bytes = static_cast<unsigned char*>(data);
+  for (std::size_t off = 0; off < count; off += kSlice) {
+    const int n = static_cast<int>(std::min(kSlice, count - off));
+    void* p = bytes + off * esize;
+    if (timeout_s_ <= 0) {
+      check(MPI_Allreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_), "allreduce");
+    } else {
+      MPI_Request r;
+      check(MPI_Iallreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_, &r), "allreduce");
+      wait_all(&r, 1, "allreduce", static_cast<std::size_t>(n) * esize, -1);
+    }
+  }
+}
+
+// Reduce-scatter then allgather around the ring, chunk c = [count*c/P, count*(c+1)/P).
+// Each chunk is summed along one path and then copied to every rank, so all ranks end with
+// the same bits.
+void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
+  const int p = size_;
+  const int right = (rank_ + 1) % p, left = (rank_ - 1 + p) % p;
+  auto start = [&](int c) { return count * static_cast<std::size_t>(c) / static_cast<std::size_t>(p); };
+  auto length = [&](int c) { return start(c + 1) - start(c); };
+  ring_scratch_.resize(count / p + 1);
+
+  for (int s = 0; s < p - 1; ++s) {
+    const int send_c = (rank_ - s + p) % p, recv_c = (rank_ - s - 1 + p) % p;
+    const std::size_t n_recv = length(recv_c);
+    ByteBlock send_block(length(send_c) * 4), recv_block(n_recv * 4);
+    MPI_Request r[2];
+    check(MPI_Irecv(ring_scratch_.data(), recv_block.count(), recv_block.type(), left, kTagReduceScatter,
+                    comm_, &r[0]), "ring allreduce");
+    check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right,
+                    kTagReduceScatter, comm_, &r[1]), "ring allreduce");
+    wait_all(r, 2, "ring allreduce (reduce-scatter)", count * 4, left);
+    float* dst = data + start(recv_c);
+    const float* src = ring_scratch_.data();
+    for (std::size_t i = 0; i < n_recv; ++i) dst[i] += src[i];
+  }
+  for (int s = 0; s < p - 1; ++s) {
+    const int send_c = (rank_ + 1 - s + p) % p, recv_c = (rank_ - s + p) % p;
+    ByteBlock send_block(length(send_c) * 4), recv_block(length(recv_c) * 4);
+    MPI_Request r[2];
+    check(MPI_Irecv(data + start(recv_c), recv_block.count(), recv_block.type(), left, kTagAllgather,
+                    comm_, &r[0]), "ring allreduce");
+    check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right, kTagAllgather,
+                    comm_, &r[1]), "ring allreduce");
+    wait_all(r, 2, "ring allreduce (allgather)", count * 4, left);
+  }
+}
+
+void MpiTransport::allgather(const void* send, void* recv, std::size_t bytes) {
+  if (size_ == 1) {
+    if (bytes && send != recv) std::memmove(recv, send, bytes);
+    return;
+  }
+  if (bytes == 0) return;
+  ByteBlock block(bytes);
+  if (timeout_s_ <= 0) {
+    check(MPI_Allgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_),
+          "allgather");
+    return;
+  }
+  MPI_Request r;
+  check(MPI_Iallgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_, &r),
+        "allgather");
+  wait_all(&r, 1, "allgather", bytes, -1);
+}
+
+void MpiTransport::alltoall(const void* send, void* recv, std::size_t bytes) {
+  if (size_ == 1) {
+    if (bytes && send != recv) std::memmove(recv, send, bytes);
+    return;
+  }
+  if (bytes == 0) return;
+  ByteBlock block(bytes);
+  if (timeout_s_ <= 0) {
+    check(MPI_Alltoall(send, block.count(), block.type(), recv, block.count(), block.type(), comm_),
+          "alltoall");
+    return;
+  }
+  MPI_Request r;
+  check(MPI_Ialltoall(send, block.count(), block.type(), recv, block.count(), block.type(), comm_, &r),
+        "alltoall");
+  wait_all(&r, 1, "alltoall", bytes, -1);
+}
+
+void MpiTransport::broadcast(void* data, std::size_t bytes, int root) {
+  if (root < 0 || root >= size_)
+    fail_with(ErrorCode::invalid_argument, "transport", rank_, "broadcast root ", root,
+              " is not a rank of a group of ", size_);
+  if (size_ == 1 || bytes == 0) return;
+  ByteBlock block(bytes);
+  if (timeout_s_ <= 0) {
+    check(MPI_Bcast(data, block.count(), block.type(), root, comm_), "broadcast");
+    return;
+  }
+  MPI_Request r;
+  check(MPI_Ibcast(data, block.count(), block.type(), root, comm_, &r), "broadcast");
+  wait_all(&r, 1, "broadcast", bytes, rank_ == root ? -1 : root);
+}
+
+void MpiTransport::barrier() {
+  if (size_ == 1) return;
+  if (timeout_s_ <= 0) {
+    check(MPI_Barrier(comm_), "barrier");
+    return;
+  }
+  MPI_Request r;
+  check(MPI_Ibarrier(comm_, &r), "barrier");
+  wait_all(&r, 1, "barrier", 0, -1);
+}
+
+}  // namespace thinwire::detail
