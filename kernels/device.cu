@@ -8,7 +8,9 @@ int device_count(std::string* why) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
-    if (why) *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+    if (why)
+      *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(e) + " (" +
+             cudaGetErrorString(e) + ")";
     cudaGetLastError();  // clear the sticky error state
     return 0;
   }

@@ -6,8 +6,8 @@
 
 namespace thinwire::test {
 
-std::vector<float> seeded_normal(std::uint64_t seed, int rank, std::size_t layer, std::uint64_t step, std::size_t n,
-                                 float scale) {
+std::vector<float> seeded_normal(std::uint64_t seed, int rank, std::size_t layer,
+                                 std::uint64_t step, std::size_t n, float scale) {
   std::seed_seq seq{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32),
                     static_cast<std::uint32_t>(rank), static_cast<std::uint32_t>(layer),
                     static_cast<std::uint32_t>(step), 0x7477u};
@@ -19,7 +19,8 @@ std::vector<float> seeded_normal(std::uint64_t seed, int rank, std::size_t layer
 }
 
 bool identical_on_all_ranks(const void* data, std::size_t bytes, MPI_Comm comm) {
-  std::vector<unsigned char> root(static_cast<const unsigned char*>(data), static_cast<const unsigned char*>(data) + bytes);
+  std::vector<unsigned char> root(static_cast<const unsigned char*>(data),
+                                  static_cast<const unsigned char*>(data) + bytes);
   unsigned long long size = bytes, max_size = 0;
   MPI_Allreduce(&size, &max_size, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm);
   int same = size == max_size;
@@ -52,7 +53,8 @@ double relative_error(const std::vector<float>& a, const std::vector<float>& b) 
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-double relative_error(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+double relative_error(const std::vector<std::vector<float>>& a,
+                      const std::vector<std::vector<float>>& b) {
   std::vector<float> fa, fb;
   for (const auto& t : a) fa.insert(fa.end(), t.begin(), t.end());
   for (const auto& t : b) fb.insert(fb.end(), t.begin(), t.end());

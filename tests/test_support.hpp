@@ -15,8 +15,8 @@ namespace thinwire::test {
 
 // N(0, scale^2) numbers, a pure function of (seed, rank, layer, step): every rank can
 // regenerate every other rank's input for a one-process reference.
-std::vector<float> seeded_normal(std::uint64_t seed, int rank, std::size_t layer, std::uint64_t step, std::size_t n,
-                                 float scale = 1.0f);
+std::vector<float> seeded_normal(std::uint64_t seed, int rank, std::size_t layer,
+                                 std::uint64_t step, std::size_t n, float scale = 1.0f);
 
 // True on every rank iff all ranks of `comm` hold exactly the same bytes.
 bool identical_on_all_ranks(const void* data, std::size_t bytes, MPI_Comm comm);
@@ -26,7 +26,8 @@ std::vector<TensorView> views(std::vector<std::vector<float>>& tensors);
 
 // ||a - b|| / ||b|| (0 when both are empty or zero).
 double relative_error(const std::vector<float>& a, const std::vector<float>& b);
-double relative_error(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b);
+double relative_error(const std::vector<std::vector<float>>& a,
+                      const std::vector<std::vector<float>>& b);
 
 // Runs `body` and returns the thinwire::Error it threw, or nothing.
 template <typename F>

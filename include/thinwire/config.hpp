@@ -11,7 +11,14 @@
 
 namespace thinwire {
 
-enum class Method : std::uint8_t { none = 0, topk = 1, onebit = 2, qsgd = 3, powersgd = 4, adaptive = 5 };
+enum class Method : std::uint8_t {
+  none = 0,
+  topk = 1,
+  onebit = 2,
+  qsgd = 3,
+  powersgd = 4,
+  adaptive = 5
+};
 enum class ErrorFeedback : std::uint8_t { none = 0, ef = 1, econtrol = 2 };
 enum class Selection : std::uint8_t { exact = 0, sampled = 1 };
 
@@ -25,10 +32,10 @@ THINWIRE_API const char* to_string(Selection s);
 struct THINWIRE_API Config {
   Method method = Method::none;
   // The parameter after the colon; which one is set depends on the method.
-  double density = 0.0;           // topk: fraction of entries kept, in (0, 1]
-  int bits = 0;                   // qsgd: bits per code, 2..8
-  int rank = 0;                   // powersgd: rank of the factors, >= 1
-  Method family = Method::none;   // adaptive: topk | powersgd | qsgd
+  double density = 0.0;          // topk: fraction of entries kept, in (0, 1]
+  int bits = 0;                  // qsgd: bits per code, 2..8
+  int rank = 0;                  // powersgd: rank of the factors, >= 1
+  Method family = Method::none;  // adaptive: topk | powersgd | qsgd
 
   ErrorFeedback ef = ErrorFeedback::ef;  // ef=none|ef|econtrol
   double eta = 0.1;                      // eta=   EControl feedback strength, (0, 1]

@@ -16,8 +16,8 @@ namespace thinwire {
 // a dense f32 ring allreduce of the same layers would have sent.
 struct LayerStats {
   std::string name;
-  std::string spec;          // the spec in force at the last step (canonical form)
-  std::string route;         // how the last step moved it: dense, topk, onebit, qsgd, powersgd
+  std::string spec;   // the spec in force at the last step (canonical form)
+  std::string route;  // how the last step moved it: dense, topk, onebit, qsgd, powersgd
   std::size_t numel = 0;
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_dense = 0;
@@ -35,12 +35,12 @@ struct LayerStats {
 
 struct Stats {
   std::uint64_t steps = 0;
-  std::uint64_t bytes_sent = 0;     // all layers plus thinwire's per-step control exchange
+  std::uint64_t bytes_sent = 0;  // all layers plus thinwire's per-step control exchange
   std::uint64_t bytes_dense = 0;
-  double seconds_encode = 0.0;      // error feedback, selection, quantisation, packing
-  double seconds_comm = 0.0;        // inside transport calls
-  double seconds_decode = 0.0;      // unpacking, averaging, writing results
-  double seconds_total = 0.0;       // wall time inside allreduce()
+  double seconds_encode = 0.0;  // error feedback, selection, quantisation, packing
+  double seconds_comm = 0.0;    // inside transport calls
+  double seconds_decode = 0.0;  // unpacking, averaging, writing results
+  double seconds_total = 0.0;   // wall time inside allreduce()
   std::vector<LayerStats> layers;
 
   double compression_ratio() const {

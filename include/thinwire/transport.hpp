@@ -13,7 +13,9 @@ namespace thinwire {
 enum class ElementType : std::uint8_t { f32 = 0, f64 = 1, i64 = 2, u64 = 3 };
 enum class ReduceOp : std::uint8_t { sum = 0, min = 1, max = 2 };
 
-constexpr std::size_t element_size(ElementType t) { return t == ElementType::f32 ? 4 : 8; }
+constexpr std::size_t element_size(ElementType t) {
+  return t == ElementType::f32 ? 4 : 8;
+}
 
 // All calls are collective: every rank of the group calls them in the same order with the
 // same sizes. Buffers are in the transport's memory space (host for MpiTransport).

@@ -32,7 +32,8 @@ void LowRankAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& c
         low_rank::random_init(q.data(), plan.cols, plan.rank, plan.config.seed, sl.index, 0);
       } else {
         // Q is the same on every rank, so every rank re-draws the same columns.
-        low_rank::refresh_zero_columns(q.data(), plan.cols, plan.rank, plan.config.seed, sl.index, ctx.step + 1);
+        low_rank::refresh_zero_columns(q.data(), plan.cols, plan.rank, plan.config.seed, sl.index,
+                                       ctx.step + 1);
       }
       low_rank::project(sl.x, plan.rows, plan.cols, q.data(), plan.rank, p_.data() + p_off[l]);
     }
@@ -85,7 +86,8 @@ void LowRankAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& c
       // EControl needs this rank's own increment D = P Q_local^T (its mean over ranks is
       // P Q^T); the error and h updates use it, H uses the average.
       std::memcpy(sl.g, mhat, sl.n * sizeof(float));
-      low_rank::reconstruct(p, q_local_.data() + q_off[l], plan.rows, plan.cols, plan.rank, delta_.data());
+      low_rank::reconstruct(p, q_local_.data() + q_off[l], plan.rows, plan.cols, plan.rank,
+                            delta_.data());
       after_encode_with_delta(sl, delta_.data());
     } else {
       if (sl.want_residual)

@@ -25,9 +25,9 @@ void SparseAllgather::run(const std::vector<StepLayer*>& layers, StepContext& ct
       StepLayer& sl = *layers[l];
       prepare_input(sl);
       EncodeKey key{sl.plan->config.seed, ctx.step, sl.index, static_cast<std::uint32_t>(ctx.rank),
-                    kPhaseWorker, 0, sl.dtype};
-      const EncodeResult r =
-          sl.plan->codec->encode(sl.x, sl.n, key, send_.data() + offset[l], sl.want_residual ? sl.x : nullptr);
+                    kPhaseWorker,         0,        sl.dtype};
+      const EncodeResult r = sl.plan->codec->encode(sl.x, sl.n, key, send_.data() + offset[l],
+                                                    sl.want_residual ? sl.x : nullptr);
       sl.sq_error = r.sq_error;
       sl.sq_norm = r.sq_norm;
       sl.bytes_sent = allgather_bytes(r.bytes, p);
@@ -46,13 +46,14 @@ void SparseAllgather::run(const std::vector<StepLayer*>& layers, StepContext& ct
     const std::size_t size = offset[l + 1] - offset[l];
     // Validate all P payloads before writing anything.
     for (int r = 0; r < p; ++r)
-      views[r] = codec.parse(recv_.data() + static_cast<std::size_t>(r) * block + offset[l], size, sl.n,
-                             PayloadSource{*sl.name, r, ctx.rank});
+      views[r] = codec.parse(recv_.data() + static_cast<std::size_t>(r) * block + offset[l], size,
+                             sl.n, PayloadSource{*sl.name, r, ctx.rank});
     float* g = sl.g;
     if (sl.n) std::memset(g, 0, sl.n * sizeof(float));
     for (int r = 0; r < p; ++r)
       for (std::size_t j = 0; j < views[r].k; ++j)
-        g[load_le<std::uint32_t>(views[r].indices + 4 * j)] += load_le<float>(views[r].values + 4 * j);
+        g[load_le<std::uint32_t>(views[r].indices + 4 * j)] +=
+            load_le<float>(views[r].values + 4 * j);
     if (p > 1) {
       // Divide each touched entry once: the sum in rank order, then / P.
       touched_.assign(ceil_div(sl.n, 64), 0);

@@ -14,7 +14,8 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
   const auto rank_u = static_cast<std::uint32_t>(me);
   std::vector<std::size_t> slot(layers.size() + 1, 0);  // offsets of each layer's slot in a block
   for (std::size_t l = 0; l < layers.size(); ++l)
-    slot[l + 1] = slot[l] + layers[l]->plan->codec->encoded_bytes(ceil_div(layers[l]->n, static_cast<std::size_t>(p)));
+    slot[l + 1] = slot[l] + layers[l]->plan->codec->encoded_bytes(
+                                ceil_div(layers[l]->n, static_cast<std::size_t>(p)));
   const std::size_t block = slot.back();
   const std::size_t pu = static_cast<std::size_t>(p);
   send_.assign(block * pu, 0);
@@ -32,8 +33,9 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
       for (int j = 0; j < p; ++j) {
         const std::size_t b = chunk_begin(sl.n, j, p), e = chunk_begin(sl.n, j + 1, p);
         EncodeKey key{sl.plan->config.seed, ctx.step, sl.index, rank_u, kPhaseWorker, b, sl.dtype};
-        const EncodeResult r = sl.plan->codec->encode(sl.x + b, e - b, key, send_.data() + j * block + slot[l],
-                                                      sl.want_residual ? sl.x + b : nullptr);
+        const EncodeResult r =
+            sl.plan->codec->encode(sl.x + b, e - b, key, send_.data() + j * block + slot[l],
+                                   sl.want_residual ? sl.x + b : nullptr);
         err += r.sq_error;
         norm += r.sq_norm;
       }
@@ -55,11 +57,12 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
       const std::size_t b = chunk_begin(sl.n, me, p), len = chunk_begin(sl.n, me + 1, p) - b;
       const std::size_t size = slot[l + 1] - slot[l];
       for (int r = 0; r < p; ++r)
-        sl.plan->codec->validate(recv_.data() + r * block + slot[l], size, len, PayloadSource{*sl.name, r, me});
+        sl.plan->codec->validate(recv_.data() + r * block + slot[l], size, len,
+                                 PayloadSource{*sl.name, r, me});
       average_.assign(len, 0.0f);
       for (int r = 0; r < p; ++r)
-        sl.plan->codec->decode(recv_.data() + r * block + slot[l], size, len, average_.data(), DecodeMode::accumulate,
-                               PayloadSource{*sl.name, r, me});
+        sl.plan->codec->decode(recv_.data() + r * block + slot[l], size, len, average_.data(),
+                               DecodeMode::accumulate, PayloadSource{*sl.name, r, me});
       const float fp = static_cast<float>(p);
       float* y = average_.data();
       for (std::size_t i = 0; i < len; ++i) y[i] /= fp;
@@ -86,12 +89,13 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
     const std::size_t size = slot[l + 1] - slot[l];
     for (int j = 0; j < p; ++j) {
       const std::size_t b = chunk_begin(sl.n, j, p), e = chunk_begin(sl.n, j + 1, p);
-      sl.plan->codec->validate(gather_recv_.data() + j * block + slot[l], size, e - b, PayloadSource{*sl.name, j, me});
+      sl.plan->codec->validate(gather_recv_.data() + j * block + slot[l], size, e - b,
+                               PayloadSource{*sl.name, j, me});
     }
     for (int j = 0; j < p; ++j) {
       const std::size_t b = chunk_begin(sl.n, j, p), e = chunk_begin(sl.n, j + 1, p);
-      sl.plan->codec->decode(gather_recv_.data() + j * block + slot[l], size, e - b, sl.g + b, DecodeMode::assign,
-                             PayloadSource{*sl.name, j, me});
+      sl.plan->codec->decode(gather_recv_.data() + j * block + slot[l], size, e - b, sl.g + b,
+                             DecodeMode::assign, PayloadSource{*sl.name, j, me});
     }
     finish(sl);
   }

@@ -32,6 +32,8 @@ inline bool add_ok(std::size_t a, std::size_t b, std::size_t* out) {
   return !__builtin_add_overflow(a, b, out);
 }
 
-inline std::size_t ceil_div(std::size_t a, std::size_t b) { return a / b + (a % b != 0); }
+inline std::size_t ceil_div(std::size_t a, std::size_t b) {
+  return a / b + (a % b != 0);
+}
 
 }  // namespace thinwire::detail

@@ -9,9 +9,12 @@ namespace thinwire {
 
 const char* to_string(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::f16: return "f16";
-    case DType::bf16: return "bf16";
+    case DType::f32:
+      return "f32";
+    case DType::f16:
+      return "f16";
+    case DType::bf16:
+      return "bf16";
   }
   return "?";
 }
@@ -30,7 +33,9 @@ std::size_t Layer::numel() const {
   return n;
 }
 
-std::size_t Layer::rows() const { return shape.empty() ? 1 : static_cast<std::size_t>(shape[0] < 0 ? 0 : shape[0]); }
+std::size_t Layer::rows() const {
+  return shape.empty() ? 1 : static_cast<std::size_t>(shape[0] < 0 ? 0 : shape[0]);
+}
 
 std::size_t Layer::cols() const {
   const std::size_t r = rows();

@@ -25,6 +25,8 @@ double env_seconds(const char* name, double fallback) {
   return x;
 }
 
-double collective_timeout_s() { return env_seconds("THINWIRE_TIMEOUT_S", 300.0); }
+double collective_timeout_s() {
+  return env_seconds("THINWIRE_TIMEOUT_S", 300.0);
+}
 
 }  // namespace thinwire::detail

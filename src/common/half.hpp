@@ -26,7 +26,7 @@ TW_HD std::uint16_t f32_to_f16(float f) {
   const std::uint32_t a = x & 0x7fffffffu;
   if (a > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
   if (a >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // >= 65520 -> inf
-  if (a < 0x38800000u) {                                                   // f16 subnormal/zero
+  if (a < 0x38800000u) {                                                    // f16 subnormal/zero
     const std::uint32_t e = a >> 23;
     const std::uint32_t shift = 126u - e;  // value * 2^24 = M >> shift
     if (shift > 24u) return static_cast<std::uint16_t>(sign);
@@ -61,6 +61,8 @@ TW_HD std::uint16_t f32_to_bf16(float f) {
   return static_cast<std::uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-TW_HD float bf16_to_f32(std::uint16_t b) { return bits_float(static_cast<std::uint32_t>(b) << 16); }
+TW_HD float bf16_to_f32(std::uint16_t b) {
+  return bits_float(static_cast<std::uint32_t>(b) << 16);
+}
 
 }  // namespace thinwire::detail

@@ -11,10 +11,14 @@ namespace thinwire::detail {
 namespace {
 const char* level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::warn: return "WARN";
-    case LogLevel::info: return "INFO";
-    case LogLevel::trace: return "TRACE";
-    default: return "";
+    case LogLevel::warn:
+      return "WARN";
+    case LogLevel::info:
+      return "INFO";
+    case LogLevel::trace:
+      return "TRACE";
+    default:
+      return "";
   }
 }
 }  // namespace
@@ -26,8 +30,10 @@ LogLevel log_level() {
     if (!std::strcmp(value, "WARN")) return LogLevel::warn;
     if (!std::strcmp(value, "INFO")) return LogLevel::info;
     if (!std::strcmp(value, "TRACE")) return LogLevel::trace;
-    std::fprintf(stderr, "%s:%d thinwire WARN THINWIRE_DEBUG=%s is not one of WARN, INFO, TRACE; using WARN\n",
-                 host_name().c_str(), process_rank(), value);
+    std::fprintf(
+        stderr,
+        "%s:%d thinwire WARN THINWIRE_DEBUG=%s is not one of WARN, INFO, TRACE; using WARN\n",
+        host_name().c_str(), process_rank(), value);
     return LogLevel::warn;
   }();
   return level;

@@ -16,9 +16,9 @@ void log_line(LogLevel level, const std::string& message);
 }  // namespace thinwire::detail
 
 // Arguments are only evaluated when the level is enabled.
-#define TW_LOG(level, ...)                                                              \
-  do {                                                                                  \
-    if (::thinwire::detail::log_level() >= ::thinwire::detail::LogLevel::level)         \
-      ::thinwire::detail::log_line(::thinwire::detail::LogLevel::level,                 \
-                                   ::thinwire::detail::cat(__VA_ARGS__));               \
+#define TW_LOG(level, ...)                                                      \
+  do {                                                                          \
+    if (::thinwire::detail::log_level() >= ::thinwire::detail::LogLevel::level) \
+      ::thinwire::detail::log_line(::thinwire::detail::LogLevel::level,         \
+                                   ::thinwire::detail::cat(__VA_ARGS__));       \
   } while (0)

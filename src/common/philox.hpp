@@ -21,8 +21,10 @@ TW_HD Philox4 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2
     }
     const std::uint64_t p0 = static_cast<std::uint64_t>(0xD2511F53u) * c0;
     const std::uint64_t p1 = static_cast<std::uint64_t>(0xCD9E8D57u) * c2;
-    const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
-    const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
+    const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32),
+                        lo0 = static_cast<std::uint32_t>(p0);
+    const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32),
+                        lo1 = static_cast<std::uint32_t>(p1);
     c0 = hi1 ^ c1 ^ k0;
     c1 = lo1;
     c2 = hi0 ^ c3 ^ k1;
@@ -49,8 +51,8 @@ struct RandomStream {
                         static_cast<std::uint32_t>(step), rank};
   }
   TW_HD Philox4 block(std::uint64_t b) const {
-    return philox4x32_10(static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32) ^ phase_bits,
-                         step, rank, k0, k1);
+    return philox4x32_10(static_cast<std::uint32_t>(b),
+                         static_cast<std::uint32_t>(b >> 32) ^ phase_bits, step, rank, k0, k1);
   }
   TW_HD float uniform(std::uint64_t i) const { return uniform_from_bits(block(i >> 2).v[i & 3]); }
 };

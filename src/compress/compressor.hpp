@@ -23,9 +23,9 @@ struct EncodeKey {
 };
 
 struct EncodeResult {
-  std::size_t bytes = 0;   // header + body written
-  double sq_error = 0.0;   // ||x - decoded||^2
-  double sq_norm = 0.0;    // ||x||^2
+  std::size_t bytes = 0;  // header + body written
+  double sq_error = 0.0;  // ||x - decoded||^2
+  double sq_norm = 0.0;   // ||x||^2
 };
 
 enum class DecodeMode { assign, accumulate };

@@ -41,32 +41,38 @@ std::size_t refresh_zero_columns(float* q, std::size_t cols, std::size_t r, std:
   return refreshed;
 }
 
-void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r, float* p) {
+void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r,
+             float* p) {
   Map(p, rows, r).noalias() = MapC(m, rows, cols) * MapC(q, cols, r);
 }
 
-void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r, float* q) {
+void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r,
+                  float* q) {
   Map(q, cols, r).noalias() = MapC(m, rows, cols).transpose() * MapC(p, rows, r);
 }
 
-void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r, float* out) {
+void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r,
+                 float* out) {
   Map(out, rows, cols).noalias() = MapC(p, rows, r) * MapC(q, cols, r).transpose();
 }
 
 void orthonormalize(float* p, std::size_t rows, std::size_t r) {
   for (std::size_t c = 0; c < r; ++c) {
     double before = 0.0;
-    for (std::size_t i = 0; i < rows; ++i) before += static_cast<double>(p[i * r + c]) * p[i * r + c];
+    for (std::size_t i = 0; i < rows; ++i)
+      before += static_cast<double>(p[i * r + c]) * p[i * r + c];
     for (int pass = 0; pass < 2; ++pass) {
       for (std::size_t prev = 0; prev < c; ++prev) {
         double dot = 0.0;
-        for (std::size_t i = 0; i < rows; ++i) dot += static_cast<double>(p[i * r + prev]) * p[i * r + c];
+        for (std::size_t i = 0; i < rows; ++i)
+          dot += static_cast<double>(p[i * r + prev]) * p[i * r + c];
         const float d = static_cast<float>(dot);
         for (std::size_t i = 0; i < rows; ++i) p[i * r + c] -= d * p[i * r + prev];
       }
     }
     double after = 0.0;
-    for (std::size_t i = 0; i < rows; ++i) after += static_cast<double>(p[i * r + c]) * p[i * r + c];
+    for (std::size_t i = 0; i < rows; ++i)
+      after += static_cast<double>(p[i * r + c]) * p[i * r + c];
     const bool degenerate = after == 0.0 || std::sqrt(after) < kEpsilon * std::sqrt(before);
     const float inv = degenerate ? 0.0f : static_cast<float>(1.0 / std::sqrt(after));
     for (std::size_t i = 0; i < rows; ++i) p[i * r + c] *= inv;

@@ -17,10 +17,13 @@ void random_init(float* q, std::size_t cols, std::size_t r, std::uint64_t seed, 
 std::size_t refresh_zero_columns(float* q, std::size_t cols, std::size_t r, std::uint64_t seed,
                                  std::uint32_t layer, std::uint64_t salt);
 
-void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r, float* p);
-void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r, float* q);
+void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r,
+             float* p);
+void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r,
+                  float* q);
 // out = p q^T (rows x cols).
-void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r, float* out);
+void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r,
+                 float* out);
 
 // Gram-Schmidt on the columns of p, in place, twice over ("twice is enough") with double
 // accumulation. A column whose norm falls below kEpsilon times its norm before the

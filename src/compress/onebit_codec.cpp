@@ -9,10 +9,12 @@
 
 namespace thinwire::detail {
 
-std::size_t OnebitCodec::encoded_bytes(std::size_t n) const { return kHeaderBytes + 4 + ceil_div(n, 8); }
+std::size_t OnebitCodec::encoded_bytes(std::size_t n) const {
+  return kHeaderBytes + 4 + ceil_div(n, 8);
+}
 
-EncodeResult OnebitCodec::encode(const float* x, std::size_t n, const EncodeKey& key, std::uint8_t* out,
-                                 float* residual) {
+EncodeResult OnebitCodec::encode(const float* x, std::size_t n, const EncodeKey& key,
+                                 std::uint8_t* out, float* residual) {
   double sq = 0.0;
   for (std::size_t i = 0; i < n; ++i) sq += static_cast<double>(x[i]) * x[i];
   const float scale = n ? static_cast<float>(std::sqrt(sq / static_cast<double>(n))) : 0.0f;
@@ -48,7 +50,8 @@ void OnebitCodec::validate(const std::uint8_t* payload, std::size_t size, std::s
   const PayloadHeader h = read_header(payload, size, Method::onebit, n, src);
   if (h.param != 1) corrupt_payload(src, Method::onebit, cat("param = ", h.param, ", expected 1"));
   if (h.body_bytes != 4 + ceil_div(n, 8))
-    corrupt_payload(src, Method::onebit, cat("body of ", h.body_bytes, " bytes, expected ", 4 + ceil_div(n, 8)));
+    corrupt_payload(src, Method::onebit,
+                    cat("body of ", h.body_bytes, " bytes, expected ", 4 + ceil_div(n, 8)));
 }
 
 void OnebitCodec::decode(const std::uint8_t* payload, std::size_t size, std::size_t n, float* out,
@@ -57,9 +60,11 @@ void OnebitCodec::decode(const std::uint8_t* payload, std::size_t size, std::siz
   const float scale = load_le<float>(payload + kHeaderBytes);
   const std::uint8_t* bits = payload + kHeaderBytes + 4;
   if (mode == DecodeMode::assign) {
-    for (std::size_t i = 0; i < n; ++i) out[i] = onebit_value((bits[i >> 3] >> (i & 7)) & 1u, scale);
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = onebit_value((bits[i >> 3] >> (i & 7)) & 1u, scale);
   } else {
-    for (std::size_t i = 0; i < n; ++i) out[i] += onebit_value((bits[i >> 3] >> (i & 7)) & 1u, scale);
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] += onebit_value((bits[i >> 3] >> (i & 7)) & 1u, scale);
   }
 }
 

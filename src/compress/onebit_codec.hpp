@@ -13,8 +13,8 @@ class OnebitCodec final : public Compressor {
                       float* residual) override;
   void validate(const std::uint8_t* payload, std::size_t size, std::size_t n,
                 const PayloadSource& src) const override;
-  void decode(const std::uint8_t* payload, std::size_t size, std::size_t n, float* out, DecodeMode mode,
-              const PayloadSource& src) const override;
+  void decode(const std::uint8_t* payload, std::size_t size, std::size_t n, float* out,
+              DecodeMode mode, const PayloadSource& src) const override;
 };
 
 }  // namespace thinwire::detail

@@ -15,15 +15,18 @@ std::size_t topk_count(double density, std::size_t n) {
   return k >= static_cast<double>(n) ? n : static_cast<std::size_t>(k);
 }
 
-std::size_t TopkCodec::encoded_bytes(std::size_t n) const { return kHeaderBytes + 8 * topk_count(density_, n); }
+std::size_t TopkCodec::encoded_bytes(std::size_t n) const {
+  return kHeaderBytes + 8 * topk_count(density_, n);
+}
 
-EncodeResult TopkCodec::encode(const float* x, std::size_t n, const EncodeKey& key, std::uint8_t* out,
-                               float* residual) {
+EncodeResult TopkCodec::encode(const float* x, std::size_t n, const EncodeKey& key,
+                               std::uint8_t* out, float* residual) {
   const std::size_t k = topk_count(density_, n);
   indices_.resize(k);
   if (select_ == Selection::sampled)
-    selector_.select_sampled(x, n, k, RandomStream::make(key.seed, key.layer, kPhaseSample, key.step, key.rank),
-                             indices_.data());
+    selector_.select_sampled(
+        x, n, k, RandomStream::make(key.seed, key.layer, kPhaseSample, key.step, key.rank),
+        indices_.data());
   else
     selector_.select_exact(x, n, k, indices_.data());
 
@@ -68,15 +71,19 @@ TopkCodec::View TopkCodec::parse(const std::uint8_t* payload, std::size_t size, 
   const std::size_t k = h.param;
   if (k > n) corrupt_payload(src, Method::topk, cat("k = ", k, " > n = ", n));
   if (k != topk_count(density_, n))
-    corrupt_payload(src, Method::topk, cat("k = ", k, ", expected ", topk_count(density_, n), " for density ", density_));
+    corrupt_payload(
+        src, Method::topk,
+        cat("k = ", k, ", expected ", topk_count(density_, n), " for density ", density_));
   if (h.body_bytes != 8 * static_cast<std::uint64_t>(k))
-    corrupt_payload(src, Method::topk, cat("body of ", h.body_bytes, " bytes, expected 8*k = ", 8 * k));
+    corrupt_payload(src, Method::topk,
+                    cat("body of ", h.body_bytes, " bytes, expected 8*k = ", 8 * k));
   View v{payload + kHeaderBytes, payload + kHeaderBytes + 4 * k, k};
   std::uint32_t prev = 0;
   for (std::size_t j = 0; j < k; ++j) {
     const auto i = load_le<std::uint32_t>(v.indices + 4 * j);
     if (i >= n) corrupt_payload(src, Method::topk, cat("index ", i, " >= n = ", n));
-    if (j > 0 && i <= prev) corrupt_payload(src, Method::topk, cat("indices not increasing at entry ", j));
+    if (j > 0 && i <= prev)
+      corrupt_payload(src, Method::topk, cat("indices not increasing at entry ", j));
     prev = i;
   }
   return v;

@@ -23,8 +23,8 @@ class TopkCodec final : public Compressor {
                 const PayloadSource& src) const override {
     parse(payload, size, n, src);
   }
-  void decode(const std::uint8_t* payload, std::size_t size, std::size_t n, float* out, DecodeMode mode,
-              const PayloadSource& src) const override;
+  void decode(const std::uint8_t* payload, std::size_t size, std::size_t n, float* out,
+              DecodeMode mode, const PayloadSource& src) const override;
 
   // The validated (indices, values) view of a payload, for decoders that combine payloads.
   struct View {
@@ -32,7 +32,8 @@ class TopkCodec final : public Compressor {
     const std::uint8_t* values;   // k f32
     std::size_t k;
   };
-  View parse(const std::uint8_t* payload, std::size_t size, std::size_t n, const PayloadSource& src) const;
+  View parse(const std::uint8_t* payload, std::size_t size, std::size_t n,
+             const PayloadSource& src) const;
 
   TopkSelector& selector() { return selector_; }
 

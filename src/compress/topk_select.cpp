@@ -74,7 +74,8 @@ std::size_t TopkSelector::emit(const float* x, const std::vector<std::uint32_t>&
   return n_out;
 }
 
-void TopkSelector::select_radix(const float* x, std::size_t n, std::size_t k, std::uint32_t* indices) {
+void TopkSelector::select_radix(const float* x, std::size_t n, std::size_t k,
+                                std::uint32_t* indices) {
   if (k == 0) return;
   if (k >= n) {
     std::iota(indices, indices + n, std::uint32_t{0});
@@ -118,7 +119,8 @@ void TopkSelector::select_radix(const float* x, std::size_t n, std::size_t k, st
   }
 }
 
-void TopkSelector::select_exact(const float* x, std::size_t n, std::size_t k, std::uint32_t* indices) {
+void TopkSelector::select_exact(const float* x, std::size_t n, std::size_t k,
+                                std::uint32_t* indices) {
   if (k == 0) return;
   if (k >= n) {
     std::iota(indices, indices + n, std::uint32_t{0});
@@ -163,10 +165,16 @@ void TopkSelector::select_exact(const float* x, std::size_t n, std::size_t k, st
       const std::uint32_t key = magnitude_key(x[i + j]);
       if (key < lo) continue;
       if (key > hi) {
-        if (na == k) { missed = true; break; }
+        if (na == k) {
+          missed = true;
+          break;
+        }
         above_[na++] = static_cast<std::uint32_t>(i + j);
       } else {
-        if (nc == cand_cap) { missed = true; break; }
+        if (nc == cand_cap) {
+          missed = true;
+          break;
+        }
         cand_[nc++] = static_cast<std::uint32_t>(i + j);
       }
     }
@@ -175,10 +183,16 @@ void TopkSelector::select_exact(const float* x, std::size_t n, std::size_t k, st
     const std::uint32_t key = magnitude_key(x[i]);
     if (key < lo) continue;
     if (key > hi) {
-      if (na == k) { missed = true; break; }
+      if (na == k) {
+        missed = true;
+        break;
+      }
       above_[na++] = static_cast<std::uint32_t>(i);
     } else {
-      if (nc == cand_cap) { missed = true; break; }
+      if (nc == cand_cap) {
+        missed = true;
+        break;
+      }
       cand_[nc++] = static_cast<std::uint32_t>(i);
     }
   }
@@ -195,8 +209,8 @@ void TopkSelector::select_exact(const float* x, std::size_t n, std::size_t k, st
   std::merge(above_.begin(), above_.end(), merged_.begin(), merged_.begin() + chosen, indices);
 }
 
-void TopkSelector::select_sampled(const float* x, std::size_t n, std::size_t k, const RandomStream& rng,
-                                  std::uint32_t* indices) {
+void TopkSelector::select_sampled(const float* x, std::size_t n, std::size_t k,
+                                  const RandomStream& rng, std::uint32_t* indices) {
   if (k == 0) return;
   if (k >= n || n < 1024) {
     select_exact(x, n, k, indices);
@@ -207,7 +221,8 @@ void TopkSelector::select_sampled(const float* x, std::size_t n, std::size_t k, 
   const std::size_t cell = n / m;
   sample_keys_.resize(m);
   for (std::size_t j = 0; j < m; ++j) {
-    const std::size_t offset = std::min<std::size_t>(cell - 1, static_cast<std::size_t>(rng.uniform(j) * cell));
+    const std::size_t offset =
+        std::min<std::size_t>(cell - 1, static_cast<std::size_t>(rng.uniform(j) * cell));
     sample_keys_[j] = magnitude_key(x[j * cell + offset]);
   }
   const std::size_t r = std::min(m - 1, (k * m + n - 1) / n - 1);

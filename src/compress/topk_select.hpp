@@ -14,7 +14,9 @@
 
 namespace thinwire::detail {
 
-TW_HD std::uint32_t magnitude_key(float x) { return float_bits(x) & 0x7fffffffu; }
+TW_HD std::uint32_t magnitude_key(float x) {
+  return float_bits(x) & 0x7fffffffu;
+}
 
 // The k of n elements are those with key > threshold, plus the first `ties` elements (in
 // index order) with key == threshold.

@@ -24,7 +24,8 @@ void corrupt_payload(const PayloadSource& src, Method method, const std::string&
 PayloadHeader read_header(const std::uint8_t* payload, std::size_t size, Method method,
                           std::uint64_t expected_n, const PayloadSource& src) {
   if (size < kHeaderBytes)
-    corrupt_payload(src, method, cat(size, " bytes is shorter than the ", kHeaderBytes, "-byte header"));
+    corrupt_payload(src, method,
+                    cat(size, " bytes is shorter than the ", kHeaderBytes, "-byte header"));
   const auto magic = load_le<std::uint32_t>(payload);
   if (magic != kWireMagic) corrupt_payload(src, method, cat("bad magic 0x", std::hex, magic));
   const auto version = load_le<std::uint16_t>(payload + 4);
@@ -43,8 +44,9 @@ PayloadHeader read_header(const std::uint8_t* payload, std::size_t size, Method 
   h.aux = load_le<std::uint32_t>(payload + 20);
   h.body_bytes = load_le<std::uint64_t>(payload + 24);
   if (h.body_bytes > size - kHeaderBytes)
-    corrupt_payload(src, method, cat("body of ", h.body_bytes, " bytes but only ", size - kHeaderBytes,
-                                     " bytes follow the header"));
+    corrupt_payload(src, method,
+                    cat("body of ", h.body_bytes, " bytes but only ", size - kHeaderBytes,
+                        " bytes follow the header"));
   return h;
 }
 

@@ -14,38 +14,51 @@ namespace thinwire {
 
 const char* to_string(Method m) {
   switch (m) {
-    case Method::none: return "none";
-    case Method::topk: return "topk";
-    case Method::onebit: return "onebit";
-    case Method::qsgd: return "qsgd";
-    case Method::powersgd: return "powersgd";
-    case Method::adaptive: return "adaptive";
+    case Method::none:
+      return "none";
+    case Method::topk:
+      return "topk";
+    case Method::onebit:
+      return "onebit";
+    case Method::qsgd:
+      return "qsgd";
+    case Method::powersgd:
+      return "powersgd";
+    case Method::adaptive:
+      return "adaptive";
   }
   return "?";
 }
 
 const char* to_string(ErrorFeedback ef) {
   switch (ef) {
-    case ErrorFeedback::none: return "none";
-    case ErrorFeedback::ef: return "ef";
-    case ErrorFeedback::econtrol: return "econtrol";
+    case ErrorFeedback::none:
+      return "none";
+    case ErrorFeedback::ef:
+      return "ef";
+    case ErrorFeedback::econtrol:
+      return "econtrol";
   }
   return "?";
 }
 
-const char* to_string(Selection s) { return s == Selection::exact ? "exact" : "sampled"; }
+const char* to_string(Selection s) {
+  return s == Selection::exact ? "exact" : "sampled";
+}
 
 namespace {
 
 using detail::cat;
 
-constexpr const char* kMethods = "none, topk:DENSITY, onebit, qsgd:BITS, powersgd:RANK, adaptive:FAMILY";
+constexpr const char* kMethods =
+    "none, topk:DENSITY, onebit, qsgd:BITS, powersgd:RANK, adaptive:FAMILY";
 constexpr const char* kKeys =
     "ef=none|ef|econtrol, eta=(0,1], min_numel=N, warmup=N, select=exact|sampled, dgc=on|off, "
     "momentum=[0,1), clip=X>=0, period=N>=1, bucket=N>=1, seed=N";
 
 [[noreturn]] void bad(std::string_view spec, const std::string& why) {
-  detail::fail_with(ErrorCode::invalid_argument, "config", -1, "bad compression spec '", spec, "': ", why);
+  detail::fail_with(ErrorCode::invalid_argument, "config", -1, "bad compression spec '", spec,
+                    "': ", why);
 }
 
 std::string_view trim(std::string_view s) {
@@ -99,7 +112,8 @@ Config Config::parse(std::string_view spec_in) {
   std::vector<std::string_view> parts;
   for (std::size_t start = 0;;) {
     const std::size_t comma = spec.find(',', start);
-    parts.push_back(trim(spec.substr(start, comma == std::string_view::npos ? spec.npos : comma - start)));
+    parts.push_back(
+        trim(spec.substr(start, comma == std::string_view::npos ? spec.npos : comma - start)));
     if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
@@ -134,12 +148,14 @@ Config Config::parse(std::string_view spec_in) {
     case Method::powersgd: {
       if (!has_param) bad(spec, "powersgd needs a rank, e.g. 'powersgd:4'");
       const std::uint64_t r = parse_count(spec, "powersgd rank", param);
-      if (r < 1 || r > 1024) bad(spec, cat("powersgd rank must be an integer in 1..1024, got ", param));
+      if (r < 1 || r > 1024)
+        bad(spec, cat("powersgd rank must be an integer in 1..1024, got ", param));
       c.rank = static_cast<int>(r);
       break;
     }
     case Method::adaptive: {
-      if (!has_param) bad(spec, "adaptive needs a family, e.g. 'adaptive:topk' (topk, powersgd, qsgd)");
+      if (!has_param)
+        bad(spec, "adaptive needs a family, e.g. 'adaptive:topk' (topk, powersgd, qsgd)");
       const Method f = parse_method(spec, param);
       if (f != Method::topk && f != Method::powersgd && f != Method::qsgd)
         bad(spec, cat("adaptive family must be topk, powersgd or qsgd, got '", param, "'"));
@@ -161,10 +177,14 @@ Config Config::parse(std::string_view spec_in) {
     seen.push_back(key);
 
     if (key == "ef") {
-      if (value == "none") c.ef = ErrorFeedback::none;
-      else if (value == "ef") c.ef = ErrorFeedback::ef;
-      else if (value == "econtrol") c.ef = ErrorFeedback::econtrol;
-      else bad(spec, cat("ef must be none, ef or econtrol, got '", value, "'"));
+      if (value == "none")
+        c.ef = ErrorFeedback::none;
+      else if (value == "ef")
+        c.ef = ErrorFeedback::ef;
+      else if (value == "econtrol")
+        c.ef = ErrorFeedback::econtrol;
+      else
+        bad(spec, cat("ef must be none, ef or econtrol, got '", value, "'"));
     } else if (key == "eta") {
       c.eta = parse_number(spec, key, value);
       if (!(c.eta > 0.0 && c.eta <= 1.0)) bad(spec, cat("eta must be in (0, 1], got ", value));
@@ -173,16 +193,23 @@ Config Config::parse(std::string_view spec_in) {
     } else if (key == "warmup") {
       c.warmup = parse_count(spec, key, value);
     } else if (key == "select") {
-      if (value == "exact") c.select = Selection::exact;
-      else if (value == "sampled") c.select = Selection::sampled;
-      else bad(spec, cat("select must be exact or sampled, got '", value, "'"));
+      if (value == "exact")
+        c.select = Selection::exact;
+      else if (value == "sampled")
+        c.select = Selection::sampled;
+      else
+        bad(spec, cat("select must be exact or sampled, got '", value, "'"));
     } else if (key == "dgc") {
-      if (value == "on") c.dgc = true;
-      else if (value == "off") c.dgc = false;
-      else bad(spec, cat("dgc must be on or off, got '", value, "'"));
+      if (value == "on")
+        c.dgc = true;
+      else if (value == "off")
+        c.dgc = false;
+      else
+        bad(spec, cat("dgc must be on or off, got '", value, "'"));
     } else if (key == "momentum") {
       c.momentum = parse_number(spec, key, value);
-      if (!(c.momentum >= 0.0 && c.momentum < 1.0)) bad(spec, cat("momentum must be in [0, 1), got ", value));
+      if (!(c.momentum >= 0.0 && c.momentum < 1.0))
+        bad(spec, cat("momentum must be in [0, 1), got ", value));
     } else if (key == "clip") {
       c.clip = parse_number(spec, key, value);
       if (!(c.clip >= 0.0)) bad(spec, cat("clip must be >= 0 (0 = off), got ", value));
@@ -191,7 +218,8 @@ Config Config::parse(std::string_view spec_in) {
       if (c.period < 1) bad(spec, "period must be >= 1");
     } else if (key == "bucket") {
       c.bucket = parse_count(spec, key, value);
-      if (c.bucket < 1 || c.bucket > (std::size_t{1} << 24)) bad(spec, "bucket must be in 1..16777216");
+      if (c.bucket < 1 || c.bucket > (std::size_t{1} << 24))
+        bad(spec, "bucket must be in 1..16777216");
     } else if (key == "seed") {
       c.seed = parse_count(spec, key, value);
     } else {
@@ -209,7 +237,8 @@ Config Config::parse(std::string_view spec_in) {
   if (has("select") && !topk) bad(spec, "'select' applies to topk only");
   if (has("dgc") && !topk) bad(spec, "'dgc' applies to topk only");
   if (has("momentum") && !c.dgc) bad(spec, "'momentum' needs dgc=on");
-  if (has("bucket") && !applies(c.method, c.family, Method::qsgd)) bad(spec, "'bucket' applies to qsgd only");
+  if (has("bucket") && !applies(c.method, c.family, Method::qsgd))
+    bad(spec, "'bucket' applies to qsgd only");
   if (has("period") && c.method != Method::adaptive) bad(spec, "'period' applies to adaptive only");
   if (has("eta") && c.ef != ErrorFeedback::econtrol) bad(spec, "'eta' needs ef=econtrol");
   return c;
@@ -229,11 +258,20 @@ std::string Config::to_string() const {
   const Config d;  // defaults
   std::string s = thinwire::to_string(method);
   switch (method) {
-    case Method::topk: s += ":" + format_number(density); break;
-    case Method::qsgd: s += cat(":", bits); break;
-    case Method::powersgd: s += cat(":", rank); break;
-    case Method::adaptive: s += cat(":", thinwire::to_string(family)); break;
-    default: break;
+    case Method::topk:
+      s += ":" + format_number(density);
+      break;
+    case Method::qsgd:
+      s += cat(":", bits);
+      break;
+    case Method::powersgd:
+      s += cat(":", rank);
+      break;
+    case Method::adaptive:
+      s += cat(":", thinwire::to_string(family));
+      break;
+    default:
+      break;
   }
   if (ef != d.ef) s += cat(",ef=", thinwire::to_string(ef));
   if (eta != d.eta) s += ",eta=" + format_number(eta);

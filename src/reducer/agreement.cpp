@@ -31,7 +31,8 @@ void write_control(std::uint8_t* out, const Control& c) {
   store_le<std::uint64_t>(out + 8, c.step);
   store_le<std::uint64_t>(out + 16, c.n_layers);
   store_le<std::uint64_t>(out + 24, c.digest);
-  std::memcpy(out + kMessageOffset, c.message.data(), std::min(c.message.size(), kMessageBytes - 1));
+  std::memcpy(out + kMessageOffset, c.message.data(),
+              std::min(c.message.size(), kMessageBytes - 1));
 }
 
 Control read_control(const std::uint8_t* in, int from, int me) {
@@ -73,7 +74,8 @@ std::uint64_t check_agreement(Transport& transport, const char* what, const Loca
   transport.allgather(send.data(), recv.data(), kControlBlockBytes);
   std::uint64_t sent = allgather_bytes(kControlBlockBytes, p);
   std::vector<Control> all;
-  for (int r = 0; r < p; ++r) all.push_back(read_control(recv.data() + r * kControlBlockBytes, r, me));
+  for (int r = 0; r < p; ++r)
+    all.push_back(read_control(recv.data() + r * kControlBlockBytes, r, me));
 
   // 1. A rank that failed locally: everyone raises its error.
   std::vector<int> failed;
@@ -82,23 +84,27 @@ std::uint64_t check_agreement(Transport& transport, const char* what, const Loca
   if (!failed.empty()) {
     const int first = failed.front();
     auto code = static_cast<ErrorCode>(all[first].status);
-    if (code < ErrorCode::invalid_argument || code > ErrorCode::internal) code = ErrorCode::internal;
+    if (code < ErrorCode::invalid_argument || code > ErrorCode::internal)
+      code = ErrorCode::internal;
     const std::string& msg = first == me ? status.message : all[first].message;
     std::string others;
-    if (failed.size() > 1) others = cat(" (", failed.size() - 1, " more rank(s) failed too, first of them rank ", failed[1], ")");
+    if (failed.size() > 1)
+      others = cat(" (", failed.size() - 1, " more rank(s) failed too, first of them rank ",
+                   failed[1], ")");
     fail_with(code, "reducer", me, what, " failed on rank ", first, ": ", msg, others);
   }
 
   // 2. Out of step: a rank skipped or repeated a call.
   for (int r = 1; r < p; ++r)
     if (all[r].step != all[0].step)
-      fail_with(ErrorCode::mismatch, "agreement", me, "ranks are out of step at ", what, ": rank 0 is at step ",
-                all[0].step, " but rank ", r, " at step ", all[r].step,
+      fail_with(ErrorCode::mismatch, "agreement", me, "ranks are out of step at ", what,
+                ": rank 0 is at step ", all[0].step, " but rank ", r, " at step ", all[r].step,
                 " (every rank must call allreduce() the same number of times)");
 
   // 3. Layers, shapes, dtypes or specs differ: find and name the first differing layer.
   bool same = true;
-  for (int r = 1; r < p; ++r) same = same && all[r].n_layers == all[0].n_layers && all[r].digest == all[0].digest;
+  for (int r = 1; r < p; ++r)
+    same = same && all[r].n_layers == all[0].n_layers && all[r].digest == all[0].digest;
   if (same) return sent;
 
   std::uint64_t max_layers = 0;
@@ -120,7 +126,8 @@ std::uint64_t check_agreement(Transport& transport, const char* what, const Loca
 
   std::vector<char> text(kDescribeBytes, 0), texts(kDescribeBytes * pu);
   const std::string d = first < layer_hashes.size() ? describe(first)
-                                                    : cat("no layer ", first, " (this rank has ", layer_hashes.size(), " layers)");
+                                                    : cat("no layer ", first, " (this rank has ",
+                                                          layer_hashes.size(), " layers)");
   std::memcpy(text.data(), d.data(), std::min(d.size(), kDescribeBytes - 1));
   transport.allgather(text.data(), texts.data(), kDescribeBytes);
   sent += allgather_bytes(kDescribeBytes, p);
@@ -129,7 +136,8 @@ std::uint64_t check_agreement(Transport& transport, const char* what, const Loca
     const char* t = texts.data() + r * kDescribeBytes;
     detail += cat(r ? "; " : "", "rank ", r, ": ", std::string(t, strnlen(t, kDescribeBytes)));
   }
-  fail_with(ErrorCode::mismatch, "agreement", me, "ranks disagree at ", what, " on layer ", first, ": ", detail);
+  fail_with(ErrorCode::mismatch, "agreement", me, "ranks disagree at ", what, " on layer ", first,
+            ": ", detail);
 }
 
 }  // namespace thinwire::detail

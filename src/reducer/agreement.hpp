@@ -21,7 +21,9 @@ struct LocalStatus {
   ErrorCode code = ErrorCode::internal;
   std::string message;
 
-  static LocalStatus failure(ErrorCode code, std::string message) { return {false, code, std::move(message)}; }
+  static LocalStatus failure(ErrorCode code, std::string message) {
+    return {false, code, std::move(message)};
+  }
 };
 
 constexpr std::size_t kControlBlockBytes = 256;

@@ -17,12 +17,12 @@ const char* to_string(Route r);
 
 struct LayerPlan {
   Config config;
-  std::string spec;          // config.to_string()
+  std::string spec;  // config.to_string()
   Route route = Route::dense;
   std::size_t numel = 0, rows = 0, cols = 0;
-  std::size_t rank = 0;      // PowerSGD rank when route == low_rank
+  std::size_t rank = 0;         // PowerSGD rank when route == low_rank
   Compressor* codec = nullptr;  // topk / onebit / qsgd codec, shared by layers with one spec
-  std::string why_dense;     // when route == dense although the method compresses
+  std::string why_dense;        // when route == dense although the method compresses
 };
 
 // Picks the route: `none`, layers below min_numel, and PowerSGD layers whose factors would

@@ -30,9 +30,13 @@ namespace {
 // Features the spec language already names but that arrive with later work.
 LocalStatus check_supported(const Config& c) {
   if (c.method == Method::adaptive)
-    return LocalStatus::failure(ErrorCode::unsupported, "'adaptive' (L-GreCo) is not available in this version");
-  if (c.dgc) return LocalStatus::failure(ErrorCode::unsupported, "'dgc=on' is not available in this version");
-  if (c.clip > 0.0) return LocalStatus::failure(ErrorCode::unsupported, "'clip=' is not available in this version");
+    return LocalStatus::failure(ErrorCode::unsupported,
+                                "'adaptive' (L-GreCo) is not available in this version");
+  if (c.dgc)
+    return LocalStatus::failure(ErrorCode::unsupported,
+                                "'dgc=on' is not available in this version");
+  if (c.clip > 0.0)
+    return LocalStatus::failure(ErrorCode::unsupported, "'clip=' is not available in this version");
   return {};
 }
 
@@ -56,9 +60,12 @@ void from_f32(const float* in, const TensorView& v) {
 
 const char* route_name(const StepLayer& sl) {
   switch (sl.route) {
-    case Route::dense: return "dense";
-    case Route::low_rank: return "powersgd";
-    default: return to_string(sl.plan->config.method);
+    case Route::dense:
+      return "dense";
+    case Route::low_rank:
+      return "powersgd";
+    default:
+      return to_string(sl.plan->config.method);
   }
 }
 
@@ -90,7 +97,10 @@ class ReducerImpl {
 };
 
 ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config)
-    : comm_(std::move(comm)), transport_(comm_.host_transport()), layers_(std::move(layers)), config_(config) {
+    : comm_(std::move(comm)),
+      transport_(comm_.host_transport()),
+      layers_(std::move(layers)),
+      config_(config) {
   // Every local problem is reported through the agreement exchange, so that a bad spec or
   // layer on one rank fails every rank instead of leaving the others in a collective.
   LocalStatus status;
@@ -110,13 +120,19 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
     std::size_t n = 1;
     for (std::int64_t d : l.shape) {
       if (d < 0 || !mul_ok(n, static_cast<std::size_t>(d), &n)) {
-        status = LocalStatus::failure(ErrorCode::invalid_argument,
-                                      cat("layer ", i, " '", l.describe(), "': dimensions must be >= 0 and their product must fit in 64 bits"));
+        status = LocalStatus::failure(
+            ErrorCode::invalid_argument,
+            cat("layer ", i, " '", l.describe(),
+                "': dimensions must be >= 0 and their product must fit in 64 bits"));
         break;
       }
     }
-    if (status.ok && config_.method == Method::topk && n > std::numeric_limits<std::uint32_t>::max())
-      status = LocalStatus::failure(ErrorCode::unsupported, cat("layer '", l.describe(), "': topk indices are 32-bit; split layers above 2^32 elements"));
+    if (status.ok && config_.method == Method::topk &&
+        n > std::numeric_limits<std::uint32_t>::max())
+      status =
+          LocalStatus::failure(ErrorCode::unsupported,
+                               cat("layer '", l.describe(),
+                                   "': topk indices are 32-bit; split layers above 2^32 elements"));
   }
 
   if (status.ok) {
@@ -147,7 +163,8 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
     if (plans_[i].route == Route::dense && !plans_[i].why_dense.empty())
       TW_LOG(info, "layer '", layers_[i].name, "' goes uncompressed: ", plans_[i].why_dense);
   }
-  TW_LOG(info, "reducer: ", layers_.size(), " layers, spec '", config_.to_string(), "', ", comm_.size(), " ranks");
+  TW_LOG(info, "reducer: ", layers_.size(), " layers, spec '", config_.to_string(), "', ",
+         comm_.size(), " ranks");
 }
 
 std::string ReducerImpl::describe(std::size_t i, const std::vector<TensorView>* grads) const {
@@ -159,24 +176,27 @@ std::string ReducerImpl::describe(std::size_t i, const std::vector<TensorView>* 
 
 LocalStatus ReducerImpl::validate(const std::vector<TensorView>& grads) const {
   if (grads.size() != layers_.size())
-    return LocalStatus::failure(ErrorCode::invalid_argument,
-                                cat("allreduce() got ", grads.size(), " tensors for ", layers_.size(), " layers"));
+    return LocalStatus::failure(
+        ErrorCode::invalid_argument,
+        cat("allreduce() got ", grads.size(), " tensors for ", layers_.size(), " layers"));
   for (std::size_t i = 0; i < grads.size(); ++i) {
     const TensorView& v = grads[i];
     if (v.numel() != plans_[i].numel)
       return LocalStatus::failure(ErrorCode::invalid_argument,
-                                  cat("layer ", i, " '", layers_[i].describe(), "': expected ", plans_[i].numel,
-                                      " elements, got a tensor of ", v.numel()));
+                                  cat("layer ", i, " '", layers_[i].describe(), "': expected ",
+                                      plans_[i].numel, " elements, got a tensor of ", v.numel()));
     if (v.numel() && !v.data())
       return LocalStatus::failure(ErrorCode::invalid_argument,
                                   cat("layer ", i, " '", layers_[i].name, "': null data pointer"));
     if (v.dtype() != DType::f32 && v.dtype() != DType::f16 && v.dtype() != DType::bf16)
-      return LocalStatus::failure(ErrorCode::invalid_argument,
-                                  cat("layer ", i, " '", layers_[i].name, "': unknown dtype code ", int(v.dtype())));
+      return LocalStatus::failure(
+          ErrorCode::invalid_argument,
+          cat("layer ", i, " '", layers_[i].name, "': unknown dtype code ", int(v.dtype())));
     if (!v.is_host())
-      return LocalStatus::failure(ErrorCode::unsupported,
-                                  cat("layer ", i, " '", layers_[i].name, "': tensor on CUDA device ", v.device(),
-                                      ", but this version reduces host tensors only"));
+      return LocalStatus::failure(
+          ErrorCode::unsupported,
+          cat("layer ", i, " '", layers_[i].name, "': tensor on CUDA device ", v.device(),
+              ", but this version reduces host tensors only"));
   }
   return {};
 }
@@ -187,7 +207,10 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
   const LocalStatus status = validate(grads);
   std::vector<std::uint64_t> hashes(layers_.size());
   for (std::size_t i = 0; i < layers_.size(); ++i)
-    hashes[i] = Hasher().u64(spec_hashes_[i]).u64(i < grads.size() ? static_cast<std::uint64_t>(grads[i].dtype()) : 0xff).value();
+    hashes[i] = Hasher()
+                    .u64(spec_hashes_[i])
+                    .u64(i < grads.size() ? static_cast<std::uint64_t>(grads[i].dtype()) : 0xff)
+                    .value();
   {
     ScopedTimer t(&times.comm);
     stats_.bytes_sent += check_agreement(transport_, "step", status, step_, hashes,
@@ -220,7 +243,8 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
       sl.route = plan.route;
       if (plan.route != Route::dense && step_ < plan.config.warmup) {
         sl.route = Route::dense;  // warm-up: uncompressed, error memories untouched
-      } else if (plan.route != Route::dense && plan.config.ef == ErrorFeedback::econtrol && !state.econtrol_started) {
+      } else if (plan.route != Route::dense && plan.config.ef == ErrorFeedback::econtrol &&
+                 !state.econtrol_started) {
         sl.route = Route::dense;
         sl.feedback = StepFeedback::econtrol_first;
       } else if (plan.route != Route::dense) {
@@ -264,7 +288,8 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
     stats_.bytes_dense += allreduce_bytes(4 * sl.n, p);
   }
   stats_.seconds_total += total.seconds();
-  TW_LOG(trace, "step ", step_ - 1, ": encode ", times.encode, " s, comm ", times.comm, " s, decode ", times.decode, " s");
+  TW_LOG(trace, "step ", step_ - 1, ": encode ", times.encode, " s, comm ", times.comm,
+         " s, decode ", times.decode, " s");
 }
 
 }  // namespace detail
@@ -275,9 +300,13 @@ Reducer::~Reducer() = default;
 Reducer::Reducer(Reducer&&) noexcept = default;
 Reducer& Reducer::operator=(Reducer&&) noexcept = default;
 
-void Reducer::allreduce(const std::vector<TensorView>& grads) { impl_->allreduce(grads); }
+void Reducer::allreduce(const std::vector<TensorView>& grads) {
+  impl_->allreduce(grads);
+}
 
-Stats Reducer::stats() const { return impl_->stats_; }
+Stats Reducer::stats() const {
+  return impl_->stats_;
+}
 
 void Reducer::reset_stats() {
   detail::ReducerImpl& r = *impl_;
@@ -290,15 +319,23 @@ void Reducer::reset_stats() {
   }
 }
 
-const std::vector<Layer>& Reducer::layers() const { return impl_->layers_; }
+const std::vector<Layer>& Reducer::layers() const {
+  return impl_->layers_;
+}
 std::string Reducer::layer_spec(std::size_t i) const {
   if (i >= impl_->plans_.size())
-    detail::fail_with(ErrorCode::invalid_argument, "reducer", impl_->comm_.rank(), "layer_spec(", i, "): only ",
-                      impl_->plans_.size(), " layers");
+    detail::fail_with(ErrorCode::invalid_argument, "reducer", impl_->comm_.rank(), "layer_spec(", i,
+                      "): only ", impl_->plans_.size(), " layers");
   return impl_->plans_[i].spec;
 }
-const Config& Reducer::config() const { return impl_->config_; }
-const Communicator& Reducer::communicator() const { return impl_->comm_; }
-std::size_t Reducer::step() const { return impl_->step_; }
+const Config& Reducer::config() const {
+  return impl_->config_;
+}
+const Communicator& Reducer::communicator() const {
+  return impl_->comm_;
+}
+std::size_t Reducer::step() const {
+  return impl_->step_;
+}
 
 }  // namespace thinwire

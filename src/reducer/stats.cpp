@@ -10,7 +10,10 @@ std::string Stats::to_json() const {
   j["bytes_sent"] = bytes_sent;
   j["bytes_dense"] = bytes_dense;
   j["compression_ratio"] = compression_ratio();
-  j["seconds"] = {{"encode", seconds_encode}, {"comm", seconds_comm}, {"decode", seconds_decode}, {"total", seconds_total}};
+  j["seconds"] = {{"encode", seconds_encode},
+                  {"comm", seconds_comm},
+                  {"decode", seconds_decode},
+                  {"total", seconds_total}};
   nlohmann::json ls = nlohmann::json::array();
   for (const LayerStats& l : layers)
     ls.push_back({{"name", l.name},

@@ -26,8 +26,8 @@ struct StepLayer {
   const LayerPlan* plan = nullptr;
   LayerState* state = nullptr;
   std::size_t n = 0;
-  float* g = nullptr;  // f32 gradient; the result is written here
-  float* x = nullptr;  // algorithm input (g, e or EControl's input buffer)
+  float* g = nullptr;          // f32 gradient; the result is written here
+  float* x = nullptr;          // algorithm input (g, e or EControl's input buffer)
   bool want_residual = false;  // encode must leave x - decoded in x
   StepFeedback feedback = StepFeedback::none;
   DType dtype = DType::f32;

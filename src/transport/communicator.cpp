@@ -14,7 +14,9 @@ Transport::~Transport() = default;
 namespace detail {
 
 GuardedTransport::GuardedTransport(std::shared_ptr<Transport> inner) : inner_(std::move(inner)) {
-  if (!inner_) fail(ErrorCode::invalid_argument, "transport", -1, "Communicator::from_transport got a null transport");
+  if (!inner_)
+    fail(ErrorCode::invalid_argument, "transport", -1,
+         "Communicator::from_transport got a null transport");
   rank_ = inner_->rank();
   size_ = inner_->size();
   if (size_ < 1 || rank_ < 0 || rank_ >= size_)
@@ -61,13 +63,14 @@ void GuardedTransport::barrier() {
 
 }  // namespace detail
 
-Communicator::Communicator(std::shared_ptr<detail::CommunicatorState> state) : state_(std::move(state)) {}
+Communicator::Communicator(std::shared_ptr<detail::CommunicatorState> state)
+    : state_(std::move(state)) {}
 
 Communicator Communicator::from_mpi(MPI_Comm comm) {
   const std::string transport = detail::env_string("THINWIRE_TRANSPORT", "auto");
   if (transport != "auto" && transport != "mpi" && transport != "nccl")
-    detail::fail_with(ErrorCode::invalid_argument, "communicator", -1, "THINWIRE_TRANSPORT='", transport,
-                      "' is not one of auto, mpi, nccl");
+    detail::fail_with(ErrorCode::invalid_argument, "communicator", -1, "THINWIRE_TRANSPORT='",
+                      transport, "' is not one of auto, mpi, nccl");
   auto mpi = std::make_shared<detail::MpiTransport>(comm, detail::collective_timeout_s());
   TW_LOG(info, "communicator: rank ", mpi->rank(), " of ", mpi->size(), " over MPI, timeout ",
          mpi->timeout_s(), " s, THINWIRE_TRANSPORT=", transport);
@@ -78,10 +81,20 @@ Communicator Communicator::from_transport(std::shared_ptr<Transport> transport) 
   return Communicator(std::make_shared<detail::CommunicatorState>(std::move(transport)));
 }
 
-int Communicator::rank() const { return state_->host.rank(); }
-int Communicator::size() const { return state_->host.size(); }
-std::string Communicator::where() const { return detail::cat(detail::host_name(), ":", rank()); }
-Transport& Communicator::host_transport() const { return state_->host; }
-bool Communicator::broken() const { return state_->host.broken(); }
+int Communicator::rank() const {
+  return state_->host.rank();
+}
+int Communicator::size() const {
+  return state_->host.size();
+}
+std::string Communicator::where() const {
+  return detail::cat(detail::host_name(), ":", rank());
+}
+Transport& Communicator::host_transport() const {
+  return state_->host;
+}
+bool Communicator::broken() const {
+  return state_->host.broken();
+}
 
 }  // namespace thinwire

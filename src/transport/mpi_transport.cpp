@@ -21,19 +21,26 @@ constexpr int kTagAllgather = 0x7702;
 
 MPI_Datatype mpi_type(ElementType t) {
   switch (t) {
-    case ElementType::f32: return MPI_FLOAT;
-    case ElementType::f64: return MPI_DOUBLE;
-    case ElementType::i64: return MPI_INT64_T;
-    case ElementType::u64: return MPI_UINT64_T;
+    case ElementType::f32:
+      return MPI_FLOAT;
+    case ElementType::f64:
+      return MPI_DOUBLE;
+    case ElementType::i64:
+      return MPI_INT64_T;
+    case ElementType::u64:
+      return MPI_UINT64_T;
   }
   return MPI_DATATYPE_NULL;
 }
 
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return MPI_SUM;
-    case ReduceOp::min: return MPI_MIN;
-    case ReduceOp::max: return MPI_MAX;
+    case ReduceOp::sum:
+      return MPI_SUM;
+    case ReduceOp::min:
+      return MPI_MIN;
+    case ReduceOp::max:
+      return MPI_MAX;
   }
   return MPI_OP_NULL;
 }
@@ -121,9 +128,9 @@ void MpiTransport::wait_all(MPI_Request* requests, int n, const char* what, std:
         std::chrono::duration<double>(clock::now() - start).count() > timeout_s_) {
       // The requests stay pending: MPI cannot cancel collectives. The communicator is
       // marked broken by the caller, so nothing reuses it.
-      const std::string who =
-          peer >= 0 ? cat("; still waiting for rank ", peer)
-                    : std::string("; MPI does not say which ranks did not join");
+      const std::string who = peer >= 0
+                                  ? cat("; still waiting for rank ", peer)
+                                  : std::string("; MPI does not say which ranks did not join");
       fail_with(ErrorCode::timeout, "transport", rank_, "MPI ", what, " of ", bytes,
                 " bytes did not complete within ", timeout_s_, " s (THINWIRE_TIMEOUT_S)", who);
     }
@@ -160,7 +167,9 @@ void MpiTransport::allreduce(void* data, std::size_t count, ElementType type, Re
 void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
   const int p = size_;
   const int right = (rank_ + 1) % p, left = (rank_ - 1 + p) % p;
-  auto start = [&](int c) { return count * static_cast<std::size_t>(c) / static_cast<std::size_t>(p); };
+  auto start = [&](int c) {
+    return count * static_cast<std::size_t>(c) / static_cast<std::size_t>(p);
+  };
   auto length = [&](int c) { return start(c + 1) - start(c); };
   ring_scratch_.resize(count / p + 1);
 
@@ -169,10 +178,12 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
     const std::size_t n_recv = length(recv_c);
     ByteBlock send_block(length(send_c) * 4), recv_block(n_recv * 4);
     MPI_Request r[2];
-    check(MPI_Irecv(ring_scratch_.data(), recv_block.count(), recv_block.type(), left, kTagReduceScatter,
-                    comm_, &r[0]), "ring allreduce");
+    check(MPI_Irecv(ring_scratch_.data(), recv_block.count(), recv_block.type(), left,
+                    kTagReduceScatter, comm_, &r[0]),
+          "ring allreduce");
     check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right,
-                    kTagReduceScatter, comm_, &r[1]), "ring allreduce");
+                    kTagReduceScatter, comm_, &r[1]),
+          "ring allreduce");
     wait_all(r, 2, "ring allreduce (reduce-scatter)", count * 4, left);
     float* dst = data + start(recv_c);
     const float* src = ring_scratch_.data();
@@ -182,10 +193,12 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
     const int send_c = (rank_ + 1 - s + p) % p, recv_c = (rank_ - s + p) % p;
     ByteBlock send_block(length(send_c) * 4), recv_block(length(recv_c) * 4);
     MPI_Request r[2];
-    check(MPI_Irecv(data + start(recv_c), recv_block.count(), recv_block.type(), left, kTagAllgather,
-                    comm_, &r[0]), "ring allreduce");
-    check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right, kTagAllgather,
-                    comm_, &r[1]), "ring allreduce");
+    check(MPI_Irecv(data + start(recv_c), recv_block.count(), recv_block.type(), left,
+                    kTagAllgather, comm_, &r[0]),
+          "ring allreduce");
+    check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right,
+                    kTagAllgather, comm_, &r[1]),
+          "ring allreduce");
     wait_all(r, 2, "ring allreduce (allgather)", count * 4, left);
   }
 }
@@ -198,12 +211,14 @@ void MpiTransport::allgather(const void* send, void* recv, std::size_t bytes) {
   if (bytes == 0) return;
   ByteBlock block(bytes);
   if (timeout_s_ <= 0) {
-    check(MPI_Allgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_),
-          "allgather");
+    check(
+        MPI_Allgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_),
+        "allgather");
     return;
   }
   MPI_Request r;
-  check(MPI_Iallgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_, &r),
+  check(MPI_Iallgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_,
+                       &r),
         "allgather");
   wait_all(&r, 1, "allgather", bytes, -1);
 }
@@ -221,7 +236,8 @@ void MpiTransport::alltoall(const void* send, void* recv, std::size_t bytes) {
     return;
   }
   MPI_Request r;
-  check(MPI_Ialltoall(send, block.count(), block.type(), recv, block.count(), block.type(), comm_, &r),
+  check(MPI_Ialltoall(send, block.count(), block.type(), recv, block.count(), block.type(), comm_,
+                      &r),
         "alltoall");
   wait_all(&r, 1, "alltoall", bytes, -1);
 }
