@@ -11,6 +11,10 @@ void ensure(std::vector<float>& v, std::size_t n) {
 }
 }  // namespace
 
+void add_error_feedback(float* e, const float* g, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) e[i] += g[i];
+}
+
 void prepare_input(StepLayer& sl) {
   LayerState& s = *sl.state;
   const std::size_t n = sl.n;
@@ -22,10 +26,8 @@ void prepare_input(StepLayer& sl) {
       break;
     case StepFeedback::ef: {
       ensure(s.error, n);
-      float* e = s.error.data();
-      const float* g = sl.g;
-      for (std::size_t i = 0; i < n; ++i) e[i] += g[i];
-      sl.x = e;
+      add_error_feedback(s.error.data(), sl.g, n);
+      sl.x = s.error.data();
       sl.want_residual = true;
       break;
     }

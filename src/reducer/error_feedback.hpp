@@ -9,6 +9,9 @@
 
 namespace thinwire::detail {
 
+// e[i] += g[i]: classic error feedback's x = g + e, in the error memory.
+void add_error_feedback(float* e, const float* g, std::size_t n);
+
 void prepare_input(StepLayer& sl);
 void after_encode(StepLayer& sl);
 // EControl when the rank's own decoded increment D is known explicitly (PowerSGD): x still
