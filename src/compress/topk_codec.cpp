@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/bytes.hpp"
 #include "common/fail.hpp"
@@ -10,7 +11,10 @@ namespace thinwire::detail {
 
 std::size_t topk_count(double density, std::size_t n) {
   if (n == 0) return 0;
-  const double k = std::ceil(density * static_cast<double>(n));
+  // density * n carries the rounding of the decimal density and of the product (0.07 * 100
+  // is 7.000000000000001): forgive a few ulps, so that k is the ceiling of what was written.
+  const double kn = density * static_cast<double>(n);
+  const double k = std::ceil(kn - 4.0 * std::numeric_limits<double>::epsilon() * kn);
   if (k <= 1.0) return 1;
   return k >= static_cast<double>(n) ? n : static_cast<std::size_t>(k);
 }
@@ -39,29 +43,27 @@ EncodeResult TopkCodec::encode(const float* x, std::size_t n, const EncodeKey& k
   write_header(out, h);
   std::uint8_t* idx_out = out + kHeaderBytes;
   std::uint8_t* val_out = idx_out + 4 * k;
-  std::memcpy(idx_out, indices_.data(), 4 * k);
-  double sent_sq = 0.0;
-  for (std::size_t j = 0; j < k; ++j) {
-    const float v = x[indices_[j]];
-    store_le<float>(val_out + 4 * j, v);
-    sent_sq += static_cast<double>(v) * v;
-  }
-  // ||x||^2 in the same pass that writes the residual (x with the sent entries zeroed).
-  double norm = 0.0;
-  if (residual) {
-    for (std::size_t i = 0; i < n; ++i) {
-      const float v = x[i];
-      norm += static_cast<double>(v) * v;
-      residual[i] = v;
-    }
-    for (std::size_t j = 0; j < k; ++j) residual[indices_[j]] = 0.0f;
-  } else {
-    for (std::size_t i = 0; i < n; ++i) norm += static_cast<double>(x[i]) * x[i];
+  if (k) std::memcpy(idx_out, indices_.data(), 4 * k);  // data() may be null when k == 0
+  for (std::size_t j = 0; j < k; ++j) store_le<float>(val_out + 4 * j, x[indices_[j]]);
+  // ||x||^2 and the error (the entries not sent; indices_ is ascending) in the pass that
+  // writes the residual: x with the sent entries zeroed. Summing the error directly keeps it
+  // accurate when a few huge entries dominate ||x||^2.
+  double norm = 0.0, err = 0.0;
+  for (std::size_t i = 0, j = 0; i < n; ++i) {
+    const float v = x[i];
+    const double sq = static_cast<double>(v) * v;
+    norm += sq;
+    const bool sent = j < k && indices_[j] == i;
+    if (sent)
+      ++j;
+    else
+      err += sq;
+    if (residual) residual[i] = sent ? 0.0f : v;
   }
   EncodeResult r;
   r.bytes = kHeaderBytes + 8 * k;
   r.sq_norm = norm;
-  r.sq_error = norm > sent_sq ? norm - sent_sq : 0.0;
+  r.sq_error = err;
   return r;
 }
 
@@ -92,9 +94,15 @@ TopkCodec::View TopkCodec::parse(const std::uint8_t* payload, std::size_t size, 
 void TopkCodec::decode(const std::uint8_t* payload, std::size_t size, std::size_t n, float* out,
                        DecodeMode mode, const PayloadSource& src) const {
   const View v = parse(payload, size, n, src);
-  if (mode == DecodeMode::assign) std::memset(out, 0, n * sizeof(float));
-  for (std::size_t j = 0; j < v.k; ++j)
-    out[load_le<std::uint32_t>(v.indices + 4 * j)] += load_le<float>(v.values + 4 * j);
+  if (mode == DecodeMode::assign) {
+    // Stores, not 0 + value: a sent -0.0 decodes to -0.0, so x - decoded is the +0 residual.
+    std::memset(out, 0, n * sizeof(float));
+    for (std::size_t j = 0; j < v.k; ++j)
+      out[load_le<std::uint32_t>(v.indices + 4 * j)] = load_le<float>(v.values + 4 * j);
+  } else {
+    for (std::size_t j = 0; j < v.k; ++j)
+      out[load_le<std::uint32_t>(v.indices + 4 * j)] += load_le<float>(v.values + 4 * j);
+  }
 }
 
 }  // namespace thinwire::detail
