@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "common/half.hpp"
@@ -196,6 +197,74 @@ TEST(Reducer, StatsJsonParsesAndResetClearsCounts) {
   EXPECT_EQ(r.stats().steps, 0u);
   EXPECT_EQ(r.stats().layers[0].sq_norm, 0.0);
   EXPECT_EQ(r.stats().layers[0].name, "w");
+}
+
+}  // namespace
+}  // namespace thinwire::test
+
+namespace thinwire::test {
+namespace {
+
+TEST(Communicator, TransportVariableIsChecked) {
+  setenv("THINWIRE_TRANSPORT", "tcp", 1);
+  auto err = error_from([] { Communicator::from_mpi(MPI_COMM_SELF); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::invalid_argument);
+  EXPECT_NE(std::string(err->what()).find("auto, mpi, nccl"), std::string::npos) << err->what();
+  setenv("THINWIRE_TRANSPORT", "nccl", 1);
+  err = error_from([] { Communicator::from_mpi(MPI_COMM_SELF); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::unsupported);
+  setenv("THINWIRE_TRANSPORT", "mpi", 1);
+  EXPECT_EQ(Communicator::from_mpi(MPI_COMM_SELF).size(), 1);
+  unsetenv("THINWIRE_TRANSPORT");
+}
+
+TEST(Communicator, TimeoutVariableIsChecked) {
+  setenv("THINWIRE_TIMEOUT_S", "soon", 1);
+  auto err = error_from([] { Communicator::from_mpi(MPI_COMM_SELF); });
+  unsetenv("THINWIRE_TIMEOUT_S");
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(std::string(err->what()).find("THINWIRE_TIMEOUT_S"), std::string::npos) << err->what();
+}
+
+// A transport supplied by the program: thinwire's collectives run over it, and a failure
+// inside it breaks the communicator so that later calls fail at once.
+class LoopbackTransport : public Transport {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  const char* name() const override { return "loopback"; }
+  void allreduce(void*, std::size_t, ElementType, ReduceOp) override { ++calls; }
+  void allgather(const void* s, void* r, std::size_t b) override {
+    ++calls;
+    if (fail_next) throw std::runtime_error("link down");
+    std::memmove(r, s, b);
+  }
+  void alltoall(const void* s, void* r, std::size_t b) override { std::memmove(r, s, b); }
+  void broadcast(void*, std::size_t, int) override {}
+  void barrier() override {}
+  int calls = 0;
+  bool fail_next = false;
+};
+
+TEST(Communicator, CustomTransportAndBrokenState) {
+  auto t = std::make_shared<LoopbackTransport>();
+  Communicator comm = Communicator::from_transport(t);
+  Reducer r(comm, {{"w", {64, 64}}}, Config::parse("topk:0.1"));
+  std::vector<float> g = seeded_normal(9, 0, 0, 0, 4096);
+  r.allreduce({TensorView::host(g.data(), g.size())});
+  EXPECT_GT(t->calls, 0);
+  t->fail_next = true;
+  auto err = error_from([&] { r.allreduce({TensorView::host(g.data(), g.size())}); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::transport_error);
+  EXPECT_NE(std::string(err->what()).find("link down"), std::string::npos) << err->what();
+  EXPECT_TRUE(comm.broken());
+  t->fail_next = false;
+  err = error_from([&] { r.allreduce({TensorView::host(g.data(), g.size())}); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(std::string(err->what()).find("broken"), std::string::npos) << err->what();
 }
 
 }  // namespace

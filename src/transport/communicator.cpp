@@ -71,6 +71,12 @@ Communicator Communicator::from_mpi(MPI_Comm comm) {
   if (transport != "auto" && transport != "mpi" && transport != "nccl")
     detail::fail_with(ErrorCode::invalid_argument, "communicator", -1, "THINWIRE_TRANSPORT='",
                       transport, "' is not one of auto, mpi, nccl");
+  // Device tensors and NCCL arrive with the CUDA backend; until then asking for NCCL must not
+  // silently run on MPI.
+  if (transport == "nccl")
+    detail::fail(ErrorCode::unsupported, "communicator", -1,
+                 "THINWIRE_TRANSPORT=nccl: this version reduces host tensors over MPI only (use "
+                 "auto or mpi)");
   auto mpi = std::make_shared<detail::MpiTransport>(comm, detail::collective_timeout_s());
   TW_LOG(info, "communicator: rank ", mpi->rank(), " of ", mpi->size(), " over MPI, timeout ",
          mpi->timeout_s(), " s, THINWIRE_TRANSPORT=", transport);
