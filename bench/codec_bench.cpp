@@ -3,7 +3,11 @@
 // std::nth_element for top-k selection). Google Benchmark runs the cases; a reporter
 // collects them and writes JSON with the ratios, the commit, the host and the command.
 //
-//   thinwire-bench-codec [--n=16777216] [--json=FILE] [google benchmark flags]
+//   thinwire-bench-codec [--n=16777216] [--json=FILE] [--simd=sse2|scalar]
+//                        [google benchmark flags]
+//
+// --simd caps the host kernels at a narrower instruction set than the CPU has (default: the
+// widest, AVX2 where present), to see what CPUs without it get.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -19,8 +23,10 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "common/simd.hpp"
 #include "compress/low_rank.hpp"
 #include "compress/onebit_codec.hpp"
+#include "compress/onebit_error_memory.hpp"
 #include "compress/qsgd_codec.hpp"
 #include "compress/topk_codec.hpp"
 #include "compress/topk_select.hpp"
@@ -31,6 +37,17 @@ namespace tw = thinwire::detail;
 namespace {
 
 std::size_t g_n = std::size_t{1} << 24;
+
+const char* simd_name(tw::SimdLevel level) {
+  switch (level) {
+    case tw::SimdLevel::avx2:
+      return "avx2";
+    case tw::SimdLevel::sse2:
+      return "sse2";
+    default:
+      return "scalar";
+  }
+}
 
 struct Data {
   std::vector<float> g, e, out;
@@ -68,16 +85,18 @@ void BM_memcpy(benchmark::State& state) {
   set_bytes(state, 2.0 * g_n * 4);
 }
 
-// The worker side of 1-bit compression with error feedback, as the Reducer runs it:
-// x = g + e, scale, sign bits, new error e = x - s*sign(x).
+// The worker side of 1-bit compression with error feedback, exactly as the Reducer runs it
+// (TwoPhase with ef=ef, one chunk): x = g + e, scale, sign bits, new error e = x - s*sign(x),
+// with e kept factored by OnebitErrorMemory.
 void BM_onebit_ef_encode(benchmark::State& state) {
   Data& d = data();
   tw::OnebitCodec codec;
   d.payload.resize(codec.encoded_bytes(g_n));
-  std::vector<float> e = d.e;
+  tw::OnebitErrorMemory memory;
+  memory.assign(d.e.data(), g_n);
+  const std::size_t bounds[2] = {0, g_n};
   for (auto _ : state) {
-    tw::add_error_feedback(e.data(), d.g.data(), g_n);
-    codec.encode(e.data(), g_n, tw::EncodeKey{}, d.payload.data(), e.data());
+    memory.encode(d.g.data(), g_n, bounds, 1, tw::EncodeKey{}, d.payload.data(), 0);
     benchmark::ClobberMemory();
   }
   set_bytes(state, 3.0 * g_n * 4 + g_n / 8.0);  // read g and e, write e and the bits
@@ -272,6 +291,10 @@ int main(int argc, char** argv) {
       g_n = std::stoull(a.substr(4));
     else if (a.rfind("--json=", 0) == 0)
       json_path = a.substr(7);
+    else if (a == "--simd=scalar")
+      tw::set_simd_cap(tw::SimdLevel::scalar);
+    else if (a == "--simd=sse2")
+      tw::set_simd_cap(tw::SimdLevel::sse2);
     else
       args.push_back(argv[i]);
   }
@@ -286,9 +309,11 @@ int main(int argc, char** argv) {
   const double memcpy_bw = memcpy_s > 0 ? 2.0 * g_n * 4 / memcpy_s : 0;
   nlohmann::json out = thinwire::bench::provenance(argc, argv);
   out["n"] = g_n;
+  out["simd"] = simd_name(tw::simd_level());
   out["baseline"] = {{"memcpy_seconds", memcpy_s}, {"memcpy_GBps", g_n * 4 / memcpy_s / 1e9}};
   nlohmann::json results = nlohmann::json::array();
-  std::printf("\n%-24s %10s %12s %14s %14s\n", "case", "ms", "GB/s of f32", "bw vs memcpy",
+  std::printf("\nhost kernels: %s\n", simd_name(tw::simd_level()));
+  std::printf("%-24s %10s %12s %14s %14s\n", "case", "ms", "GB/s of f32", "bw vs memcpy",
               "time vs memcpy");
   for (const auto& [name, e] : r) {
     if (e.seconds <= 0) continue;

@@ -8,6 +8,28 @@
 
 namespace thinwire::detail {
 
+// 1-bit with error feedback: x = g + e, encode, e <- x - C(x) in one pass over the layer,
+// with e kept factored (OnebitErrorMemory); the same payloads and memory as prepare_input()
+// then OnebitCodec::encode() with the residual.
+void TwoPhase::encode_onebit_ef(StepLayer& sl, const StepContext& ctx, std::uint8_t* out,
+                                std::size_t stride) {
+  LayerState& s = *sl.state;
+  if (s.onebit_error.empty() && !s.error.empty()) {  // memory left by the generic path
+    s.onebit_error.assign(s.error.data(), s.error.size());
+    s.error = std::vector<float>();
+  }
+  bounds_.resize(static_cast<std::size_t>(ctx.size) + 1);
+  for (int j = 0; j <= ctx.size; ++j)
+    bounds_[static_cast<std::size_t>(j)] = chunk_begin(sl.n, j, ctx.size);
+  const EncodeKey key{
+      sl.plan->config.seed, ctx.step, sl.index, static_cast<std::uint32_t>(ctx.rank),
+      kPhaseWorker,         0,        sl.dtype};
+  const EncodeResult r = s.onebit_error.encode(
+      sl.g, sl.n, bounds_.data(), static_cast<std::size_t>(ctx.size), key, out, stride);
+  sl.sq_error = r.sq_error;
+  sl.sq_norm = r.sq_norm;
+}
+
 void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
   if (layers.empty()) return;
   const int p = ctx.size, me = ctx.rank;
@@ -28,6 +50,11 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
     ScopedTimer t(&ctx.times->encode);
     for (std::size_t l = 0; l < layers.size(); ++l) {
       StepLayer& sl = *layers[l];
+      if (sl.feedback == StepFeedback::ef && sl.plan->codec->method() == Method::onebit) {
+        encode_onebit_ef(sl, ctx, send_.data() + slot[l], block);
+        sl.bytes_sent = 2 * allgather_bytes(slot[l + 1] - slot[l], p);
+        continue;
+      }
       prepare_input(sl);
       double err = 0, norm = 0;
       for (int j = 0; j < p; ++j) {

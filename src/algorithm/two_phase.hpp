@@ -19,6 +19,9 @@ class TwoPhase final : public Algorithm {
   void run(const std::vector<StepLayer*>& layers, StepContext& ctx) override;
 
  private:
+  void encode_onebit_ef(StepLayer& sl, const StepContext& ctx, std::uint8_t* out,
+                        std::size_t stride);
+  std::vector<std::size_t> bounds_;
   std::vector<std::uint8_t> send_, recv_, gather_send_, gather_recv_;
   std::vector<float> average_;
 };

@@ -5,6 +5,10 @@
 
 namespace thinwire::detail {
 
+// The header and scale of a 1-bit payload of n elements (the sign bits follow at
+// out + kHeaderBytes + 4).
+void onebit_write_header(std::uint8_t* out, std::size_t n, DType dtype, float scale);
+
 class OnebitCodec final : public Compressor {
  public:
   Method method() const override { return Method::onebit; }

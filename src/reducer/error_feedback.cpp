@@ -25,6 +25,11 @@ void prepare_input(StepLayer& sl) {
       sl.want_residual = false;
       break;
     case StepFeedback::ef: {
+      if (!s.onebit_error.empty()) {  // the layer's memory was kept factored until now
+        s.error.resize(s.onebit_error.size());
+        s.onebit_error.materialize(s.error.data());
+        s.onebit_error.clear();
+      }
       ensure(s.error, n);
       add_error_feedback(s.error.data(), sl.g, n);
       sl.x = s.error.data();

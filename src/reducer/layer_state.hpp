@@ -3,10 +3,13 @@
 
 #include <vector>
 
+#include "compress/onebit_error_memory.hpp"
+
 namespace thinwire::detail {
 
 struct LayerState {
   std::vector<float> error;         // e: error feedback memory (ef, econtrol)
+  OnebitErrorMemory onebit_error;   // e of a 1-bit layer under ef, factored (TwoPhase)
   std::vector<float> h;             // EControl: this rank's estimate h
   std::vector<float> global;        // EControl: H, the running sum of averaged increments
   std::vector<float> server_error;  // two-phase: error of the chunk this rank serves

@@ -1,0 +1,130 @@
+// The host kernels take AVX2, SSE2 or scalar paths (common/simd.hpp); every path must give
+// the same bits: payloads, residuals, decoded values and the sums that set scales.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/simd.hpp"
+#include "compress/onebit_codec.hpp"
+#include "compress/qsgd_codec.hpp"
+#include "compress/topk_codec.hpp"
+
+namespace thinwire::detail {
+namespace {
+
+struct SimdCap {
+  explicit SimdCap(SimdLevel level) { set_simd_cap(level); }
+  ~SimdCap() { set_simd_cap(SimdLevel::avx2); }
+};
+
+constexpr SimdLevel kLevels[] = {SimdLevel::scalar, SimdLevel::sse2, SimdLevel::avx2};
+
+std::string level_name(SimdLevel l) {
+  return l == SimdLevel::scalar ? "scalar" : l == SimdLevel::sse2 ? "sse2" : "avx2";
+}
+
+// Normal data with the values kernels get wrong first: zeros of both signs, ties, huge and
+// tiny magnitudes, and (when `specials`) infinities and NaNs.
+std::vector<float> tricky_data(std::size_t n, std::uint32_t seed, bool specials) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = dist(rng);
+  for (std::size_t i = 0; i < n; i += 17) x[i] = (i % 2) ? 0.0f : -0.0f;
+  for (std::size_t i = 3; i < n; i += 23) x[i] = (i % 3) ? 0.5f : -0.5f;
+  for (std::size_t i = 7; i < n; i += 101) x[i] *= 1e30f;
+  for (std::size_t i = 11; i < n; i += 103) x[i] *= 1e-40f;  // subnormal
+  if (specials && n > 40) {
+    x[n / 3] = std::numeric_limits<float>::infinity();
+    x[n / 2] = -std::numeric_limits<float>::quiet_NaN();
+    x[n - 1] = std::numeric_limits<float>::quiet_NaN();
+  }
+  return x;
+}
+
+struct Encoded {
+  std::vector<std::uint8_t> payload;
+  std::vector<float> residual, decoded, accumulated;
+  EncodeResult result;
+};
+
+Encoded run_codec(Compressor& c, const std::vector<float>& x, const EncodeKey& key) {
+  Encoded r;
+  r.payload.assign(c.encoded_bytes(x.size()), 0x5a);
+  r.residual.assign(x.size(), 7.0f);
+  r.result = c.encode(x.data(), x.size(), key, r.payload.data(), r.residual.data());
+  r.decoded.assign(x.size(), 9.0f);
+  c.decode(r.payload.data(), r.payload.size(), x.size(), r.decoded.data(), DecodeMode::assign, {});
+  r.accumulated.assign(x.size(), 0.0f);
+  for (std::size_t i = 0; i < x.size(); ++i) r.accumulated[i] = 0.25f * static_cast<float>(i % 9);
+  c.decode(r.payload.data(), r.payload.size(), x.size(), r.accumulated.data(),
+           DecodeMode::accumulate, {});
+  return r;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void expect_all_levels_agree(const std::function<std::unique_ptr<Compressor>()>& make,
+                             const std::string& name, bool specials) {
+  for (std::size_t n : {std::size_t{1}, std::size_t{5}, std::size_t{8}, std::size_t{31},
+                        std::size_t{100}, std::size_t{1027}, std::size_t{70001}}) {
+    const std::vector<float> x = tricky_data(n, static_cast<std::uint32_t>(n), specials);
+    EncodeKey key;
+    key.seed = 11;
+    key.step = 3;
+    key.layer = 2;
+    key.offset = n / 3;  // not a multiple of 4: random blocks straddle the chunk
+    Encoded want;
+    for (SimdLevel level : kLevels) {
+      SimdCap cap(level);
+      std::unique_ptr<Compressor> c = make();
+      const Encoded got = run_codec(*c, x, key);
+      const std::string what = name + " n=" + std::to_string(n) + " " + level_name(level);
+      if (level == SimdLevel::scalar) {
+        want = got;
+        continue;
+      }
+      EXPECT_EQ(got.payload, want.payload) << what;
+      EXPECT_TRUE(same_bits(got.residual, want.residual)) << what;
+      EXPECT_TRUE(same_bits(got.decoded, want.decoded)) << what;
+      EXPECT_TRUE(same_bits(got.accumulated, want.accumulated)) << what;
+      EXPECT_EQ(std::isnan(got.result.sq_norm), std::isnan(want.result.sq_norm)) << what;
+      if (!std::isnan(want.result.sq_norm)) {
+        EXPECT_EQ(got.result.sq_norm, want.result.sq_norm) << what;
+      }
+    }
+  }
+}
+
+TEST(HostKernels, SumOfSquaresFollowsTheEightLaneOrder) {
+  for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{8}, std::size_t{13},
+                        std::size_t{4096}, std::size_t{100003}}) {
+    const std::vector<float> x = tricky_data(n, 5, false);
+    double lane[8] = {};
+    for (std::size_t i = 0; i < n; ++i) lane[i % 8] += static_cast<double>(x[i]) * x[i];
+    const double want =
+        ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    for (SimdLevel level : kLevels) {
+      SimdCap cap(level);
+      EXPECT_EQ(sum_squares_8lane(x.data(), n), want) << "n=" << n << " " << level_name(level);
+    }
+  }
+}
+
+TEST(HostKernels, OnebitSameBitsOnEveryPath) {
+  expect_all_levels_agree([] { return std::make_unique<OnebitCodec>(); }, "onebit", false);
+  expect_all_levels_agree([] { return std::make_unique<OnebitCodec>(); }, "onebit", true);
+}
+
+}  // namespace
+}  // namespace thinwire::detail
