@@ -3,6 +3,7 @@
 //   layer -> run the algorithms -> write results back -> statistics.
 #include "thinwire/reducer.hpp"
 
+#include <functional>
 #include <limits>
 #include <map>
 
@@ -56,6 +57,26 @@ void from_f32(const float* in, const TensorView& v) {
     for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_f16(in[i]);
   else
     for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
+}
+
+// Transport failures say which collective failed; add which step and which layers it was
+// moving, so a log line from any rank says what the job was doing.
+template <typename F>
+void with_context(F&& body, const std::function<std::string()>& context) {
+  try {
+    body();
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::timeout && e.code() != ErrorCode::transport_error) throw;
+    throw Error(e.code(), cat(e.what(), " [", context(), "]"));
+  }
+}
+
+std::string layer_list(const std::vector<StepLayer*>& layers) {
+  std::string s;
+  for (std::size_t i = 0; i < layers.size() && i < 3; ++i)
+    s += cat(i ? ", '" : "'", *layers[i]->name, "'");
+  if (layers.size() > 3) s += cat(" and ", layers.size() - 3, " more");
+  return s;
 }
 
 const char* route_name(const StepLayer& sl) {
@@ -213,8 +234,12 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
                     .value();
   {
     ScopedTimer t(&times.comm);
-    stats_.bytes_sent += check_agreement(transport_, "step", status, step_, hashes,
-                                         [&](std::size_t i) { return describe(i, &grads); });
+    with_context(
+        [&] {
+          stats_.bytes_sent += check_agreement(transport_, "step", status, step_, hashes,
+                                               [&](std::size_t i) { return describe(i, &grads); });
+        },
+        [&] { return cat("step ", step_, ": control exchange before any payload"); });
   }
 
   const int p = comm_.size();
@@ -257,10 +282,18 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
   }
 
   StepContext ctx{transport_, comm_.rank(), p, step_, &times};
-  dense_.run(by_route[static_cast<int>(Route::dense)], ctx);
-  sparse_.run(by_route[static_cast<int>(Route::topk)], ctx);
-  two_phase_.run(by_route[static_cast<int>(Route::two_phase)], ctx);
-  low_rank_.run(by_route[static_cast<int>(Route::low_rank)], ctx);
+  const std::pair<Route, Algorithm*> algorithms[] = {{Route::dense, &dense_},
+                                                     {Route::topk, &sparse_},
+                                                     {Route::two_phase, &two_phase_},
+                                                     {Route::low_rank, &low_rank_}};
+  for (const auto& [route, algorithm] : algorithms) {
+    const std::vector<StepLayer*>& layers = by_route[static_cast<int>(route)];
+    with_context([&] { algorithm->run(layers, ctx); },
+                 [&] {
+                   return cat("step ", step_, ": ", to_string(route), " route, layers ",
+                              layer_list(layers));
+                 });
+  }
 
   {
     ScopedTimer t(&times.decode);

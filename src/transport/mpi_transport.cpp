@@ -17,7 +17,9 @@ namespace {
 // and MPI's own (recursive-doubling) algorithms are better.
 constexpr std::size_t kRingMinBytes = 64 * 1024;
 constexpr int kTagReduceScatter = 0x7701;
-constexpr int kTagAllgather = 0x7702;
+constexpr int kTagRingAllgather = 0x7702;
+constexpr int kTagAllgather = 0x7703;
+constexpr int kTagAlltoall = 0x7704;
 
 MPI_Datatype mpi_type(ElementType t) {
   switch (t) {
@@ -137,6 +139,56 @@ void MpiTransport::wait_all(MPI_Request* requests, int n, const char* what, std:
   }
 }
 
+void MpiTransport::post_recv(void* buf, std::size_t bytes, int peer, int tag) {
+  ByteBlock block(bytes);
+  MPI_Request r;
+  check(MPI_Irecv(buf, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Irecv");
+  ops_.requests.push_back(r);
+  ops_.peers.push_back(peer);
+  ops_.receives.push_back(1);
+}
+
+void MpiTransport::post_send(const void* buf, std::size_t bytes, int peer, int tag) {
+  ByteBlock block(bytes);
+  MPI_Request r;
+  check(MPI_Isend(buf, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Isend");
+  ops_.requests.push_back(r);
+  ops_.peers.push_back(peer);
+  ops_.receives.push_back(0);
+}
+
+void MpiTransport::wait_peers(PeerOps& ops, const char* what, std::size_t bytes) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  const int n = static_cast<int>(ops.requests.size());
+  std::vector<int> done_index(static_cast<std::size_t>(n));
+  int remaining = n;
+  for (unsigned spins = 0; remaining > 0; ++spins) {
+    int done = 0;
+    check(MPI_Testsome(n, ops.requests.data(), &done, done_index.data(), MPI_STATUSES_IGNORE),
+          what);
+    if (done == MPI_UNDEFINED) break;  // nothing active left
+    remaining -= done;
+    if (remaining == 0 || done > 0 || spins < 64) continue;
+    sched_yield();
+    if (timeout_s_ > 0 && (spins & 63) == 0 &&
+        std::chrono::duration<double>(clock::now() - start).count() > timeout_s_) {
+      std::string silent, undelivered;
+      for (int i = 0; i < n; ++i) {
+        if (ops.requests[static_cast<std::size_t>(i)] == MPI_REQUEST_NULL) continue;
+        std::string& list = ops.receives[static_cast<std::size_t>(i)] ? silent : undelivered;
+        list += cat(list.empty() ? "" : ", ", ops.peers[static_cast<std::size_t>(i)]);
+      }
+      std::string who;
+      if (!silent.empty()) who += "; nothing arrived from rank(s) " + silent;
+      if (!undelivered.empty()) who += "; not yet taken by rank(s) " + undelivered;
+      fail_with(ErrorCode::timeout, "transport", rank_, "MPI ", what, " of ", bytes,
+                " bytes per rank did not complete within ", timeout_s_, " s (THINWIRE_TIMEOUT_S)",
+                who);
+    }
+  }
+}
+
 void MpiTransport::allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) {
   if (count == 0 || size_ == 1) return;
   const std::size_t esize = element_size(type);
@@ -204,42 +256,46 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
 }
 
 void MpiTransport::allgather(const void* send, void* recv, std::size_t bytes) {
-  if (size_ == 1) {
-    if (bytes && send != recv) std::memmove(recv, send, bytes);
-    return;
-  }
-  if (bytes == 0) return;
-  ByteBlock block(bytes);
+  auto* out = static_cast<unsigned char*>(recv);
+  if (bytes && send != out + static_cast<std::size_t>(rank_) * bytes)
+    std::memmove(out + static_cast<std::size_t>(rank_) * bytes, send, bytes);
+  if (size_ == 1 || bytes == 0) return;
   if (timeout_s_ <= 0) {
+    ByteBlock block(bytes);
     check(
-        MPI_Allgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_),
+        MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, block.count(), block.type(), comm_),
         "allgather");
     return;
   }
-  MPI_Request r;
-  check(MPI_Iallgather(send, block.count(), block.type(), recv, block.count(), block.type(), comm_,
-                       &r),
-        "allgather");
-  wait_all(&r, 1, "allgather", bytes, -1);
+  // Every peer's block directly, posted in a rotated order so no rank is everyone's first.
+  ops_.clear();
+  for (int k = 1; k < size_; ++k) {
+    const int from = (rank_ - k + size_) % size_, to = (rank_ + k) % size_;
+    post_recv(out + static_cast<std::size_t>(from) * bytes, bytes, from, kTagAllgather);
+    post_send(out + static_cast<std::size_t>(rank_) * bytes, bytes, to, kTagAllgather);
+  }
+  wait_peers(ops_, "allgather", bytes);
 }
 
 void MpiTransport::alltoall(const void* send, void* recv, std::size_t bytes) {
-  if (size_ == 1) {
-    if (bytes && send != recv) std::memmove(recv, send, bytes);
-    return;
-  }
-  if (bytes == 0) return;
-  ByteBlock block(bytes);
+  const auto* in = static_cast<const unsigned char*>(send);
+  auto* out = static_cast<unsigned char*>(recv);
+  const std::size_t me = static_cast<std::size_t>(rank_);
+  if (bytes) std::memmove(out + me * bytes, in + me * bytes, bytes);
+  if (size_ == 1 || bytes == 0) return;
   if (timeout_s_ <= 0) {
+    ByteBlock block(bytes);
     check(MPI_Alltoall(send, block.count(), block.type(), recv, block.count(), block.type(), comm_),
           "alltoall");
     return;
   }
-  MPI_Request r;
-  check(MPI_Ialltoall(send, block.count(), block.type(), recv, block.count(), block.type(), comm_,
-                      &r),
-        "alltoall");
-  wait_all(&r, 1, "alltoall", bytes, -1);
+  ops_.clear();
+  for (int k = 1; k < size_; ++k) {
+    const int from = (rank_ - k + size_) % size_, to = (rank_ + k) % size_;
+    post_recv(out + static_cast<std::size_t>(from) * bytes, bytes, from, kTagAlltoall);
+    post_send(in + static_cast<std::size_t>(to) * bytes, bytes, to, kTagAlltoall);
+  }
+  wait_peers(ops_, "alltoall", bytes);
 }
 
 void MpiTransport::broadcast(void* data, std::size_t bytes, int root) {

@@ -1,9 +1,10 @@
 // MpiTransport: thinwire's collectives on host memory over an MPI communicator.
 //
 // Every wait is a polling loop with a deadline (THINWIRE_TIMEOUT_S), so a dead or stuck
-// peer ends in Error(timeout) rather than a hang. Large f32 sums use a ring of nonblocking
-// point-to-point messages: as fast as OpenMPI's tuned ring here, and a timeout can then name
-// the neighbour that never answered. Everything else uses MPI's nonblocking collectives.
+// peer ends in Error(timeout) rather than a hang. Allgather, alltoall and large f32 sums
+// are built from nonblocking point-to-point messages (sums go round a ring, as fast as
+// OpenMPI's tuned ring here), so that a timeout names the ranks that never answered.
+// Small reductions and broadcasts use MPI's nonblocking collectives.
 #pragma once
 
 #include <mpi.h>
@@ -41,6 +42,17 @@ class MpiTransport final : public Transport {
   // Waits for all requests, polling, until the deadline; on expiry throws Error(timeout)
   // with `what` and, when known, the peer that was awaited.
   void wait_all(MPI_Request* requests, int n, const char* what, std::size_t bytes, int peer);
+  // Point-to-point operations in flight, each with its peer, for wait_peers().
+  struct PeerOps {
+    std::vector<MPI_Request> requests;
+    std::vector<int> peers;
+    std::vector<char> receives;  // 1 for a receive
+    void clear() { requests.clear(), peers.clear(), receives.clear(); }
+  };
+  // As wait_all, but a timeout lists the peers not heard from and not delivered to.
+  void wait_peers(PeerOps& ops, const char* what, std::size_t bytes);
+  void post_recv(void* buf, std::size_t bytes, int peer, int tag);
+  void post_send(const void* buf, std::size_t bytes, int peer, int tag);
   void check(int rc, const char* what) const;
   void ring_sum_f32(float* data, std::size_t count);
 
@@ -49,6 +61,7 @@ class MpiTransport final : public Transport {
   int size_ = 1;
   double timeout_s_ = 0;
   std::vector<float> ring_scratch_;
+  PeerOps ops_;
 };
 
 }  // namespace thinwire::detail
