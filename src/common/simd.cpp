@@ -9,7 +9,9 @@ namespace {
 SimdLevel detect() {
 #if TW_AVX2
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2")) return SimdLevel::avx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2"))
+    return SimdLevel::avx2;
 #endif
   return TW_SSE2 ? SimdLevel::sse2 : SimdLevel::scalar;
 }
@@ -24,8 +26,8 @@ TW_TARGET_AVX2 std::size_t sum_squares_avx2(const float* x, std::size_t n, Lanes
     const __m256 v = _mm256_loadu_ps(x + i);
     const __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
     const __m256d b = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-    lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));
-    hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
+    lo = _mm256_fmadd_pd(a, a, lo);
+    hi = _mm256_fmadd_pd(b, b, hi);
   }
   _mm256_storeu_pd(lanes->l, lo);
   _mm256_storeu_pd(lanes->l + 4, hi);

@@ -1,13 +1,15 @@
 // SIMD on the host. SSE2 is part of x86-64, so it is always on there; AVX2 kernels are
 // compiled with per-function target attributes and chosen at run time when the CPU has
-// AVX2, so the library still builds with the compiler's default flags and runs on any
-// x86-64. Elsewhere the scalar loops run.
+// AVX2 with FMA, POPCNT and BMI2 (every AVX2 CPU from Haswell and Zen on), so the library
+// still builds with the compiler's default flags and runs on any x86-64. Elsewhere the
+// scalar loops run.
 //
 // Every kernel computes the same bits on every path. Sums of squares that decide a value on
 // the wire (1-bit scales) use one fixed order, the "8-lane order": element i of a run goes
 // to double lane i % 8, and lanes combine as ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)).
 // SSE2 holds the lanes in four registers of two, AVX2 in two of four, the scalar loop in an
-// array; all reduce in exactly that order.
+// array; all reduce in exactly that order. The AVX2 paths add squares with FMA: the square
+// of an f32 is exact in double, so fma(x, x, acc) is the same double as acc + x*x.
 #pragma once
 
 #include <cstddef>
@@ -23,7 +25,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define TW_AVX2 1
-#define TW_TARGET_AVX2 __attribute__((target("avx2")))
+#define TW_TARGET_AVX2 __attribute__((target("avx2,fma,popcnt,bmi,bmi2")))
 #else
 #define TW_AVX2 0
 #define TW_TARGET_AVX2

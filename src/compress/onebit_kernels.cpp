@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include "common/simd.hpp"
 #include "compress/onebit_math.hpp"
@@ -228,8 +229,8 @@ TW_TARGET_AVX2 Partial ef_step_avx2(float* raw, const float* g, std::size_t n, f
     _mm256_storeu_ps(raw + i, x);
     bits[i >> 3] = static_cast<std::uint8_t>(_mm256_movemask_ps(sign_of8(x)));
     const __m256d d0 = lo_pd8(x), d1 = hi_pd8(x);
-    q_lo = _mm256_add_pd(q_lo, _mm256_mul_pd(d0, d0));
-    q_hi = _mm256_add_pd(q_hi, _mm256_mul_pd(d1, d1));
+    q_lo = _mm256_fmadd_pd(d0, d0, q_lo);
+    q_hi = _mm256_fmadd_pd(d1, d1, q_hi);
     a_lo = _mm256_add_pd(a_lo, _mm256_and_pd(d0, abs_mask));
     a_hi = _mm256_add_pd(a_hi, _mm256_and_pd(d1, abs_mask));
   }
@@ -254,8 +255,8 @@ TW_TARGET_AVX2 Partial pack_avx2(const float* x, std::size_t n, float scale, std
     const __m256 r = _mm256_sub_ps(v, value_of8(pos, s));
     if (residual) _mm256_storeu_ps(residual + i, r);
     const __m256d d0 = lo_pd8(r), d1 = hi_pd8(r);
-    q_lo = _mm256_add_pd(q_lo, _mm256_mul_pd(d0, d0));
-    q_hi = _mm256_add_pd(q_hi, _mm256_mul_pd(d1, d1));
+    q_lo = _mm256_fmadd_pd(d0, d0, q_lo);
+    q_hi = _mm256_fmadd_pd(d1, d1, q_hi);
   }
   Partial p;
   p.done = i;
@@ -268,6 +269,9 @@ TW_TARGET_AVX2 Partial pack_avx2(const float* x, std::size_t n, float scale, std
 }  // namespace
 
 float scale_from(double sum_sq, std::size_t n) {
+  // A NaN sum (a NaN in x) carries whichever NaN the additions happened to propagate;
+  // every path writes the same one.
+  if (std::isnan(sum_sq)) return std::numeric_limits<float>::quiet_NaN();
   return n ? static_cast<float>(std::sqrt(sum_sq / static_cast<double>(n))) : 0.0f;
 }
 

@@ -9,7 +9,7 @@
 
 namespace thinwire::detail::onebit {
 
-// s = sqrt(sum_sq / n) as f32 (0 for n == 0).
+// s = sqrt(sum_sq / n) as f32 (0 for n == 0; the default quiet NaN when sum_sq is NaN).
 float scale_from(double sum_sq, std::size_t n);
 
 // Sign bits of x[0..n) into bits[0..ceil(n/8)) (bit i%8 of byte i/8, padding bits zero).
