@@ -126,5 +126,18 @@ TEST(HostKernels, OnebitSameBitsOnEveryPath) {
   expect_all_levels_agree([] { return std::make_unique<OnebitCodec>(); }, "onebit", true);
 }
 
+TEST(HostKernels, TopkSameBitsOnEveryPath) {
+  for (double density : {0.001, 0.01, 0.3}) {
+    for (Selection sel : {Selection::exact, Selection::sampled}) {
+      const std::string name = std::string("topk ") + std::to_string(density) +
+                               (sel == Selection::exact ? " exact" : " sampled");
+      expect_all_levels_agree([&] { return std::make_unique<TopkCodec>(density, sel); }, name,
+                              false);
+      expect_all_levels_agree([&] { return std::make_unique<TopkCodec>(density, sel); }, name,
+                              true);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace thinwire::detail

@@ -23,11 +23,20 @@ void SparseAllgather::run(const std::vector<StepLayer*>& layers, StepContext& ct
     ScopedTimer t(&ctx.times->encode);
     for (std::size_t l = 0; l < layers.size(); ++l) {
       StepLayer& sl = *layers[l];
-      prepare_input(sl);
       EncodeKey key{sl.plan->config.seed, ctx.step, sl.index, static_cast<std::uint32_t>(ctx.rank),
                     kPhaseWorker,         0,        sl.dtype};
-      const EncodeResult r = sl.plan->codec->encode(sl.x, sl.n, key, send_.data() + offset[l],
-                                                    sl.want_residual ? sl.x : nullptr);
+      EncodeResult r;
+      if (sl.feedback == StepFeedback::ef) {
+        // x = g + e summed in the selection pass; e becomes the residual.
+        sl.x = error_memory(sl);
+        sl.want_residual = true;
+        r = static_cast<TopkCodec&>(*sl.plan->codec)
+                .encode_ef(sl.x, sl.g, sl.n, key, send_.data() + offset[l]);
+      } else {
+        prepare_input(sl);
+        r = sl.plan->codec->encode(sl.x, sl.n, key, send_.data() + offset[l],
+                                   sl.want_residual ? sl.x : nullptr);
+      }
       sl.sq_error = r.sq_error;
       sl.sq_norm = r.sq_norm;
       sl.bytes_sent = allgather_bytes(r.bytes, p);

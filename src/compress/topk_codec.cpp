@@ -27,13 +27,35 @@ EncodeResult TopkCodec::encode(const float* x, std::size_t n, const EncodeKey& k
                                std::uint8_t* out, float* residual) {
   const std::size_t k = topk_count(density_, n);
   indices_.resize(k);
+  values_.resize(k);
+  double rest_sq = 0.0;
+  const TopkOutput sel{indices_.data(), values_.data(), &rest_sq};
   if (select_ == Selection::sampled)
     selector_.select_sampled(
-        x, n, k, RandomStream::make(key.seed, key.layer, kPhaseSample, key.step, key.rank),
-        indices_.data());
+        x, n, k, RandomStream::make(key.seed, key.layer, kPhaseSample, key.step, key.rank), sel);
   else
-    selector_.select_exact(x, n, k, indices_.data());
+    selector_.select_exact(x, n, k, sel);
+  return finish_encode(x, n, k, key, out, residual, rest_sq);
+}
 
+EncodeResult TopkCodec::encode_ef(float* e, const float* g, std::size_t n, const EncodeKey& key,
+                                  std::uint8_t* out) {
+  const std::size_t k = topk_count(density_, n);
+  indices_.resize(k);
+  values_.resize(k);
+  double rest_sq = 0.0;
+  const TopkOutput sel{indices_.data(), values_.data(), &rest_sq};
+  if (select_ == Selection::sampled)
+    selector_.select_sampled_ef(
+        e, g, n, k, RandomStream::make(key.seed, key.layer, kPhaseSample, key.step, key.rank), sel);
+  else
+    selector_.select_exact_ef(e, g, n, k, sel);
+  return finish_encode(e, n, k, key, out, e, rest_sq);
+}
+
+EncodeResult TopkCodec::finish_encode(const float* x, std::size_t n, std::size_t k,
+                                      const EncodeKey& key, std::uint8_t* out, float* residual,
+                                      double rest_sq) {
   PayloadHeader h;
   h.method = Method::topk;
   h.dtype = key.dtype;
@@ -43,27 +65,23 @@ EncodeResult TopkCodec::encode(const float* x, std::size_t n, const EncodeKey& k
   write_header(out, h);
   std::uint8_t* idx_out = out + kHeaderBytes;
   std::uint8_t* val_out = idx_out + 4 * k;
-  if (k) std::memcpy(idx_out, indices_.data(), 4 * k);  // data() may be null when k == 0
-  for (std::size_t j = 0; j < k; ++j) store_le<float>(val_out + 4 * j, x[indices_[j]]);
-  // ||x||^2 and the error (the entries not sent; indices_ is ascending) in the pass that
-  // writes the residual: x with the sent entries zeroed. Summing the error directly keeps it
-  // accurate when a few huge entries dominate ||x||^2.
-  double norm = 0.0, err = 0.0;
-  for (std::size_t i = 0, j = 0; i < n; ++i) {
-    const float v = x[i];
-    const double sq = static_cast<double>(v) * v;
-    norm += sq;
-    const bool sent = j < k && indices_[j] == i;
-    if (sent)
-      ++j;
-    else
-      err += sq;
-    if (residual) residual[i] = sent ? 0.0f : v;
+  if (k) {  // data() may be null when k == 0
+    std::memcpy(idx_out, indices_.data(), 4 * k);
+    std::memcpy(val_out, values_.data(), 4 * k);
+  }
+  // The error is summed over the entries not sent (by the selection), not as ||x||^2 minus
+  // the sent part: that stays accurate when a few huge entries dominate ||x||^2.
+  double sent_sq = 0.0;
+  for (std::size_t j = 0; j < k; ++j) sent_sq += static_cast<double>(values_[j]) * values_[j];
+  // The residual is x with the sent entries zeroed.
+  if (residual) {
+    if (residual != x && n) std::memcpy(residual, x, n * sizeof(float));
+    for (std::size_t j = 0; j < k; ++j) residual[indices_[j]] = 0.0f;
   }
   EncodeResult r;
   r.bytes = kHeaderBytes + 8 * k;
-  r.sq_norm = norm;
-  r.sq_error = err;
+  r.sq_norm = rest_sq + sent_sq;
+  r.sq_error = rest_sq;
   return r;
 }
 

@@ -5,20 +5,16 @@
 #include <functional>
 #include <numeric>
 
+#include "compress/topk_scan.hpp"
+
 namespace thinwire::detail {
 
 namespace {
 
-// 31-bit keys in three digits, most significant first.
-struct Digit {
-  int shift;
-  int bits;
-};
-constexpr Digit kDigits[3] = {{20, 11}, {9, 11}, {0, 9}};
-
 constexpr std::size_t kSmall = std::size_t{1} << 15;  // below: plain radix select
 constexpr std::size_t kSampleSize = 8192;
-constexpr std::size_t kBlock = 16;
+constexpr int kTopShift = 20;  // the fallback's first digit: key bits 30..20
+constexpr int kDigitBits = 11;
 
 // Walks the histogram from the largest digit down and returns the digit holding the
 // `want`-th largest key; `want` becomes the rank within that digit.
@@ -34,221 +30,285 @@ std::uint32_t find_digit(const std::vector<std::uint32_t>& hist, std::size_t* wa
   return 0;  // unreachable while want <= total
 }
 
-}  // namespace
-
-TopkThreshold TopkSelector::threshold_among(const float* x, const std::vector<std::uint32_t>& cand,
-                                            std::size_t want) {
-  if (want == 0) return TopkThreshold{0xffffffffu, 0};  // no key exceeds it: select nothing
-  work_.resize(cand.size());
-  for (std::size_t i = 0; i < cand.size(); ++i) work_[i] = magnitude_key(x[cand[i]]);
+// The `want`-th largest of keys[0..n) (1 <= want <= n), and how many of the keys equal to it
+// that takes (the rest of the want are larger). keys is reordered and overwritten.
+//
+// MSD radix select that starts at the highest bit where the keys differ (the candidates of
+// one pass share their top bits), 11 bits a digit, keeping only the digit that holds the
+// want-th key.
+TopkThreshold radix_threshold(std::uint32_t* keys, std::size_t n, std::size_t want,
+                              std::vector<std::uint32_t>& hist) {
   std::uint32_t prefix = 0;
-  for (int level = 0; level < 3; ++level) {
-    const Digit dg = kDigits[level];
-    const std::uint32_t mask = (1u << dg.bits) - 1u;
-    hist_.assign(std::size_t{1} << dg.bits, 0);
-    for (std::uint32_t key : work_) ++hist_[(key >> dg.shift) & mask];
-    const std::uint32_t d = find_digit(hist_, &want);
-    prefix |= d << dg.shift;
-    if (level < 2) {
-      std::size_t kept = 0;
-      for (std::uint32_t key : work_)
-        if (((key >> dg.shift) & mask) == d) work_[kept++] = key;
-      work_.resize(kept);
+  int top = 31;  // bits above `top` are settled in prefix
+  while (true) {
+    std::uint32_t diff = 0;
+    for (std::size_t i = 0; i < n; ++i) diff |= keys[i] ^ keys[0];
+    const std::uint32_t low_mask = top >= 31 ? 0xffffffffu : (2u << top) - 1u;
+    diff &= low_mask;
+    if (diff == 0) return TopkThreshold{prefix | (keys[0] & low_mask), want};  // all equal
+    top = 31 - __builtin_clz(diff);
+    prefix |= keys[0] & ~((2u << top) - 1u) & low_mask;
+    const int shift = top + 1 > kDigitBits ? top + 1 - kDigitBits : 0;
+    const std::uint32_t mask = (2u << (top - shift)) - 1u;
+    hist.assign(std::size_t{mask} + 1, 0);
+    for (std::size_t i = 0; i < n; ++i) ++hist[(keys[i] >> shift) & mask];
+    const std::uint32_t d = find_digit(hist, &want);
+    prefix |= d << shift;
+    if (shift == 0) return TopkThreshold{prefix, want};
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t key = keys[i];
+      keys[kept] = key;
+      kept += ((key >> shift) & mask) == d;
     }
+    n = kept;
+    top = shift - 1;
   }
-  return TopkThreshold{prefix, want};
 }
 
-std::size_t TopkSelector::emit(const float* x, const std::vector<std::uint32_t>& cand,
-                               const TopkThreshold& t, std::uint32_t* out) {
-  std::size_t n_out = 0, ties = t.ties;
-  for (std::uint32_t i : cand) {
-    const std::uint32_t key = magnitude_key(x[i]);
-    if (key > t.key) {
-      out[n_out++] = i;
-    } else if (key == t.key && ties > 0) {
-      out[n_out++] = i;
-      --ties;
-    }
+double sum_squares_all(const float* x, std::size_t n) {
+  double s = 0.0;
+  for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  return s;
+}
+
+// Hits in at least ~1 block of 25: pack every block rather than branch on each.
+bool dense_hits(double fraction) {
+  return 1.0 - std::pow(1.0 - fraction, 8.0) > 0.04;
+}
+
+}  // namespace
+
+topk::HitList TopkSelector::hit_list(std::size_t capacity) {
+  // The buffers only grow: no zero-filling on every call.
+  if (hit_index_.size() < capacity) {
+    hit_index_.resize(capacity);
+    hit_value_.resize(capacity);
   }
-  return n_out;
+  return topk::HitList{hit_index_.data(), hit_value_.data(), 0, capacity};
+}
+
+TopkThreshold TopkSelector::threshold_among(const float* values, std::size_t count,
+                                            std::size_t want) {
+  if (want == 0) return TopkThreshold{0xffffffffu, 0};  // no key exceeds it: select nothing
+  if (work_.size() < count) work_.resize(count);
+  for (std::size_t i = 0; i < count; ++i) work_[i] = magnitude_key(values[i]);
+  return radix_threshold(work_.data(), count, want, hist_);
+}
+
+namespace {
+template <bool kValues, bool kRest>
+void emit_impl(const topk::HitList& cand, const TopkThreshold& t, std::size_t want,
+               const TopkOutput& out) {
+  // Branch-free: every candidate is written at the output's end, only those taken advance
+  // it. Once `want` are out, the rest only count towards rest_sq.
+  std::size_t n_out = 0, ties = t.ties, j = 0;
+  double rest = 0.0;
+  for (; j < cand.size && n_out < want; ++j) {
+    const float v = cand.value[j];
+    const std::uint32_t key = magnitude_key(v);
+    const bool tie = key == t.key && ties > 0;
+    const bool take = key > t.key || tie;
+    out.indices[n_out] = cand.index[j];
+    if (kValues) out.values[n_out] = v;
+    n_out += take;
+    ties -= tie;
+    if (kRest) rest += take ? 0.0 : static_cast<double>(v) * v;
+  }
+  if (kRest) {
+    for (; j < cand.size; ++j) rest += static_cast<double>(cand.value[j]) * cand.value[j];
+    *out.rest_sq += rest;
+  }
+}
+}  // namespace
+
+void TopkSelector::emit(const topk::HitList& cand, const TopkThreshold& t, std::size_t want,
+                        const TopkOutput& out) {
+  if (out.values)
+    out.rest_sq ? emit_impl<true, true>(cand, t, want, out)
+                : emit_impl<true, false>(cand, t, want, out);
+  else
+    out.rest_sq ? emit_impl<false, true>(cand, t, want, out)
+                : emit_impl<false, false>(cand, t, want, out);
 }
 
 void TopkSelector::select_radix(const float* x, std::size_t n, std::size_t k,
-                                std::uint32_t* indices) {
-  if (k == 0) return;
-  if (k >= n) {
-    std::iota(indices, indices + n, std::uint32_t{0});
+                                const TopkOutput& out) {
+  if (out.rest_sq) *out.rest_sq = 0.0;
+  if (k == 0) {
+    if (out.rest_sq) *out.rest_sq = sum_squares_all(x, n);
     return;
   }
-  // First digit straight off x; the rest over the shrinking list of keys in that digit.
-  const Digit top = kDigits[0];
-  hist_.assign(std::size_t{1} << top.bits, 0);
-  for (std::size_t i = 0; i < n; ++i) ++hist_[magnitude_key(x[i]) >> top.shift];
+  if (k >= n) {
+    std::iota(out.indices, out.indices + n, std::uint32_t{0});
+    if (out.values) std::copy(x, x + n, out.values);
+    return;
+  }
+  // The top digit's histogram fixes the bound exactly: the entries at or above the digit
+  // holding the k-th key are all candidates, and there are that many.
+  hist_.resize(std::size_t{1} << (31 - kTopShift));
+  topk::histogram_high(x, n, kTopShift, hist_.data());
   std::size_t want = k;
   const std::uint32_t d0 = find_digit(hist_, &want);
-  work_.clear();
-  work_.reserve(hist_[d0]);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t key = magnitude_key(x[i]);
-    if ((key >> top.shift) == d0) work_.push_back(key);
-  }
-  std::uint32_t prefix = d0 << top.shift;
-  for (int level = 1; level < 3; ++level) {
-    const Digit dg = kDigits[level];
-    const std::uint32_t mask = (1u << dg.bits) - 1u;
-    hist_.assign(std::size_t{1} << dg.bits, 0);
-    for (std::uint32_t key : work_) ++hist_[(key >> dg.shift) & mask];
-    const std::uint32_t d = find_digit(hist_, &want);
-    prefix |= d << dg.shift;
-    if (level < 2) {
-      std::size_t kept = 0;
-      for (std::uint32_t key : work_)
-        if (((key >> dg.shift) & mask) == d) work_[kept++] = key;
-      work_.resize(kept);
-    }
-  }
-  // Output in index order: everything above the threshold, then ties by lowest index.
-  std::size_t n_out = 0, ties = want;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t key = magnitude_key(x[i]);
-    if (key > prefix || (key == prefix && ties > 0)) {
-      if (key == prefix) --ties;
-      indices[n_out++] = static_cast<std::uint32_t>(i);
-    }
-  }
+  const std::size_t count = k - want + hist_[d0];
+  topk::HitList cand = hit_list(count + 8);
+  Lanes8 below;
+  topk::scan(x, 0, n, d0 << kTopShift, dense_hits(static_cast<double>(count) / n), &cand,
+             out.rest_sq ? &below : nullptr);
+  if (out.rest_sq) *out.rest_sq = below.total();
+  emit(cand, threshold_among(cand.value, cand.size, k), k, out);
 }
 
 void TopkSelector::select_exact(const float* x, std::size_t n, std::size_t k,
-                                std::uint32_t* indices) {
-  if (k == 0) return;
-  if (k >= n) {
-    std::iota(indices, indices + n, std::uint32_t{0});
-    return;
-  }
-  if (n < kSmall) {
-    select_radix(x, n, k, indices);
-    return;
-  }
+                                const TopkOutput& out) {
+  exact(Source{x, nullptr, nullptr}, n, k, out);
+}
 
-  // Bracket the k-th largest key with a strided sample: in a sample of m, the k-th largest
-  // of n sits near rank t = k*m/n, with binomial spread sqrt(m q (1-q)).
-  const std::size_t m = kSampleSize;
-  sample_keys_.resize(m);
-  for (std::size_t j = 0; j < m; ++j) sample_keys_[j] = magnitude_key(x[(j * n) / m + (n / m) / 2]);
-  const double q = static_cast<double>(k) / static_cast<double>(n);
-  const double t = q * static_cast<double>(m);
-  const double spread = 4.0 * std::sqrt(static_cast<double>(m) * q * (1.0 - q)) + 2.0;
-  const long hi_rank = static_cast<long>(std::floor(t - spread));
-  const long lo_rank = static_cast<long>(std::ceil(t + spread));
-  auto key_at_rank = [&](long r) {  // r-th largest sample key, 0-based
-    std::nth_element(sample_keys_.begin(), sample_keys_.begin() + r, sample_keys_.end(),
-                     std::greater<std::uint32_t>());
-    return sample_keys_[static_cast<std::size_t>(r)];
-  };
-  const std::uint32_t hi = hi_rank < 0 ? 0xffffffffu : key_at_rank(hi_rank);
-  const std::uint32_t lo = lo_rank >= static_cast<long>(m) ? 0u : key_at_rank(lo_rank);
-
-  // One pass: indices above the bracket (surely selected if the bracket holds) and inside
-  // it (candidates), both in index order. Blocks with nothing >= lo are skipped cheaply.
-  const std::size_t cand_cap = std::max<std::size_t>(n / 8, 4096);
-  above_.resize(k);
-  cand_.resize(cand_cap);
-  std::size_t na = 0, nc = 0;
-  bool missed = false;
-  std::size_t i = 0;
-  for (; i + kBlock <= n && !missed; i += kBlock) {
-    std::uint32_t any = 0;
-    for (std::size_t j = 0; j < kBlock; ++j) any |= magnitude_key(x[i + j]) >= lo;
-    if (!any) continue;
-    for (std::size_t j = 0; j < kBlock; ++j) {
-      const std::uint32_t key = magnitude_key(x[i + j]);
-      if (key < lo) continue;
-      if (key > hi) {
-        if (na == k) {
-          missed = true;
-          break;
-        }
-        above_[na++] = static_cast<std::uint32_t>(i + j);
-      } else {
-        if (nc == cand_cap) {
-          missed = true;
-          break;
-        }
-        cand_[nc++] = static_cast<std::uint32_t>(i + j);
-      }
-    }
-  }
-  for (; i < n && !missed; ++i) {
-    const std::uint32_t key = magnitude_key(x[i]);
-    if (key < lo) continue;
-    if (key > hi) {
-      if (na == k) {
-        missed = true;
-        break;
-      }
-      above_[na++] = static_cast<std::uint32_t>(i);
-    } else {
-      if (nc == cand_cap) {
-        missed = true;
-        break;
-      }
-      cand_[nc++] = static_cast<std::uint32_t>(i);
-    }
-  }
-  if (missed || na + nc < k) {
-    ++fallbacks_;
-    select_radix(x, n, k, indices);
-    return;
-  }
-  above_.resize(na);
-  cand_.resize(nc);
-  const TopkThreshold th = threshold_among(x, cand_, k - na);
-  merged_.resize(k - na);
-  const std::size_t chosen = emit(x, cand_, th, merged_.data());
-  std::merge(above_.begin(), above_.end(), merged_.begin(), merged_.begin() + chosen, indices);
+void TopkSelector::select_exact_ef(float* e, const float* g, std::size_t n, std::size_t k,
+                                   const TopkOutput& out) {
+  exact(Source{nullptr, e, g}, n, k, out);
 }
 
 void TopkSelector::select_sampled(const float* x, std::size_t n, std::size_t k,
-                                  const RandomStream& rng, std::uint32_t* indices) {
-  if (k == 0) return;
-  if (k >= n || n < 1024) {
-    select_exact(x, n, k, indices);
+                                  const RandomStream& rng, const TopkOutput& out) {
+  sampled(Source{x, nullptr, nullptr}, n, k, rng, out);
+}
+
+void TopkSelector::select_sampled_ef(float* e, const float* g, std::size_t n, std::size_t k,
+                                     const RandomStream& rng, const TopkOutput& out) {
+  sampled(Source{nullptr, e, g}, n, k, rng, out);
+}
+
+void TopkSelector::exact(Source src, std::size_t n, std::size_t k, const TopkOutput& out) {
+  const bool fused = src.e != nullptr;
+  const float* x = fused ? src.e : src.x;  // x once the pass has summed it
+  if (k == 0 || k >= n || n < kSmall) {
+    if (fused) topk::add_into(src.e, src.g, 0, n);
+    select_radix(x, n, k, out);
     return;
   }
-  // A random sample of ~1% (at least 1024): one uniform position in each of m equal cells.
+
+  // A key below the k-th largest, from a strided sample: in a sample of m, the k-th largest
+  // of n sits near rank t = k*m/n, with binomial spread sqrt(m q (1-q)); lo is the sample
+  // key four spreads further down.
+  const std::size_t m = kSampleSize;
+  sample_keys_.resize(m);
+  for (std::size_t j = 0; j < m; ++j)
+    sample_keys_[j] = magnitude_key(src.at((j * n) / m + (n / m) / 2));
+  const double q = static_cast<double>(k) / static_cast<double>(n);
+  const double t = q * static_cast<double>(m);
+  const double spread = 4.0 * std::sqrt(static_cast<double>(m) * q * (1.0 - q)) + 2.0;
+  const long lo_rank = static_cast<long>(std::ceil(t + spread));
+  std::uint32_t lo = 0;
+  if (lo_rank < static_cast<long>(m)) {
+    std::nth_element(sample_keys_.begin(), sample_keys_.begin() + lo_rank, sample_keys_.end(),
+                     std::greater<std::uint32_t>());
+    lo = sample_keys_[static_cast<std::size_t>(lo_rank)];
+  }
+
+  // One pass collects the entries with key >= lo, in index order. It stops early when they
+  // overflow the list: then the sample was misleading.
+  const std::size_t cap = std::max<std::size_t>(n / 8, 4096) + k;
+  topk::HitList cand = hit_list(cap + 8);
+  Lanes8 below;
+  Lanes8* sums = out.rest_sq ? &below : nullptr;
+  const bool dense = dense_hits(static_cast<double>(lo_rank) / static_cast<double>(m));
+  const std::size_t stop = fused ? topk::scan_ef(src.e, src.g, 0, n, lo, dense, &cand, sums)
+                                 : topk::scan(x, 0, n, lo, dense, &cand, sums);
+  if (stop < n || cand.size > cap || cand.size < k) {
+    ++fallbacks_;
+    if (fused) topk::add_into(src.e, src.g, stop, n);
+    select_radix(x, n, k, out);
+    return;
+  }
+  if (out.rest_sq) *out.rest_sq = below.total();
+  emit(cand, threshold_among(cand.value, cand.size, k), k, out);
+}
+
+void TopkSelector::sampled(Source src, std::size_t n, std::size_t k, const RandomStream& rng,
+                           const TopkOutput& out) {
+  const bool fused = src.e != nullptr;
+  const float* x = fused ? src.e : src.x;
+  if (k == 0 || k >= n || n < 1024) {
+    exact(src, n, k, out);
+    return;
+  }
+  // A random sample of ~1% (at least 1024): one uniform position in each of m equal cells;
+  // cell j draws rng.uniform(j), four cells from each Philox block. The positions come
+  // first, so that the reads can be prefetched well ahead.
   const std::size_t m = std::max<std::size_t>(1024, n / 100);
   const std::size_t cell = n / m;
   sample_keys_.resize(m);
+  std::uint32_t* pos = sample_keys_.data();
+  Philox4 block{};
   for (std::size_t j = 0; j < m; ++j) {
-    const std::size_t offset =
-        std::min<std::size_t>(cell - 1, static_cast<std::size_t>(rng.uniform(j) * cell));
-    sample_keys_[j] = magnitude_key(x[j * cell + offset]);
+    if ((j & 3) == 0) block = rng.block(j >> 2);
+    const float u = uniform_from_bits(block.v[j & 3]);  // rng.uniform(j)
+    const std::size_t offset = std::min<std::size_t>(cell - 1, static_cast<std::size_t>(u * cell));
+    pos[j] = static_cast<std::uint32_t>(j * cell + offset);
   }
+  constexpr std::size_t kAhead = 32;
+  for (std::size_t j = 0; j < m; ++j) {
+    if (j + kAhead < m) {
+      __builtin_prefetch(fused ? src.e + pos[j + kAhead] : src.x + pos[j + kAhead]);
+      if (fused) __builtin_prefetch(src.g + pos[j + kAhead]);
+    }
+    pos[j] = magnitude_key(src.at(pos[j]));
+  }
+  // The threshold: the (r+1)-th largest sample key.
   const std::size_t r = std::min(m - 1, (k * m + n - 1) / n - 1);
-  std::nth_element(sample_keys_.begin(), sample_keys_.begin() + r, sample_keys_.end(),
-                   std::greater<std::uint32_t>());
-  const std::uint32_t threshold = sample_keys_[r];
+  const std::uint32_t threshold = radix_threshold(sample_keys_.data(), m, r + 1, hist_).key;
 
-  cand_.clear();
-  cand_.reserve(2 * k);
-  for (std::size_t i = 0; i < n; ++i)
-    if (magnitude_key(x[i]) >= threshold) cand_.push_back(static_cast<std::uint32_t>(i));
+  // One pass collects the entries at or above the threshold (the list grows as needed).
+  topk::HitList cand = hit_list(2 * k + 8);
+  Lanes8 below;
+  Lanes8* sums = out.rest_sq ? &below : nullptr;
+  const bool dense = dense_hits(static_cast<double>(k) / static_cast<double>(n));
+  for (std::size_t at = 0; at < n;) {
+    at = fused ? topk::scan_ef(src.e, src.g, at, n, threshold, dense, &cand, sums)
+               : topk::scan(x, at, n, threshold, dense, &cand, sums);
+    if (at < n) {
+      const std::size_t size = cand.size;
+      cand = hit_list(2 * cand.capacity);
+      cand.size = size;
+    }
+  }
+  if (out.rest_sq) *out.rest_sq = below.total();
 
-  if (cand_.size() >= k) {  // too many: the exact top-k among those that passed
-    const TopkThreshold th = threshold_among(x, cand_, k);
-    emit(x, cand_, th, indices);
+  const std::size_t passed = cand.size;
+  if (passed >= k) {  // too many: the exact top-k among those that passed
+    emit(cand, threshold_among(cand.value, passed, k), k, out);
     return;
   }
   // Too few: pad with the lowest indices that did not pass, keeping the output ascending.
-  std::size_t need = k - cand_.size(), out = 0, c = 0;
-  for (std::uint32_t i = 0; out < k; ++i) {
-    if (c < cand_.size() && cand_[c] == i) {
-      indices[out++] = i;
+  pad_.clear();
+  double pad_sq = 0.0;
+  for (std::uint32_t i = 0, c = 0; pad_.size() < k - passed; ++i) {
+    if (c < passed && cand.index[c] == i) {
       ++c;
-    } else if (need > 0) {
-      indices[out++] = i;
-      --need;
+    } else {
+      pad_.push_back(i);
+      pad_sq += static_cast<double>(x[i]) * x[i];
+    }
+  }
+  std::merge(cand.index, cand.index + passed, pad_.begin(), pad_.end(), out.indices);
+  if (out.values)
+    for (std::size_t j = 0; j < k; ++j) out.values[j] = x[out.indices[j]];
+  if (out.rest_sq) {
+    // The padded entries came out of the below-threshold sum; recount when subtracting them
+    // would cancel most of it.
+    double& rest = *out.rest_sq;
+    if (pad_sq <= 0.5 * rest) {
+      rest -= pad_sq;
+    } else {
+      rest = 0.0;
+      for (std::size_t i = 0, j = 0; i < n; ++i) {
+        if (j < k && out.indices[j] == i) {
+          ++j;
+          continue;
+        }
+        rest += static_cast<double>(x[i]) * x[i];
+      }
     }
   }
 }

@@ -14,6 +14,10 @@
 
 namespace thinwire::detail {
 
+namespace topk {
+struct HitList;
+}
+
 TW_HD std::uint32_t magnitude_key(float x) {
   return float_bits(x) & 0x7fffffffu;
 }
@@ -25,40 +29,79 @@ struct TopkThreshold {
   std::size_t ties = 0;
 };
 
+// What a selection writes: the k indices, ascending; optionally the selected values
+// (values[j] = x[indices[j]]) and the sum of x^2 over the entries not selected.
+struct TopkOutput {
+  std::uint32_t* indices = nullptr;
+  float* values = nullptr;
+  double* rest_sq = nullptr;
+};
+
 class TopkSelector {
  public:
-  // Writes the indices of the k largest |x| to indices[0..k), ascending. k <= n < 2^32.
+  // The k largest |x|, k <= n < 2^32.
   //
-  // A strided sample brackets the k-th key; one pass collects the entries above the
-  // bracket and the candidates inside it; a radix select over the candidates finds the
-  // exact threshold. When the bracket misses (adversarial data, heavy ties) it falls back
-  // to a full radix select (11/11/9-bit digit histograms, shrinking candidate list). Both
-  // paths return the exact set; the fast path only makes it cheaper.
-  void select_exact(const float* x, std::size_t n, std::size_t k, std::uint32_t* indices);
+  // A strided sample gives a key `lo` a little below the k-th largest; one pass collects
+  // the entries with key >= lo (index and value); a radix select among them finds the exact
+  // threshold. When fewer than k entries reach lo, or far too many do (adversarial data,
+  // heavy ties), it falls back to a full radix select (a histogram of the top 11-bit digit,
+  // then the same pass and radix select with lo at that digit). Both paths return the exact
+  // set; the fast path only makes it cheaper.
+  void select_exact(const float* x, std::size_t n, std::size_t k, const TopkOutput& out);
+  void select_exact(const float* x, std::size_t n, std::size_t k, std::uint32_t* indices) {
+    select_exact(x, n, k, TopkOutput{indices});
+  }
 
   // DGC's sampled threshold: the k-th largest key of a random ~1% sample becomes the
   // threshold; entries at or above it are kept, trimmed to the exact top-k of those when
   // there are more than k, and padded with the lowest-index unselected entries when there
   // are fewer. Always exactly k indices, ascending.
   void select_sampled(const float* x, std::size_t n, std::size_t k, const RandomStream& rng,
-                      std::uint32_t* indices);
+                      const TopkOutput& out);
+  void select_sampled(const float* x, std::size_t n, std::size_t k, const RandomStream& rng,
+                      std::uint32_t* indices) {
+    select_sampled(x, n, k, rng, TopkOutput{indices});
+  }
+
+  // Error feedback fused into the selection pass: x = e + g (the f32 sum, e first)
+  // replaces e[0..n), and the selection is what select_exact / select_sampled give on x.
+  // One pass over e and g instead of one for the sum and one for the selection.
+  void select_exact_ef(float* e, const float* g, std::size_t n, std::size_t k,
+                       const TopkOutput& out);
+  void select_sampled_ef(float* e, const float* g, std::size_t n, std::size_t k,
+                         const RandomStream& rng, const TopkOutput& out);
 
   // The full radix select alone (what the fast path falls back to); public for tests.
-  void select_radix(const float* x, std::size_t n, std::size_t k, std::uint32_t* indices);
+  void select_radix(const float* x, std::size_t n, std::size_t k, const TopkOutput& out);
+  void select_radix(const float* x, std::size_t n, std::size_t k, std::uint32_t* indices) {
+    select_radix(x, n, k, TopkOutput{indices});
+  }
 
-  // Counts of the last select_exact call's path, for tests and benchmarks.
+  // Counts of the select_exact calls that took the fallback, for tests and benchmarks.
   std::size_t fallbacks() const { return fallbacks_; }
 
  private:
-  // Exact threshold for taking `want` entries among `cand` (indices into x).
-  TopkThreshold threshold_among(const float* x, const std::vector<std::uint32_t>& cand,
-                                std::size_t want);
-  // Writes, in index order, the entries of cand with key > t.key and the first t.ties with
-  // key == t.key.
-  static std::size_t emit(const float* x, const std::vector<std::uint32_t>& cand,
-                          const TopkThreshold& t, std::uint32_t* out);
+  // Where the input lives: x, or x = e + g not yet summed (the fused variants).
+  struct Source {
+    const float* x;
+    float* e;
+    const float* g;
+    float at(std::size_t i) const { return e ? e[i] + g[i] : x[i]; }
+  };
+  void exact(Source src, std::size_t n, std::size_t k, const TopkOutput& out);
+  void sampled(Source src, std::size_t n, std::size_t k, const RandomStream& rng,
+               const TopkOutput& out);
+  // The threshold for taking the `want` largest of `count` candidates with these values.
+  TopkThreshold threshold_among(const float* values, std::size_t count, std::size_t want);
+  // Writes to out, in index order, the `want` candidates with key > t.key or among the
+  // first t.ties with key == t.key; adds x^2 of the others to *out.rest_sq when given.
+  static void emit(const topk::HitList& cand, const TopkThreshold& t, std::size_t want,
+                   const TopkOutput& out);
+  // A hit list over the selector's buffers with room for `capacity` entries.
+  topk::HitList hit_list(std::size_t capacity);
 
-  std::vector<std::uint32_t> above_, cand_, work_, sample_keys_, merged_;
+  std::vector<std::uint32_t> hit_index_, work_, sample_keys_, pad_;
+  std::vector<float> hit_value_;
   std::vector<std::uint32_t> hist_;
   std::size_t fallbacks_ = 0;
 };

@@ -15,6 +15,17 @@ void add_error_feedback(float* e, const float* g, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) e[i] += g[i];
 }
 
+float* error_memory(StepLayer& sl) {
+  LayerState& s = *sl.state;
+  if (!s.onebit_error.empty()) {  // the layer's memory was kept factored until now
+    s.error.resize(s.onebit_error.size());
+    s.onebit_error.materialize(s.error.data());
+    s.onebit_error.clear();
+  }
+  ensure(s.error, sl.n);
+  return s.error.data();
+}
+
 void prepare_input(StepLayer& sl) {
   LayerState& s = *sl.state;
   const std::size_t n = sl.n;
@@ -25,14 +36,9 @@ void prepare_input(StepLayer& sl) {
       sl.want_residual = false;
       break;
     case StepFeedback::ef: {
-      if (!s.onebit_error.empty()) {  // the layer's memory was kept factored until now
-        s.error.resize(s.onebit_error.size());
-        s.onebit_error.materialize(s.error.data());
-        s.onebit_error.clear();
-      }
-      ensure(s.error, n);
-      add_error_feedback(s.error.data(), sl.g, n);
-      sl.x = s.error.data();
+      float* e = error_memory(sl);
+      add_error_feedback(e, sl.g, n);
+      sl.x = e;
       sl.want_residual = true;
       break;
     }

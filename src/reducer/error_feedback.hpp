@@ -12,6 +12,9 @@ namespace thinwire::detail {
 // e[i] += g[i]: classic error feedback's x = g + e, in the error memory.
 void add_error_feedback(float* e, const float* g, std::size_t n);
 
+// The layer's error memory e (ef), as a plain array of n floats (zero at first).
+float* error_memory(StepLayer& sl);
+
 void prepare_input(StepLayer& sl);
 void after_encode(StepLayer& sl);
 // EControl when the rank's own decoded increment D is known explicitly (PowerSGD): x still
