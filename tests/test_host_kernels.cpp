@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/philox_host.hpp"
 #include "common/simd.hpp"
 #include "compress/onebit_codec.hpp"
 #include "compress/qsgd_codec.hpp"
@@ -137,6 +138,39 @@ TEST(HostKernels, TopkSameBitsOnEveryPath) {
                               true);
     }
   }
+}
+
+TEST(HostKernels, QsgdSameBitsOnEveryPath) {
+  for (int bits = 2; bits <= 8; ++bits)
+    for (std::size_t bucket : {std::size_t{512}, std::size_t{100}, std::size_t{7}})
+      for (bool contractive : {false, true}) {
+        const std::string name = "qsgd:" + std::to_string(bits) + " bucket " +
+                                 std::to_string(bucket) + (contractive ? " contractive" : "");
+        expect_all_levels_agree(
+            [&] { return std::make_unique<QsgdCodec>(bits, bucket, contractive); }, name, false);
+        expect_all_levels_agree(
+            [&] { return std::make_unique<QsgdCodec>(bits, bucket, contractive); }, name, true);
+      }
+}
+
+TEST(HostKernels, FillUniformsMatchesTheStream) {
+  const RandomStream rng = RandomStream::make(0x123456789abcdefULL, 7, kPhaseWorker, 42, 3);
+  // Starts on and off block boundaries, short and long runs, and a run that crosses the
+  // block counter's 32-bit boundary (element 2^34).
+  const std::uint64_t kCross = (std::uint64_t{1} << 34) - 50;
+  for (std::uint64_t first : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{3},
+                              std::uint64_t{1000}, std::uint64_t{1} << 33, kCross})
+    for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{5}, std::size_t{31},
+                              std::size_t{32}, std::size_t{100}, std::size_t{1027}})
+      for (SimdLevel level : kLevels) {
+        SimdCap cap(level);
+        std::vector<float> u(count + 1, -1.0f);
+        fill_uniforms(rng, first, count, u.data());
+        for (std::size_t j = 0; j < count; ++j)
+          ASSERT_EQ(u[j], rng.uniform(first + j))
+              << "first " << first << " j " << j << " " << level_name(level);
+        EXPECT_EQ(u[count], -1.0f);
+      }
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 #include "compress/qsgd_codec.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/bytes.hpp"
 #include "common/fail.hpp"
+#include "common/philox_host.hpp"
+#include "compress/qsgd_kernels.hpp"
 #include "compress/qsgd_math.hpp"
 
 namespace thinwire::detail {
@@ -34,56 +37,34 @@ EncodeResult QsgdCodec::encode(const float* x, std::size_t n, const EncodeKey& k
 
   const RandomStream rng = RandomStream::make(key.seed, key.layer, key.phase, key.step, key.rank);
   EncodeResult res;
-  levels_.resize(bucket_ < n ? bucket_ : n);
-  std::size_t bit_pos = 0;
+  // One bucket at a time (its scratch stays in cache for the default bucket of 512): the
+  // scale, then the bucket's uniforms, levels and sums, then its codes and residual.
+  const std::size_t scratch = bucket_ < n ? bucket_ : n;
+  uniforms_.resize(scratch);
+  levels_.resize(scratch);
+  bucket_codes_.resize(scratch);
   for (std::size_t b = 0; b < n_buckets; ++b) {
     const std::size_t begin = b * bucket_, end = begin + bucket_ < n ? begin + bucket_ : n;
-    float scale = 0.0f;
-    for (std::size_t i = begin; i < end; ++i) scale = qsgd_scale_step(scale, x[i]);
+    const std::size_t len = end - begin;
+    float scale = qsgd::bucket_max(x + begin, len);
     // Draw the levels, and the rounding variance they carry, before the scale is final.
-    double sq_norm = 0.0, variance = 0.0;
-    for (std::size_t i = begin; i < end; ++i) {
-      const float v = x[i];
-      levels_[i - begin] =
-          static_cast<std::int8_t>(qsgd_quantize(v, scale, levels, rng.uniform(key.offset + i)));
-      const float frac = qsgd_fraction(v, scale, levels);
-      sq_norm += static_cast<double>(v) * v;
-      variance += static_cast<double>(frac) * (1.0f - frac);
-    }
+    fill_uniforms(rng, key.offset + begin, len, uniforms_.data());
+    const qsgd::QuantizeSums sums =
+        qsgd::quantize(x + begin, uniforms_.data(), len, scale, levels, levels_.data());
     if (contractive_) {
       const double step = static_cast<double>(scale) / levels;
-      scale *= qsgd_contraction(sq_norm, variance * step * step);
+      scale *= qsgd_contraction(sums.sq, sums.variance * step * step);
     }
     store_le<float>(scales + 4 * b, scale);
-    const float unit = qsgd_unit(scale, levels);
-    for (std::size_t i = begin; i < end; ++i, bit_pos += static_cast<std::size_t>(bits_)) {
-      const float v = x[i];
-      const int q = levels_[i - begin];
-      const auto code = static_cast<std::uint32_t>(q + levels);
-      // Codes are at most 8 bits: they straddle at most two bytes.
-      codes[bit_pos >> 3] |= static_cast<std::uint8_t>(code << (bit_pos & 7));
-      if ((bit_pos & 7) + static_cast<std::size_t>(bits_) > 8)
-        codes[(bit_pos >> 3) + 1] |= static_cast<std::uint8_t>(code >> (8 - (bit_pos & 7)));
-      const float r = v - qsgd_value(q, unit);
-      res.sq_error += static_cast<double>(r) * r;
-      if (residual) residual[i] = r;
-    }
-    res.sq_norm += sq_norm;
+    res.sq_error += qsgd::finish(x + begin, levels_.data(), len, qsgd_unit(scale, levels), levels,
+                                 bucket_codes_.data(), residual ? residual + begin : nullptr);
+    qsgd::pack_codes(bucket_codes_.data(), len, bits_, codes,
+                     begin * static_cast<std::size_t>(bits_));
+    res.sq_norm += sums.sq;
   }
   res.bytes = encoded_bytes(n);
   return res;
 }
-
-namespace {
-// Code i of a stream of `bits`-bit codes packed LSB-first (codes straddle at most two bytes).
-inline std::uint32_t read_code(const std::uint8_t* codes, std::size_t bit_pos, int bits,
-                               std::uint32_t mask) {
-  std::uint32_t word = codes[bit_pos >> 3];
-  if ((bit_pos & 7) + static_cast<std::size_t>(bits) > 8)
-    word |= static_cast<std::uint32_t>(codes[(bit_pos >> 3) + 1]) << 8;
-  return (word >> (bit_pos & 7)) & mask;
-}
-}  // namespace
 
 void QsgdCodec::validate(const std::uint8_t* payload, std::size_t size, std::size_t n,
                          const PayloadSource& src) const {
@@ -96,14 +77,19 @@ void QsgdCodec::validate(const std::uint8_t* payload, std::size_t size, std::siz
     corrupt_payload(src, Method::qsgd,
                     cat("body of ", h.body_bytes, " bytes, expected ", body_bytes(n)));
   // Only the all-ones code is out of range (2L + 1 = 2^bits - 1).
-  const std::uint32_t mask = (1u << bits_) - 1u,
-                      max_code = static_cast<std::uint32_t>(2 * qsgd_levels(bits_));
+  const auto max_code = static_cast<std::uint8_t>(2 * qsgd_levels(bits_));
   const std::uint8_t* codes = payload + kHeaderBytes + 4 * ceil_div(n, bucket_);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint32_t code = read_code(codes, i * static_cast<std::size_t>(bits_), bits_, mask);
-    if (code > max_code)
-      corrupt_payload(src, Method::qsgd,
-                      cat("code ", code, " at element ", i, " exceeds ", max_code));
+  const std::size_t packed = ceil_div(n * static_cast<std::size_t>(bits_), 8);
+  tile_codes_.resize(kTile);
+  for (std::size_t t = 0; t < n; t += kTile) {
+    const std::size_t len = n - t < kTile ? n - t : kTile;
+    qsgd::unpack_codes(codes, packed, t, len, bits_, tile_codes_.data());
+    if (qsgd::max_code(tile_codes_.data(), len) <= max_code) continue;
+    for (std::size_t i = 0; i < len; ++i)
+      if (tile_codes_[i] > max_code)
+        corrupt_payload(
+            src, Method::qsgd,
+            cat("code ", int(tile_codes_[i]), " at element ", t + i, " exceeds ", int(max_code)));
   }
 }
 
@@ -114,18 +100,19 @@ void QsgdCodec::decode(const std::uint8_t* payload, std::size_t size, std::size_
   const std::size_t n_buckets = ceil_div(n, bucket_);
   const std::uint8_t* scales = payload + kHeaderBytes;
   const std::uint8_t* codes = scales + 4 * n_buckets;
-  const std::uint32_t mask = (1u << bits_) - 1u;
-  std::size_t bit_pos = 0;
-  for (std::size_t b = 0; b < n_buckets; ++b) {
-    const std::size_t begin = b * bucket_, end = begin + bucket_ < n ? begin + bucket_ : n;
-    const float unit = qsgd_unit(load_le<float>(scales + 4 * b), levels);
-    for (std::size_t i = begin; i < end; ++i, bit_pos += static_cast<std::size_t>(bits_)) {
-      const float v =
-          qsgd_value(static_cast<int>(read_code(codes, bit_pos, bits_, mask)) - levels, unit);
-      if (mode == DecodeMode::assign)
-        out[i] = v;
-      else
-        out[i] += v;
+  const std::size_t packed = ceil_div(n * static_cast<std::size_t>(bits_), 8);
+  tile_codes_.resize(kTile);
+  // Tiles of codes, each split where buckets (and so units) change.
+  for (std::size_t t = 0; t < n; t += kTile) {
+    const std::size_t len = n - t < kTile ? n - t : kTile;
+    qsgd::unpack_codes(codes, packed, t, len, bits_, tile_codes_.data());
+    for (std::size_t i = t; i < t + len;) {
+      const std::size_t b = i / bucket_;
+      const std::size_t stop = std::min(t + len, (b + 1) * bucket_);
+      qsgd::dequantize(tile_codes_.data() + (i - t), stop - i, levels,
+                       qsgd_unit(load_le<float>(scales + 4 * b), levels), out + i,
+                       mode == DecodeMode::accumulate);
+      i = stop;
     }
   }
 }

@@ -27,7 +27,12 @@ class QsgdCodec final : public Compressor {
   int bits_;
   std::size_t bucket_;
   bool contractive_;
-  std::vector<std::int8_t> levels_;  // one bucket's signed levels, between passes
+  static constexpr std::size_t kTile = 4096;  // codes unpacked at a time (a multiple of 8)
+  // Scratch for one bucket between passes: uniforms, signed levels, codes.
+  std::vector<float> uniforms_;
+  std::vector<std::int8_t> levels_;
+  std::vector<std::uint8_t> bucket_codes_;
+  mutable std::vector<std::uint8_t> tile_codes_;  // decode/validate scratch
 };
 
 }  // namespace thinwire::detail
