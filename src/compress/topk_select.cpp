@@ -5,6 +5,7 @@
 #include <functional>
 #include <numeric>
 
+#include "common/philox_host.hpp"
 #include "compress/topk_scan.hpp"
 
 namespace thinwire::detail {
@@ -234,17 +235,17 @@ void TopkSelector::sampled(Source src, std::size_t n, std::size_t k, const Rando
     return;
   }
   // A random sample of ~1% (at least 1024): one uniform position in each of m equal cells;
-  // cell j draws rng.uniform(j), four cells from each Philox block. The positions come
-  // first, so that the reads can be prefetched well ahead.
+  // cell j draws rng.uniform(j). The positions come first, so that the reads can be
+  // prefetched well ahead.
   const std::size_t m = std::max<std::size_t>(1024, n / 100);
   const std::size_t cell = n / m;
   sample_keys_.resize(m);
+  uniforms_.resize(m);
+  fill_uniforms(rng, 0, m, uniforms_.data());  // uniforms_[j] = rng.uniform(j)
   std::uint32_t* pos = sample_keys_.data();
-  Philox4 block{};
   for (std::size_t j = 0; j < m; ++j) {
-    if ((j & 3) == 0) block = rng.block(j >> 2);
-    const float u = uniform_from_bits(block.v[j & 3]);  // rng.uniform(j)
-    const std::size_t offset = std::min<std::size_t>(cell - 1, static_cast<std::size_t>(u * cell));
+    const std::size_t offset =
+        std::min<std::size_t>(cell - 1, static_cast<std::size_t>(uniforms_[j] * cell));
     pos[j] = static_cast<std::uint32_t>(j * cell + offset);
   }
   constexpr std::size_t kAhead = 32;

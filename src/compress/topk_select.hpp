@@ -101,7 +101,7 @@ class TopkSelector {
   topk::HitList hit_list(std::size_t capacity);
 
   std::vector<std::uint32_t> hit_index_, work_, sample_keys_, pad_;
-  std::vector<float> hit_value_;
+  std::vector<float> hit_value_, uniforms_;
   std::vector<std::uint32_t> hist_;
   std::size_t fallbacks_ = 0;
 };
