@@ -40,7 +40,7 @@ void expect_invalid(const std::string& spec, const std::vector<std::string>& men
 
 const std::vector<std::string> kAllKeys = {"ef",     "eta",    "min_numel", "warmup",
                                            "select", "dgc",    "momentum",  "clip",
-                                           "period", "bucket", "seed"};
+                                           "period", "bucket", "seed", "nan"};
 
 // ---- methods and parameters ---------------------------------------------------------------
 

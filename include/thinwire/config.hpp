@@ -21,10 +21,13 @@ enum class Method : std::uint8_t {
 };
 enum class ErrorFeedback : std::uint8_t { none = 0, ef = 1, econtrol = 2 };
 enum class Selection : std::uint8_t { exact = 0, sampled = 1 };
+// What a non-finite (NaN or infinite) gradient entry does, checked before encoding.
+enum class NanPolicy : std::uint8_t { error = 0, skip = 1, propagate = 2 };
 
 THINWIRE_API const char* to_string(Method m);
 THINWIRE_API const char* to_string(ErrorFeedback ef);
 THINWIRE_API const char* to_string(Selection s);
+THINWIRE_API const char* to_string(NanPolicy p);
 
 // One compression spec. Defaults are those of DESIGN.md; Config::parse() checks ranges and
 // which keys apply to which method, and to_string() prints the canonical form (only the keys
@@ -48,6 +51,7 @@ struct THINWIRE_API Config {
   std::size_t period = 100;              // period=  adaptive re-tuning interval in steps
   std::size_t bucket = 512;              // bucket=  qsgd bucket size
   std::uint64_t seed = 0;                // seed=  shared seed (qsgd rounding, PowerSGD init)
+  NanPolicy nan = NanPolicy::error;      // nan=error|skip|propagate  non-finite gradients
 
   // Throws Error(invalid_argument) naming the bad token and listing what is valid.
   static Config parse(std::string_view spec);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,20 @@ class THINWIRE_API Reducer {
   // same bits: the average over ranks of what was transmitted (decoded), with error
   // feedback applied. A bad tensor on any rank throws Error on every rank.
   void allreduce(const std::vector<TensorView>& grads);
+
+  // With nan=skip: whether the last allreduce() dropped its step because some rank had a
+  // non-finite gradient. The gradients were then set to zero on every rank and no error
+  // memory changed; skip the optimizer step too.
+  bool last_step_skipped() const;
+
+  // This rank's compression state (error memories, EControl estimates, PowerSGD factors,
+  // step counter; a versioned, checksummed binary format). load_state() restores it into a
+  // Reducer built with the same layers, specs, number of ranks and rank; anything else
+  // raises Error. Not collective: every rank saves and loads its own state.
+  void save_state(std::ostream& out) const;
+  void load_state(std::istream& in);
+  void save_state(const std::string& path) const;
+  void load_state(const std::string& path);
 
   Stats stats() const;
   void reset_stats();

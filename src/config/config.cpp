@@ -46,6 +46,18 @@ const char* to_string(Selection s) {
   return s == Selection::exact ? "exact" : "sampled";
 }
 
+const char* to_string(NanPolicy p) {
+  switch (p) {
+    case NanPolicy::error:
+      return "error";
+    case NanPolicy::skip:
+      return "skip";
+    case NanPolicy::propagate:
+      return "propagate";
+  }
+  return "?";
+}
+
 namespace {
 
 using detail::cat;
@@ -54,7 +66,7 @@ constexpr const char* kMethods =
     "none, topk:DENSITY, onebit, qsgd:BITS, powersgd:RANK, adaptive:FAMILY";
 constexpr const char* kKeys =
     "ef=none|ef|econtrol, eta=(0,1], min_numel=N, warmup=N, select=exact|sampled, dgc=on|off, "
-    "momentum=[0,1), clip=X>=0, period=N>=1, bucket=N>=1, seed=N";
+    "momentum=[0,1), clip=X>=0, period=N>=1, bucket=N>=1, seed=N, nan=error|skip|propagate";
 
 [[noreturn]] void bad(std::string_view spec, const std::string& why) {
   detail::fail_with(ErrorCode::invalid_argument, "config", -1, "bad compression spec '", spec,
@@ -222,6 +234,15 @@ Config Config::parse(std::string_view spec_in) {
         bad(spec, "bucket must be in 1..16777216");
     } else if (key == "seed") {
       c.seed = parse_count(spec, key, value);
+    } else if (key == "nan") {
+      if (value == "error")
+        c.nan = NanPolicy::error;
+      else if (value == "skip")
+        c.nan = NanPolicy::skip;
+      else if (value == "propagate")
+        c.nan = NanPolicy::propagate;
+      else
+        bad(spec, cat("nan must be error, skip or propagate, got '", value, "'"));
     } else {
       bad(spec, cat("unknown key '", key, "'; valid keys: ", kKeys));
     }
@@ -284,6 +305,7 @@ std::string Config::to_string() const {
   if (period != d.period) s += cat(",period=", period);
   if (bucket != d.bucket) s += cat(",bucket=", bucket);
   if (seed != d.seed) s += cat(",seed=", seed);
+  if (nan != d.nan) s += cat(",nan=", thinwire::to_string(nan));
   return s;
 }
 
@@ -291,7 +313,8 @@ bool Config::operator==(const Config& o) const {
   return method == o.method && density == o.density && bits == o.bits && rank == o.rank &&
          family == o.family && ef == o.ef && eta == o.eta && min_numel == o.min_numel &&
          warmup == o.warmup && select == o.select && dgc == o.dgc && momentum == o.momentum &&
-         clip == o.clip && period == o.period && bucket == o.bucket && seed == o.seed;
+         clip == o.clip && period == o.period && bucket == o.bucket && seed == o.seed &&
+         nan == o.nan;
 }
 
 }  // namespace thinwire

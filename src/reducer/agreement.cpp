@@ -21,6 +21,7 @@ struct Control {
   std::uint64_t step = 0;
   std::uint64_t n_layers = 0;
   std::uint64_t digest = 0;
+  std::uint32_t flags = 0;
   std::string message;
 };
 
@@ -31,6 +32,7 @@ void write_control(std::uint8_t* out, const Control& c) {
   store_le<std::uint64_t>(out + 8, c.step);
   store_le<std::uint64_t>(out + 16, c.n_layers);
   store_le<std::uint64_t>(out + 24, c.digest);
+  store_le<std::uint32_t>(out + 32, c.flags);
   std::memcpy(out + kMessageOffset, c.message.data(),
               std::min(c.message.size(), kMessageBytes - 1));
 }
@@ -45,6 +47,7 @@ Control read_control(const std::uint8_t* in, int from, int me) {
   c.step = load_le<std::uint64_t>(in + 8);
   c.n_layers = load_le<std::uint64_t>(in + 16);
   c.digest = load_le<std::uint64_t>(in + 24);
+  c.flags = load_le<std::uint32_t>(in + 32);
   const char* msg = reinterpret_cast<const char*>(in + kMessageOffset);
   c.message.assign(msg, strnlen(msg, kMessageBytes));
   return c;
@@ -55,9 +58,10 @@ constexpr std::size_t kDescribeBytes = 512;
 
 }  // namespace
 
-std::uint64_t check_agreement(Transport& transport, const char* what, const LocalStatus& status,
-                              std::uint64_t step, const std::vector<std::uint64_t>& layer_hashes,
-                              const std::function<std::string(std::size_t)>& describe) {
+AgreementResult check_agreement(Transport& transport, const char* what, const LocalStatus& status,
+                                std::uint64_t step, const std::vector<std::uint64_t>& layer_hashes,
+                                const std::function<std::string(std::size_t)>& describe,
+                                std::uint32_t flags) {
   const int p = transport.size(), me = transport.rank();
   const auto pu = static_cast<std::size_t>(p);
   Hasher digest;
@@ -67,6 +71,7 @@ std::uint64_t check_agreement(Transport& transport, const char* what, const Loca
   mine.step = step;
   mine.n_layers = layer_hashes.size();
   mine.digest = digest.value();
+  mine.flags = flags;
   mine.message = status.message;
 
   std::vector<std::uint8_t> send(kControlBlockBytes), recv(kControlBlockBytes * pu);
@@ -105,7 +110,11 @@ std::uint64_t check_agreement(Transport& transport, const char* what, const Loca
   bool same = true;
   for (int r = 1; r < p; ++r)
     same = same && all[r].n_layers == all[0].n_layers && all[r].digest == all[0].digest;
-  if (same) return sent;
+  if (same) {
+    AgreementResult result{sent, 0};
+    for (const Control& c : all) result.flags |= c.flags;
+    return result;
+  }
 
   std::uint64_t max_layers = 0;
   for (const Control& c : all) max_layers = std::max(max_layers, c.n_layers);

@@ -28,10 +28,21 @@ struct LocalStatus {
 
 constexpr std::size_t kControlBlockBytes = 256;
 
+// Flags a rank can raise for everyone in the control block.
+enum ControlFlag : std::uint32_t {
+  kFlagSkipStep = 1u,  // a non-finite gradient under nan=skip: every rank drops the step
+};
+
+struct AgreementResult {
+  std::uint64_t bytes_sent = 0;
+  std::uint32_t flags = 0;  // OR over all ranks
+};
+
 // Collective. `what` names the occasion ("construction", "step"). describe(i) renders this
-// rank's view of layer i for the mismatch message. Returns the bytes this rank sent.
-std::uint64_t check_agreement(Transport& transport, const char* what, const LocalStatus& status,
-                              std::uint64_t step, const std::vector<std::uint64_t>& layer_hashes,
-                              const std::function<std::string(std::size_t)>& describe);
+// rank's view of layer i for the mismatch message.
+AgreementResult check_agreement(Transport& transport, const char* what, const LocalStatus& status,
+                                std::uint64_t step, const std::vector<std::uint64_t>& layer_hashes,
+                                const std::function<std::string(std::size_t)>& describe,
+                                std::uint32_t flags = 0);
 
 }  // namespace thinwire::detail

@@ -3,23 +3,18 @@
 //   layer -> run the algorithms -> write results back -> statistics.
 #include "thinwire/reducer.hpp"
 
+#include <cstring>
 #include <functional>
 #include <limits>
-#include <map>
 
-#include "algorithm/dense_allreduce.hpp"
-#include "algorithm/low_rank_allreduce.hpp"
-#include "algorithm/sparse_allgather.hpp"
-#include "algorithm/two_phase.hpp"
 #include "common/bytes.hpp"
 #include "common/fail.hpp"
 #include "common/half.hpp"
 #include "common/hash.hpp"
 #include "common/logging.hpp"
 #include "common/timer.hpp"
-#include "reducer/agreement.hpp"
-#include "reducer/layer_plan.hpp"
-#include "reducer/layer_state.hpp"
+#include "reducer/non_finite.hpp"
+#include "reducer/reducer_impl.hpp"
 #include "reducer/step.hpp"
 #include "thinwire/version.hpp"
 
@@ -92,31 +87,6 @@ const char* route_name(const StepLayer& sl) {
 
 }  // namespace
 
-class ReducerImpl {
- public:
-  ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config);
-  void allreduce(const std::vector<TensorView>& grads);
-
-  Communicator comm_;
-  Transport& transport_;
-  std::vector<Layer> layers_;
-  Config config_;
-  std::vector<LayerPlan> plans_;
-  std::vector<std::uint64_t> spec_hashes_;  // per layer: name, shape, spec
-  std::vector<LayerState> states_;
-  std::map<std::string, std::unique_ptr<Compressor>> codecs_;  // by spec
-  DenseAllreduce dense_;
-  SparseAllgather sparse_;
-  TwoPhase two_phase_;
-  LowRankAllreduce low_rank_;
-  std::uint64_t step_ = 0;
-  Stats stats_;
-
- private:
-  LocalStatus validate(const std::vector<TensorView>& grads) const;
-  std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;
-};
-
 ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config)
     : comm_(std::move(comm)),
       transport_(comm_.host_transport()),
@@ -159,22 +129,15 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
   if (status.ok) {
     plans_.reserve(layers_.size());
     for (const Layer& l : layers_) {
-      LayerPlan plan = make_plan(l, config_);
-      auto& codec = codecs_[plan.spec];
-      if (!codec) codec = make_codec(config_);
-      plan.codec = codec.get();
-      plans_.push_back(std::move(plan));
+      plans_.push_back(make_plan(l, config_));
+      plans_.back().codec = codec_for(config_);
     }
   }
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
-    Hasher h;
-    h.str(layers_[i].name).u64(layers_[i].shape.size());
-    for (std::int64_t d : layers_[i].shape) h.u64(static_cast<std::uint64_t>(d));
-    h.str(status.ok ? plans_[i].spec : config_.to_string()).str(THINWIRE_VERSION_STRING);
-    spec_hashes_.push_back(h.value());
-  }
-  stats_.bytes_sent += check_agreement(transport_, "construction", status, 0, spec_hashes_,
-                                       [&](std::size_t i) { return describe(i, nullptr); });
+  for (std::size_t i = 0; i < layers_.size(); ++i) spec_hashes_.push_back(spec_hash(i));
+  stats_.bytes_sent +=
+      check_agreement(transport_, "construction", status, 0, spec_hashes_, [&](std::size_t i) {
+        return describe(i, nullptr);
+      }).bytes_sent;
   states_.resize(layers_.size());
   stats_.layers.resize(layers_.size());
   for (std::size_t i = 0; i < layers_.size(); ++i) {
@@ -188,6 +151,34 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
          comm_.size(), " ranks");
 }
 
+Compressor* ReducerImpl::codec_for(const Config& config) {
+  auto& codec = codecs_[config.to_string()];
+  if (!codec) codec = make_codec(config);
+  return codec.get();
+}
+
+std::uint64_t ReducerImpl::spec_hash(std::size_t i) const {
+  Hasher h;
+  h.str(layers_[i].name).u64(layers_[i].shape.size());
+  for (std::int64_t d : layers_[i].shape) h.u64(static_cast<std::uint64_t>(d));
+  h.str(i < plans_.size() ? plans_[i].spec : config_.to_string()).str(THINWIRE_VERSION_STRING);
+  return h.value();
+}
+
+void ReducerImpl::set_layer_config(std::size_t i, const Config& config) {
+  if (i >= layers_.size())
+    fail_with(ErrorCode::invalid_argument, "reducer", comm_.rank(), "set_layer_config(", i,
+              "): only ", layers_.size(), " layers");
+  LayerPlan plan = make_plan(layers_[i], config);
+  plan.codec = codec_for(config);
+  // Error memories carry over only where they still mean the same thing.
+  const LayerPlan& old = plans_[i];
+  if (plan.route != old.route || plan.rank != old.rank) states_[i].q.clear();
+  plans_[i] = std::move(plan);
+  spec_hashes_[i] = spec_hash(i);
+  stats_.layers[i].spec = plans_[i].spec;
+}
+
 std::string ReducerImpl::describe(std::size_t i, const std::vector<TensorView>* grads) const {
   std::string s = cat("layer '", layers_[i].describe(), "' spec '",
                       i < plans_.size() ? plans_[i].spec : config_.to_string(), "'");
@@ -195,7 +186,8 @@ std::string ReducerImpl::describe(std::size_t i, const std::vector<TensorView>* 
   return s;
 }
 
-LocalStatus ReducerImpl::validate(const std::vector<TensorView>& grads) const {
+LocalStatus ReducerImpl::validate(const std::vector<TensorView>& grads, bool* non_finite) const {
+  *non_finite = false;
   if (grads.size() != layers_.size())
     return LocalStatus::failure(
         ErrorCode::invalid_argument,
@@ -219,27 +211,61 @@ LocalStatus ReducerImpl::validate(const std::vector<TensorView>& grads) const {
           cat("layer ", i, " '", layers_[i].name, "': tensor on CUDA device ", v.device(),
               ", but this version reduces host tensors only"));
   }
+  // nan=error|skip: look before encoding, so that a bad value never enters an error memory
+  // or a payload, and tell every rank through the control exchange.
+  for (std::size_t i = 0; i < grads.size(); ++i) {
+    const NanPolicy policy = plans_[i].config.nan;
+    if (policy == NanPolicy::propagate) continue;
+    const std::size_t at = first_non_finite(grads[i]);
+    if (at == kAllFinite) continue;
+    if (policy == NanPolicy::skip) {
+      *non_finite = true;
+      continue;
+    }
+    return LocalStatus::failure(ErrorCode::invalid_argument,
+                                cat("layer ", i, " '", layers_[i].name,
+                                    "' has a non-finite gradient (", "NaN or infinity) at element ",
+                                    at, "; nan=error stops here, nan=skip would drop the step"));
+  }
   return {};
 }
 
 void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
   Timer total;
   PhaseTimes times;
-  const LocalStatus status = validate(grads);
+  bool non_finite = false;
+  const LocalStatus status = validate(grads, &non_finite);
   std::vector<std::uint64_t> hashes(layers_.size());
   for (std::size_t i = 0; i < layers_.size(); ++i)
     hashes[i] = Hasher()
                     .u64(spec_hashes_[i])
                     .u64(i < grads.size() ? static_cast<std::uint64_t>(grads[i].dtype()) : 0xff)
                     .value();
+  AgreementResult agreed;
   {
     ScopedTimer t(&times.comm);
     with_context(
         [&] {
-          stats_.bytes_sent += check_agreement(transport_, "step", status, step_, hashes,
-                                               [&](std::size_t i) { return describe(i, &grads); });
+          agreed = check_agreement(
+              transport_, "step", status, step_, hashes,
+              [&](std::size_t i) { return describe(i, &grads); }, non_finite ? kFlagSkipStep : 0u);
         },
         [&] { return cat("step ", step_, ": control exchange before any payload"); });
+  }
+  stats_.bytes_sent += agreed.bytes_sent;
+  last_skipped_ = (agreed.flags & kFlagSkipStep) != 0;
+  if (last_skipped_) {
+    // Some rank saw a non-finite gradient under nan=skip: every rank drops the step the
+    // same way, zero gradients and untouched error memories, and stays in step.
+    for (const TensorView& v : grads)
+      if (v.numel()) std::memset(v.data(), 0, v.bytes());
+    TW_LOG(warn, "step ", step_, " skipped: a rank had a non-finite gradient (nan=skip)");
+    ++step_;
+    ++stats_.steps;
+    ++stats_.skipped_steps;
+    stats_.seconds_comm += times.comm;
+    stats_.seconds_total += total.seconds();
+    return;
   }
 
   const int p = comm_.size();
@@ -339,6 +365,17 @@ void Reducer::allreduce(const std::vector<TensorView>& grads) {
 
 Stats Reducer::stats() const {
   return impl_->stats_;
+}
+
+bool Reducer::last_step_skipped() const {
+  return impl_->last_skipped_;
+}
+
+void Reducer::save_state(std::ostream& out) const {
+  impl_->save_state(out);
+}
+void Reducer::load_state(std::istream& in) {
+  impl_->load_state(in);
 }
 
 void Reducer::reset_stats() {

@@ -7,6 +7,7 @@ namespace thinwire {
 std::string Stats::to_json() const {
   nlohmann::json j;
   j["steps"] = steps;
+  j["skipped_steps"] = skipped_steps;
   j["bytes_sent"] = bytes_sent;
   j["bytes_dense"] = bytes_dense;
   j["compression_ratio"] = compression_ratio();

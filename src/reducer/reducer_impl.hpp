@@ -1,0 +1,58 @@
+// ReducerImpl: the state and pipeline behind thinwire::Reducer (reducer.cpp), its
+// checkpoint format (state_io.cpp).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "algorithm/dense_allreduce.hpp"
+#include "algorithm/low_rank_allreduce.hpp"
+#include "algorithm/sparse_allgather.hpp"
+#include "algorithm/two_phase.hpp"
+#include "reducer/agreement.hpp"
+#include "reducer/layer_plan.hpp"
+#include "reducer/layer_state.hpp"
+#include "thinwire/reducer.hpp"
+
+namespace thinwire::detail {
+
+class ReducerImpl {
+ public:
+  ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config);
+  void allreduce(const std::vector<TensorView>& grads);
+
+  // Puts layer i under `config` from the next step on (adaptive policies). Every rank must
+  // make the same change before the same step: the per-step agreement checks it.
+  void set_layer_config(std::size_t i, const Config& config);
+
+  void save_state(std::ostream& out) const;
+  void load_state(std::istream& in);
+
+  Communicator comm_;
+  Transport& transport_;
+  std::vector<Layer> layers_;
+  Config config_;
+  std::vector<LayerPlan> plans_;
+  std::vector<std::uint64_t> spec_hashes_;  // per layer: name, shape, spec, version
+  std::vector<LayerState> states_;
+  std::map<std::string, std::unique_ptr<Compressor>> codecs_;  // by spec
+  DenseAllreduce dense_;
+  SparseAllgather sparse_;
+  TwoPhase two_phase_;
+  LowRankAllreduce low_rank_;
+  std::uint64_t step_ = 0;
+  bool last_skipped_ = false;
+  Stats stats_;
+
+ private:
+  LocalStatus validate(const std::vector<TensorView>& grads, bool* non_finite) const;
+  std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;
+  Compressor* codec_for(const Config& config);
+  std::uint64_t spec_hash(std::size_t i) const;
+};
+
+}  // namespace thinwire::detail

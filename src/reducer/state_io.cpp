@@ -1,0 +1,225 @@
+// Checkpoint format of a Reducer's per-rank compression state. Little-endian:
+//
+//   u32 magic "TWST"   u32 version (1)   u32 ranks   u32 rank   u64 step   u64 layers
+//   u64 digest of the layers' spec hashes (names, shapes, specs, library version)
+//   per layer: u64 spec hash, u32 flags (bit 0: EControl started), u32 field count,
+//              fields: u32 id, u64 count, count f32   (ids: 1 error, 2 h, 3 H, 4 server
+//              error, 5 PowerSGD Q; each either empty or of the one size it can have)
+//   u64 FNV-1a of everything before it
+//
+// load_state() reads the whole file, checks the checksum and every size against the
+// Reducer before changing anything, so a truncated, corrupt or foreign file raises Error and
+// leaves the Reducer as it was.
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "algorithm/two_phase.hpp"
+#include "common/bytes.hpp"
+#include "common/fail.hpp"
+#include "common/hash.hpp"
+#include "reducer/reducer_impl.hpp"
+
+namespace thinwire {
+namespace detail {
+
+namespace {
+
+constexpr std::uint32_t kStateMagic = 0x54535754u;  // "TWST"
+constexpr std::uint32_t kStateVersion = 1;
+enum Field : std::uint32_t { kError = 1, kH = 2, kGlobal = 3, kServerError = 4, kQ = 5 };
+
+class Writer {
+ public:
+  template <typename T>
+  void put(T v) {
+    const std::size_t at = bytes_.size();
+    bytes_.resize(at + sizeof v);
+    store_le<T>(bytes_.data() + at, v);
+  }
+  void floats(const float* p, std::size_t n) {
+    const std::size_t at = bytes_.size();
+    bytes_.resize(at + 4 * n);
+    if (n) std::memcpy(bytes_.data() + at, p, 4 * n);
+  }
+  std::vector<std::uint8_t>& bytes() { return bytes_; }
+
+ private:
+  std::vector<std::uint8_t> bytes_;
+};
+
+class Reader {
+ public:
+  Reader(const std::vector<std::uint8_t>& bytes, std::size_t end, int rank)
+      : bytes_(bytes), end_(end), rank_(rank) {}
+  template <typename T>
+  T get(const char* what) {
+    need(sizeof(T), what);
+    const T v = load_le<T>(bytes_.data() + at_);
+    at_ += sizeof(T);
+    return v;
+  }
+  std::vector<float> floats(std::uint64_t n, const char* what) {
+    std::size_t bytes = 0;
+    if (n > end_ || !mul_ok(static_cast<std::size_t>(n), 4, &bytes))
+      bad(cat(what, ": count ", n, " is impossible"));
+    need(bytes, what);
+    std::vector<float> v(static_cast<std::size_t>(n));
+    if (n) std::memcpy(v.data(), bytes_.data() + at_, bytes);
+    at_ += bytes;
+    return v;
+  }
+  std::size_t position() const { return at_; }
+  [[noreturn]] void bad(const std::string& why) const {
+    fail_with(ErrorCode::invalid_argument, "state", rank_, "corrupt compression state: ", why);
+  }
+
+ private:
+  void need(std::size_t n, const char* what) const {
+    if (n > end_ - at_) bad(cat("file ends inside ", what));
+  }
+  const std::vector<std::uint8_t>& bytes_;
+  std::size_t end_, at_ = 0;
+  int rank_;
+};
+
+std::uint64_t checksum(const std::uint8_t* p, std::size_t n) {
+  return Hasher().bytes(p, n).value();
+}
+
+}  // namespace
+
+void ReducerImpl::save_state(std::ostream& out) const {
+  const int p = comm_.size(), me = comm_.rank();
+  Writer w;
+  w.put<std::uint32_t>(kStateMagic);
+  w.put<std::uint32_t>(kStateVersion);
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(p));
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(me));
+  w.put<std::uint64_t>(step_);
+  w.put<std::uint64_t>(layers_.size());
+  Hasher digest;
+  for (std::uint64_t h : spec_hashes_) digest.u64(h);
+  w.put<std::uint64_t>(digest.value());
+  std::vector<float> materialized;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const LayerState& s = states_[i];
+    w.put<std::uint64_t>(spec_hashes_[i]);
+    w.put<std::uint32_t>(s.econtrol_started ? 1u : 0u);
+    const std::vector<float>* error = &s.error;
+    if (!s.onebit_error.empty()) {  // 1-bit memories are kept factored: store e itself
+      materialized.resize(s.onebit_error.size());
+      s.onebit_error.materialize(materialized.data());
+      error = &materialized;
+    }
+    const std::pair<Field, const std::vector<float>*> fields[] = {{kError, error},
+                                                                  {kH, &s.h},
+                                                                  {kGlobal, &s.global},
+                                                                  {kServerError, &s.server_error},
+                                                                  {kQ, &s.q}};
+    w.put<std::uint32_t>(5);
+    for (const auto& [id, v] : fields) {
+      w.put<std::uint32_t>(id);
+      w.put<std::uint64_t>(v->size());
+      w.floats(v->data(), v->size());
+    }
+  }
+  w.put<std::uint64_t>(checksum(w.bytes().data(), w.bytes().size()));
+  out.write(reinterpret_cast<const char*>(w.bytes().data()),
+            static_cast<std::streamsize>(w.bytes().size()));
+  if (!out) fail(ErrorCode::invalid_argument, "state", me, "writing the compression state failed");
+}
+
+void ReducerImpl::load_state(std::istream& in) {
+  const int p = comm_.size(), me = comm_.rank();
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
+  if (bytes.size() < 8)
+    fail(ErrorCode::invalid_argument, "state", me, "compression state: file too short");
+  const std::size_t end = bytes.size() - 8;
+  if (load_le<std::uint64_t>(bytes.data() + end) != checksum(bytes.data(), end))
+    fail(ErrorCode::invalid_argument, "state", me,
+         "compression state: checksum mismatch (truncated or corrupt file)");
+  Reader r(bytes, end, me);
+  if (r.get<std::uint32_t>("magic") != kStateMagic) r.bad("not a thinwire state file (bad magic)");
+  const auto version = r.get<std::uint32_t>("version");
+  if (version != kStateVersion)
+    r.bad(cat("format version ", version, ", this library reads ", kStateVersion));
+  const auto ranks = r.get<std::uint32_t>("header");
+  const auto rank = r.get<std::uint32_t>("header");
+  if (ranks != static_cast<std::uint32_t>(p) || rank != static_cast<std::uint32_t>(me))
+    fail_with(ErrorCode::mismatch, "state", me, "compression state was saved by rank ", rank,
+              " of ", ranks, "; this is rank ", me, " of ", p);
+  const auto step = r.get<std::uint64_t>("header");
+  const auto n_layers = r.get<std::uint64_t>("header");
+  r.get<std::uint64_t>("header");  // digest: the per-layer hashes below say which layer differs
+  if (n_layers != layers_.size())
+    fail_with(ErrorCode::mismatch, "state", me, "compression state has ", n_layers,
+              " layers, this Reducer ", layers_.size());
+
+  std::vector<LayerState> loaded(layers_.size());
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (r.get<std::uint64_t>("layer") != spec_hashes_[i])
+      fail_with(ErrorCode::mismatch, "state", me, "compression state differs at layer ", i, " '",
+                layers_[i].describe(), "': saved with another name, shape or spec (now '",
+                plans_[i].spec, "')");
+    LayerState& s = loaded[i];
+    s.econtrol_started = (r.get<std::uint32_t>("layer flags") & 1u) != 0;
+    const auto n_fields = r.get<std::uint32_t>("layer");
+    const std::size_t n = plans_[i].numel;
+    const std::size_t chunk = chunk_begin(n, me + 1, p) - chunk_begin(n, me, p);
+    for (std::uint32_t f = 0; f < n_fields; ++f) {
+      const auto id = r.get<std::uint32_t>("field id");
+      const auto count = r.get<std::uint64_t>("field size");
+      std::size_t expected = n;
+      std::vector<float>* target = nullptr;
+      switch (id) {
+        case kError:
+          target = &s.error;
+          break;
+        case kH:
+          target = &s.h;
+          break;
+        case kGlobal:
+          target = &s.global;
+          break;
+        case kServerError:
+          target = &s.server_error, expected = chunk;
+          break;
+        case kQ:
+          target = &s.q, expected = plans_[i].cols * plans_[i].rank;
+          break;
+        default:
+          r.bad(cat("layer ", i, ": unknown field ", id));
+      }
+      if (count != 0 && count != expected)
+        r.bad(
+            cat("layer ", i, " field ", id, " holds ", count, " values, expected 0 or ", expected));
+      *target = r.floats(count, "field data");
+    }
+  }
+  if (r.position() != end) r.bad("trailing bytes after the last layer");
+  states_ = std::move(loaded);
+  step_ = step;
+  last_skipped_ = false;
+}
+
+}  // namespace detail
+
+void Reducer::save_state(const std::string& path) const {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out)
+    detail::fail_with(ErrorCode::invalid_argument, "state", impl_->comm_.rank(), "cannot write '",
+                      path, "'");
+  save_state(out);
+}
+
+void Reducer::load_state(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    detail::fail_with(ErrorCode::invalid_argument, "state", impl_->comm_.rank(), "cannot read '",
+                      path, "'");
+  load_state(in);
+}
+
+}  // namespace thinwire

@@ -1,0 +1,204 @@
+// Checkpointed compression state and the non-finite gradient policy, under mpiexec.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "test_support.hpp"
+
+namespace thinwire::test {
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+const std::vector<Layer>& layers() {
+  static const std::vector<Layer> l = {{"w1", {48, 40}}, {"b1", {40}}, {"w2", {33, 70}}};
+  return l;
+}
+
+std::vector<std::vector<float>> gradients(int rank, std::uint64_t step) {
+  std::vector<std::vector<float>> g;
+  for (std::size_t l = 0; l < layers().size(); ++l)
+    g.push_back(seeded_normal(21, rank, l, step, layers()[l].numel()));
+  return g;
+}
+
+const char* const kSpecs[] = {"none",
+                              "topk:0.05",
+                              "topk:0.05,select=sampled",
+                              "onebit",
+                              "onebit,ef=econtrol",
+                              "qsgd:4",
+                              "qsgd:2,ef=none",
+                              "powersgd:3",
+                              "powersgd:3,ef=econtrol",
+                              "topk:0.1,ef=econtrol,min_numel=0",
+                              "topk:0.05,warmup=4"};
+
+// Train 3 steps, save, train 3 more; a fresh Reducer that loads the saved state and sees
+// the same 3 gradients must produce the same bits.
+TEST(MpiState, RestoredReducerContinuesBitForBit) {
+  const int me = world_rank();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  for (const char* spec : kSpecs) {
+    Reducer a(comm, layers(), Config::parse(spec));
+    for (std::uint64_t step = 0; step < 3; ++step) {
+      auto g = gradients(me, step);
+      a.allreduce(views(g));
+    }
+    std::stringstream saved;
+    a.save_state(saved);
+    std::vector<std::vector<std::vector<float>>> expected;
+    for (std::uint64_t step = 3; step < 6; ++step) {
+      auto g = gradients(me, step);
+      a.allreduce(views(g));
+      expected.push_back(g);
+    }
+    Reducer b(comm, layers(), Config::parse(spec));
+    b.load_state(saved);
+    EXPECT_EQ(b.step(), 3u) << spec;
+    for (std::uint64_t step = 3; step < 6; ++step) {
+      auto g = gradients(me, step);
+      b.allreduce(views(g));
+      ASSERT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << spec;
+      for (std::size_t l = 0; l < g.size(); ++l)
+        ASSERT_EQ(0, std::memcmp(g[l].data(), expected[step - 3][l].data(), g[l].size() * 4))
+            << spec << " layer " << l << " step " << step;
+    }
+  }
+}
+
+TEST(MpiState, ForeignOrCorruptStateIsRefusedAndChangesNothing) {
+  const int me = world_rank();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  Reducer a(comm, layers(), Config::parse("onebit"));
+  auto g = gradients(me, 0);
+  a.allreduce(views(g));
+  std::stringstream saved;
+  a.save_state(saved);
+  const std::string bytes = saved.str();
+
+  auto load = [&](Reducer& r, const std::string& data) {
+    std::stringstream in(data);
+    return error_from([&] { r.load_state(in); });
+  };
+  Reducer other_spec(comm, layers(), Config::parse("onebit,ef=econtrol"));
+  auto err = load(other_spec, bytes);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::mismatch);
+  EXPECT_NE(std::string(err->what()).find("w1[48,40]"), std::string::npos) << err->what();
+
+  std::vector<Layer> fewer = layers();
+  fewer.pop_back();
+  Reducer other_layers(comm, fewer, Config::parse("onebit"));
+  err = load(other_layers, bytes);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::mismatch);
+
+  Reducer fresh(comm, layers(), Config::parse("onebit"));
+  for (std::size_t cut : {std::size_t{0}, std::size_t{7}, bytes.size() / 2, bytes.size() - 1}) {
+    err = load(fresh, bytes.substr(0, cut));
+    ASSERT_TRUE(err.has_value()) << cut;
+    EXPECT_EQ(err->code(), ErrorCode::invalid_argument) << err->what();
+  }
+  std::string flipped = bytes;
+  flipped[bytes.size() / 3] ^= 0x10;
+  err = load(fresh, flipped);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(std::string(err->what()).find("checksum"), std::string::npos) << err->what();
+  EXPECT_EQ(fresh.step(), 0u);
+
+  err = error_from([&] { fresh.load_state(std::string("/nonexistent/dir/state.bin")); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(std::string(err->what()).find("cannot read"), std::string::npos);
+}
+
+// nan=error (the default): a NaN on one rank raises on every rank, naming layer and rank,
+// for every method; the Reducer stays usable.
+TEST(MpiState, NonFiniteGradientRaisesEverywhereByDefault) {
+  const int me = world_rank(), p = [] {
+    int s;
+    MPI_Comm_size(MPI_COMM_WORLD, &s);
+    return s;
+  }();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  for (const char* spec : kSpecs) {
+    Reducer r(comm, layers(), Config::parse(spec));
+    auto g = gradients(me, 0);
+    if (me == p - 1) g[2][17] = std::numeric_limits<float>::quiet_NaN();
+    auto err = error_from([&] { r.allreduce(views(g)); });
+    ASSERT_TRUE(err.has_value()) << spec;
+    EXPECT_EQ(err->code(), ErrorCode::invalid_argument) << spec;
+    const std::string what = err->what();
+    EXPECT_NE(what.find("rank " + std::to_string(p - 1)), std::string::npos) << what;
+    EXPECT_NE(what.find("'w2'"), std::string::npos) << what;
+    EXPECT_NE(what.find("element 17"), std::string::npos) << what;
+    g = gradients(me, 0);
+    if (me == 0) g[0][0] = std::numeric_limits<float>::infinity();
+    err = error_from([&] { r.allreduce(views(g)); });
+    ASSERT_TRUE(err.has_value()) << spec;
+    g = gradients(me, 0);
+    r.allreduce(views(g));
+    EXPECT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << spec;
+  }
+}
+
+// nan=skip: every rank drops the step (zero gradients), error memories stay as they were,
+// and the step is counted.
+TEST(MpiState, NonFiniteGradientSkipsTheStepEverywhere) {
+  const int me = world_rank();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  for (const char* base :
+       {"none", "topk:0.05", "onebit", "powersgd:3", "topk:0.05,ef=econtrol", "qsgd:4"}) {
+    const std::string spec = std::string(base) + ",nan=skip";
+    Reducer with_skip(comm, layers(), Config::parse(spec));
+    Reducer without(comm, layers(), Config::parse(spec));
+    auto g0 = gradients(me, 0), g0b = g0;
+    with_skip.allreduce(views(g0));
+    without.allreduce(views(g0b));
+    auto bad = gradients(me, 1);
+    if (me == 0) bad[1][3] = -std::numeric_limits<float>::infinity();
+    with_skip.allreduce(views(bad));
+    EXPECT_TRUE(with_skip.last_step_skipped()) << spec;
+    for (const auto& t : bad)
+      for (float v : t) ASSERT_EQ(v, 0.0f) << spec;
+    EXPECT_EQ(with_skip.stats().skipped_steps, 1u);
+    auto g1 = gradients(me, 2), g1b = g1;
+    with_skip.allreduce(views(g1));
+    EXPECT_FALSE(with_skip.last_step_skipped());
+    without.allreduce(views(g1b));
+    ASSERT_TRUE(identical_on_all_ranks(g1, MPI_COMM_WORLD)) << spec;
+    // qsgd's rounding is keyed by the step counter, which the skipped step advanced.
+    if (std::string(base) != "qsgd:4")
+      for (std::size_t l = 0; l < g1.size(); ++l)
+        ASSERT_EQ(0, std::memcmp(g1[l].data(), g1b[l].data(), g1[l].size() * 4))
+            << spec << " layer " << l;
+  }
+}
+
+// nan=propagate: nothing is checked and every rank sees the same bits. NaN travels through
+// dense, top-k and 1-bit; qsgd's quantiser maps NaN to level 0 (and saturates infinities).
+TEST(MpiState, NonFiniteGradientPropagatesWhenAsked) {
+  const int me = world_rank();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  for (const char* base : {"none", "topk:0.05", "onebit", "qsgd:4"}) {
+    Reducer r(comm, layers(), Config::parse(std::string(base) + ",nan=propagate"));
+    auto g = gradients(me, 0);
+    if (me == 0) g[0][5] = std::numeric_limits<float>::quiet_NaN();
+    r.allreduce(views(g));
+    ASSERT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << base;
+    bool any_nan = false;
+    for (float v : g[0]) any_nan = any_nan || std::isnan(v);
+    EXPECT_EQ(any_nan, std::string(base) != "qsgd:4") << base;
+  }
+}
+
+}  // namespace
+}  // namespace thinwire::test
