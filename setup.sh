@@ -20,6 +20,10 @@ PACKAGES=(
   libboost-program-options-dev libeigen3-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
   clang-format
+  # issue work beyond the core: training data, Python/PyTorch bindings, plots, fuzzing and
+  # sanitizers (clang + its runtimes), emulated clusters (iproute2), leak checks
+  dataset-fashion-mnist python3 python3-numpy python3-torch pybind11-dev python3-dev python3-matplotlib
+  clang libclang-rt-14-dev libfuzzer-14-dev iproute2 valgrind
 )
 
 missing=()

@@ -96,9 +96,9 @@ INSTANTIATE_TEST_SUITE_P(Mpi, MpiReducerSpec,
                                            "topk:0.05,ef=econtrol", "onebit,ef=econtrol,eta=0.3",
                                            "qsgd:4,ef=econtrol", "powersgd:2,ef=econtrol",
                                            "topk:0.05,warmup=2", "onebit,warmup=1,min_numel=0"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
+                         [](const ::testing::TestParamInfo<std::string>& param) {
                            std::string name;
-                           for (char c : info.param)
+                           for (char c : param.param)
                              name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return name;
                          });
