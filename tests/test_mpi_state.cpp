@@ -176,10 +176,11 @@ TEST(MpiState, NonFiniteGradientSkipsTheStepEverywhere) {
     without.allreduce(views(g1b));
     ASSERT_TRUE(identical_on_all_ranks(g1, MPI_COMM_WORLD)) << spec;
     // qsgd's rounding is keyed by the step counter, which the skipped step advanced.
-    if (std::string(base) != "qsgd:4")
+    if (std::string(base) != "qsgd:4") {
       for (std::size_t l = 0; l < g1.size(); ++l)
         ASSERT_EQ(0, std::memcmp(g1[l].data(), g1b[l].data(), g1[l].size() * 4))
             << spec << " layer " << l;
+    }
   }
 }
 
