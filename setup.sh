@@ -23,6 +23,7 @@ PACKAGES=(
   # issue work beyond the core: training data, Python/PyTorch bindings, plots, fuzzing and
   # sanitizers (clang + its runtimes), emulated clusters (iproute2), leak checks
   dataset-fashion-mnist python3 python3-numpy python3-torch pybind11-dev python3-dev python3-matplotlib
+  python3-mpi4py  # the Python tests check results across ranks with it
   clang libclang-rt-14-dev libfuzzer-14-dev iproute2 valgrind
 )
 

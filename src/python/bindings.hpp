@@ -1,0 +1,17 @@
+// The pieces of the _thinwire Python extension module, one file each.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace thinwire::python {
+
+// thinwire::Error -> thinwire.Error (thinwire/_errors.py) with .code = "invalid_argument", ...
+void bind_errors(pybind11::module_& m);
+// thinwire.Transport: a transport whose collectives are Python methods.
+void bind_transport(pybind11::module_& m);
+// thinwire.Communicator, and MPI initialisation for Python programs.
+void bind_communicator(pybind11::module_& m);
+// The Reducer behind thinwire.Reducer.
+void bind_reducer(pybind11::module_& m);
+
+}  // namespace thinwire::python
