@@ -8,8 +8,10 @@ data, seed and steps for each gradient communication scheme:
   thinwire:SPEC         thinwire's DDP hook with compression spec SPEC over MPI
   thinwire-gloo:SPEC    the same over the DDP process group (gloo) instead of MPI
 
-For each: test accuracy, training loss, bytes sent per rank and step, ms per step, and whether
-every rank ended with identical parameters. Launch with mpirun (torchrun is broken in Debian's
+The configurations train side by side on the same batches, one step of each in turn, so that
+other load on the machine slows all of them alike. For each: test accuracy, training loss,
+bytes sent per rank and step, ms per step, and whether every rank ended with identical
+parameters. Launch with mpirun (torchrun is broken in Debian's
 python3-torch); the ranks read RANK/WORLD_SIZE from Open MPI's variables:
 
   mpirun -np 2 python3 examples/pytorch/ddp_fashion_mnist.py \\
@@ -66,22 +68,20 @@ def make_model(hidden, seed):
 
 
 class AllreduceCounter:
-    """Counts the bytes of every torch.distributed.all_reduce (Python-level hooks call it)."""
+    """Counts the bytes of every torch.distributed.all_reduce (Python-level hooks call it) while
+    `active` is set."""
 
     def __init__(self):
         self.bytes = 0
+        self.active = False
         self._orig = dist.all_reduce
 
-    def __enter__(self):
         def counting(tensor, *args, **kwargs):
-            self.bytes += tensor.numel() * tensor.element_size()
+            if self.active:
+                self.bytes += tensor.numel() * tensor.element_size()
             return self._orig(tensor, *args, **kwargs)
 
         dist.all_reduce = counting
-        return self
-
-    def __exit__(self, *exc):
-        dist.all_reduce = self._orig
 
 
 def ring_bytes(b, p):
@@ -96,80 +96,104 @@ def same_on_all_ranks(t):
     return bool(ok.item())
 
 
-def run_config(name, args, train, test, rank, world):
-    import thinwire.torch as twt
-    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd
+class Run:
+    """One configuration: its own model (same initial weights), DDP wrapper, hook, optimizer."""
 
-    net = make_model(args.hidden, args.seed)
-    n_params = sum(p.numel() for p in net.parameters())
-    model = torch.nn.parallel.DistributedDataParallel(net)
-    hook_state = None
-    if name.startswith("torch:powersgd:"):
-        hook_state = psgd.PowerSGDState(process_group=None, matrix_approximation_rank=int(name.split(":")[2]),
-                                        start_powerSGD_iter=2, random_seed=args.seed)
-        model.register_comm_hook(hook_state, psgd.powerSGD_hook)
-    elif name.startswith("thinwire:") or name.startswith("thinwire-gloo:"):
-        kind, spec = name.split(":", 1)
-        hook_state = twt.HookState(spec=spec, model=net, transport="mpi" if kind == "thinwire" else "process_group")
-        model.register_comm_hook(hook_state, twt.comm_hook)
-    elif name != "none":
-        raise SystemExit(f"unknown config '{name}'")
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
+    def __init__(self, name, args):
+        import thinwire.torch as twt
+        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd
 
+        self.name = name
+        self.net = make_model(args.hidden, args.seed)
+        self.model = torch.nn.parallel.DistributedDataParallel(self.net)
+        self.hook_state = None
+        self.counter = None
+        if name.startswith("torch:powersgd:"):
+            self.hook_state = psgd.PowerSGDState(
+                process_group=None, matrix_approximation_rank=int(name.split(":")[2]),
+                start_powerSGD_iter=2, random_seed=args.seed)
+            self.model.register_comm_hook(self.hook_state, psgd.powerSGD_hook)
+            self.counter = AllreduceCounter()
+        elif name.startswith("thinwire:") or name.startswith("thinwire-gloo:"):
+            kind, spec = name.split(":", 1)
+            self.hook_state = twt.HookState(spec=spec, model=self.net,
+                                            transport="mpi" if kind == "thinwire" else "process_group")
+            self.model.register_comm_hook(self.hook_state, twt.comm_hook)
+        elif name != "none":
+            raise SystemExit(f"unknown config '{name}'")
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=0.9)
+        self.times, self.losses = [], []
+
+    def step(self, x, y):
+        if self.counter:
+            self.counter.active = True
+        t0 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()
+        self.opt.step()
+        self.times.append(time.perf_counter() - t0)
+        if self.counter:
+            self.counter.active = False
+        self.losses.append(loss.item())
+
+    def result(self, args, test, world):
+        params = torch.cat([p.detach().reshape(-1) for p in self.net.parameters()])
+        n_params = params.numel()
+        identical = same_on_all_ranks(params)
+        with torch.no_grad():
+            x_test, y_test = test
+            accuracy = (self.net(x_test).argmax(1) == y_test).float().mean().item()
+        # A step ends when its slowest rank's does: per step the maximum over ranks, then the
+        # median over steps (robust to other load on the machine) and the mean.
+        skip = min(args.warmup_steps, args.steps - 1)
+        step_ms = torch.tensor(self.times[skip:], dtype=torch.float64) * 1000.0
+        dist.all_reduce(step_ms, op=dist.ReduceOp.MAX)
+        r = {
+            "config": self.name,
+            "test_accuracy": accuracy,
+            "train_loss_last_100": float(np.mean(self.losses[-100:])),
+            "ms_per_step": float(step_ms.median()),
+            "ms_per_step_mean": float(step_ms.mean()),
+            "identical_params_on_all_ranks": identical,
+            "params": n_params,
+        }
+        dense_per_step = ring_bytes(4 * n_params, world)
+        if self.name == "none":
+            r["bytes_sent_per_step"] = dense_per_step
+            r["bytes_counted_by"] = "ring model of DDP's dense f32 allreduce: 2(P-1)/P * 4 * params"
+        elif self.counter:
+            r["bytes_sent_per_step"] = ring_bytes(self.counter.bytes, world) / args.steps
+            r["bytes_counted_by"] = "every torch.distributed.all_reduce of the hook, ring model"
+        else:
+            s = self.hook_state.stats()
+            r["bytes_sent_per_step"] = s["bytes_sent"] / args.steps
+            r["bytes_counted_by"] = "thinwire Stats.bytes_sent (payloads + control exchange)"
+            r["thinwire_seconds_per_step"] = {k: v / args.steps for k, v in s["seconds"].items()}
+            r["transport"] = self.hook_state.comm.transport_name
+            r["routes"] = {l["name"]: l["route"] for l in s["layers"]}
+            r["relative_sq_error"] = {l["name"]: l["sq_error"] / l["sq_norm"]
+                                      for l in s["layers"] if l["sq_norm"] > 0}
+        r["compression_ratio"] = dense_per_step / r["bytes_sent_per_step"]
+        return r
+
+
+def train_side_by_side(configs, args, train, test, rank, world):
+    """Trains every configuration on the same batches, one step of each in turn (the order
+    rotating from step to step), so that other load on the machine affects all alike."""
+    runs = [Run(name, args) for name in configs]
     x_train, y_train = train
     n = x_train.shape[0]
     global_batch = args.batch * world
     per_epoch = n // global_batch
-    times, losses = [], []
-    with AllreduceCounter() as counter:
-        for step in range(args.steps):
-            epoch, i = divmod(step, per_epoch)
-            order = np.random.default_rng([args.seed, epoch]).permutation(n)
-            idx = order[i * global_batch + rank * args.batch:i * global_batch + (rank + 1) * args.batch]
-            x, y = x_train[idx], y_train[idx]
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            times.append(time.perf_counter() - t0)
-            losses.append(loss.item())
-
-    params = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
-    identical = same_on_all_ranks(params)
-    with torch.no_grad():
-        x_test, y_test = test
-        accuracy = (net(x_test).argmax(1) == y_test).float().mean().item()
-
-    skip = min(args.warmup_steps, args.steps - 1)
-    mean_ms = 1000.0 * float(np.mean(times[skip:]))
-    slowest = torch.tensor([mean_ms], dtype=torch.float64)
-    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-    result = {
-        "config": name,
-        "test_accuracy": accuracy,
-        "train_loss_last_100": float(np.mean(losses[-100:])),
-        "ms_per_step": slowest.item(),
-        "ms_per_step_rank0_median": 1000.0 * float(np.median(times[skip:])),
-        "identical_params_on_all_ranks": identical,
-        "params": n_params,
-    }
-    dense_per_step = ring_bytes(4 * n_params, world)
-    if name == "none":
-        result["bytes_sent_per_step"] = dense_per_step
-        result["bytes_counted_by"] = "ring model of DDP's dense f32 allreduce: 2(P-1)/P * 4 * params"
-    elif name.startswith("torch:"):
-        result["bytes_sent_per_step"] = ring_bytes(counter.bytes, world) / args.steps
-        result["bytes_counted_by"] = "every torch.distributed.all_reduce of the hook, ring model"
-    else:
-        s = hook_state.stats()
-        result["bytes_sent_per_step"] = s["bytes_sent"] / args.steps
-        result["bytes_counted_by"] = "thinwire Stats.bytes_sent (payloads + control exchange)"
-        result["thinwire_seconds_per_step"] = {k: v / args.steps for k, v in s["seconds"].items()}
-        result["transport"] = hook_state.comm.transport_name
-        result["routes"] = {l["name"]: l["route"] for l in s["layers"]}
-    result["compression_ratio"] = dense_per_step / result["bytes_sent_per_step"]
-    return result
+    for step in range(args.steps):
+        epoch, i = divmod(step, per_epoch)
+        order = np.random.default_rng([args.seed, epoch]).permutation(n)
+        idx = order[i * global_batch + rank * args.batch:i * global_batch + (rank + 1) * args.batch]
+        x, y = x_train[idx], y_train[idx]
+        for k in range(len(runs)):
+            runs[(step + k) % len(runs)].step(x, y)
+    return [r.result(args, test, world) for r in runs]
 
 
 def provenance(argv, world):
@@ -211,7 +235,7 @@ def main():
     p.add_argument("--hidden", type=lambda s: [int(x) for x in s.split(",")], default=[512, 256])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup-steps", type=int, default=20, help="steps left out of the timing")
-    p.add_argument("--repeat", type=int, default=1, help="run the list of configs this many times (timing noise)")
+    p.add_argument("--repeat", type=int, default=1, help="train the configs this many times")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     p.add_argument("--json", help="write the results here (rank 0)")
     args = p.parse_args()
@@ -227,12 +251,11 @@ def main():
     configs = [c for c in args.configs.split(",") if c]
     results = []
     for rep in range(args.repeat):
-        for name in configs:
-            r = run_config(name, args, train, test, rank, world)
+        for r in train_side_by_side(configs, args, train, test, rank, world):
             r["repeat"] = rep
             results.append(r)
             if rank == 0:
-                print(f"{name:28s} acc {100 * r['test_accuracy']:6.2f}%  loss {r['train_loss_last_100']:.4f}  "
+                print(f"{r['config']:28s} acc {100 * r['test_accuracy']:6.2f}%  loss {r['train_loss_last_100']:.4f}  "
                       f"sent/step {r['bytes_sent_per_step'] / 1e3:9.1f} kB ({r['compression_ratio']:6.1f}x)  "
                       f"{r['ms_per_step']:7.2f} ms/step  identical params: {r['identical_params_on_all_ranks']}",
                       flush=True)
@@ -242,8 +265,10 @@ def main():
         doc = provenance(sys.argv, world)
         doc.update({"ranks": world, "steps": args.steps, "batch_per_rank": args.batch, "lr": args.lr,
                     "momentum": 0.9, "hidden": args.hidden, "seed": args.seed, "threads_per_rank": args.threads,
-                    "timing": f"mean wall time of a training step (forward, backward with communication, "
-                              f"optimizer) after {args.warmup_steps} steps, slowest rank",
+                    "timing": f"configs trained side by side, one step of each in turn; wall time of a "
+                              f"training step (forward, backward with communication, optimizer), slowest "
+                              f"rank per step; ms_per_step is the median over the steps after the first "
+                              f"{args.warmup_steps}, ms_per_step_mean the mean",
                     "results": results})
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2, sort_keys=True)
