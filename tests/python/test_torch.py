@@ -101,8 +101,8 @@ def ddp_hook_keeps_ranks_identical_and_learns():
         for spec in ("powersgd:4", "topk:0.05", "onebit"):
             net = make_model()
             state = twt.HookState(spec=spec, model=net, transport=transport)
-            assert transport in ("mpi" if transport == "mpi" else "torch.distributed/gloo", state.comm.transport_name) or \
-                state.comm.transport_name.startswith("torch")
+            expected = "mpi" if transport == "mpi" else "torch.distributed/gloo"
+            assert state.comm.transport_name == expected, state.comm.transport_name
             losses, _ = train(net, state, 0, 12)
             s = state.stats()
             assert losses[-1] < 0.8 * losses[0], f"{transport} {spec}: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
@@ -114,6 +114,13 @@ def ddp_hook_keeps_ranks_identical_and_learns():
                       f"{s['compression_ratio']:.1f}x fewer bytes", flush=True)
     for spec in ("powersgd:4", "topk:0.05", "onebit"):  # transports only move bytes
         assert torch.equal(finals["mpi", spec], finals["process_group", spec]), spec
+
+
+@test
+def hook_transport_auto_is_mpi_under_mpirun():
+    assert twt.launched_by_mpi() == SIZE
+    assert twt.HookState(spec="none").comm.transport_name == "mpi"
+    raises("invalid_argument", twt.HookState, spec="none", transport="nccl")
 
 
 @test

@@ -66,7 +66,7 @@ class ProcessGroupTransport(Transport):
         # broadcast's src is a global rank
         if self._group is None:
             return rank
-        return dist.distributed_c10d._get_global_rank(self._group, rank)
+        return dist.distributed_c10d.get_global_rank(self._group, rank)
 
     def allreduce(self, data, op):
         if data.dtype == np.uint64:
