@@ -120,7 +120,7 @@ def ddp_hook_keeps_ranks_identical_and_learns():
 def hook_transport_auto_is_mpi_under_mpirun():
     assert twt.launched_by_mpi() == SIZE
     assert twt.HookState(spec="none").comm.transport_name == "mpi"
-    raises("invalid_argument", twt.HookState, spec="none", transport="nccl")
+    raises("invalid_argument", lambda: twt.HookState(spec="none", transport="nccl"))
 
 
 @test
