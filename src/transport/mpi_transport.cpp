@@ -246,10 +246,10 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
     ByteBlock send_block(length(send_c) * 4), recv_block(length(recv_c) * 4);
     MPI_Request r[2];
     check(MPI_Irecv(data + start(recv_c), recv_block.count(), recv_block.type(), left,
-                    kTagAllgather, comm_, &r[0]),
+                    kTagRingAllgather, comm_, &r[0]),
           "ring allreduce");
     check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right,
-                    kTagAllgather, comm_, &r[1]),
+                    kTagRingAllgather, comm_, &r[1]),
           "ring allreduce");
     wait_all(r, 2, "ring allreduce (allgather)", count * 4, left);
   }
