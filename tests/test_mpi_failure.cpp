@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -171,6 +172,38 @@ TEST(MpiFailure, CorruptChunkSeenByOneServerFailsEveryRankAtOnce) {
     g = gradients(me, 2);
     reducer.allreduce(views(g));
     EXPECT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD));
+  }
+}
+
+// A timed-out receive is cancelled: a message that arrives after the deadline must not land
+// in a buffer the program has moved on to (freed, or reused for other data).
+TEST(MpiFailure, MessageArrivingAfterATimeoutDoesNotLandInTheBuffer) {
+  const int me = world_rank(), p = world_size(), late = p - 1;
+  for (std::size_t bytes : {std::size_t{64}, std::size_t{256 * 1024}}) {  // eager, rendezvous
+    detail::MpiTransport transport(MPI_COMM_WORLD, 0.3);
+    std::vector<unsigned char> send(bytes, static_cast<unsigned char>(me + 1));
+    std::vector<unsigned char> recv(bytes * static_cast<std::size_t>(p), 0);
+    if (me == late) usleep(1000 * 1000);
+    auto err = error_from([&] { transport.allgather(send.data(), recv.data(), bytes); });
+    if (me != late) {
+      ASSERT_TRUE(err.has_value()) << bytes;
+      EXPECT_EQ(err->code(), ErrorCode::timeout);
+      EXPECT_NE(
+          std::string(err->what()).find("nothing arrived from rank(s) " + std::to_string(late)),
+          std::string::npos)
+          << err->what();
+      // The program moves on: the buffer holds other data now. Let MPI make progress while
+      // the late rank sends.
+      std::fill(recv.begin(), recv.end(), 0xab);
+      for (int i = 0; i < 1500; ++i) {
+        int flag = 0;
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+        usleep(1000);
+      }
+      EXPECT_EQ(std::count(recv.begin(), recv.end(), 0xab), static_cast<long>(recv.size()))
+          << "a late message was written into the buffer (" << bytes << " bytes)";
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
   }
 }
 
