@@ -80,12 +80,13 @@ int main(int argc, char** argv) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       // The communicator is broken now: the next call must fail at once.
       const auto again = std::chrono::steady_clock::now();
-      std::string second = "none";
+      std::string second = "none", second_what;
       try {
         reducer.allreduce({thinwire::TensorView::host(w.data(), w.size()),
                            thinwire::TensorView::host(b.data(), b.size())});
       } catch (const thinwire::Error& e2) {
         second = thinwire::to_string(e2.code());
+        second_what = e2.what();
       }
       const double second_s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - again).count();
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
           "what=%s\n",
           me, step, thinwire::to_string(e.code()), waited, comm.broken() ? 1 : 0, second.c_str(),
           second_s, e.what());
+      std::printf("SECOND rank=%d what=%s\n", me, second_what.c_str());
       std::fflush(stdout);
       end_job(me, victim, marker_dir);
     }
