@@ -75,6 +75,21 @@ TEST(FailurePaths, APeersLayerCountNeverSizesAnAllocation) {
   EXPECT_EQ(transport.sizes[1], (hashes.size() + 1) * 8);  // this rank's layers and one more
 }
 
+// A control block claiming a transport failure is corrupt: no rank reports one that way
+// (its transport would have failed before). Raising `timeout` without a broken
+// communicator would contradict what the code promises; it is raised as `internal`.
+TEST(FailurePaths, AControlBlockClaimingATimeoutIsInternal) {
+  fuzz::MirrorTransport transport(0, 3);
+  transport.set_patches({{0, 1, 4, static_cast<std::uint8_t>(ErrorCode::timeout)}});  // status
+  auto err = error_from([&] {
+    detail::check_agreement(transport, "step", {}, 0, {1, 2},
+                            [](std::size_t i) { return std::to_string(i); });
+  });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::internal) << err->what();
+  EXPECT_NE(std::string(err->what()).find("failed on rank 2"), std::string::npos) << err->what();
+}
+
 // Two-phase: a chunk that only its server sees is corrupt. The server used to throw before
 // the allgather, leaving the other ranks waiting there until THINWIRE_TIMEOUT_S; now it
 // sends a poisoned block and every rank raises the same error at once.

@@ -89,7 +89,10 @@ AgreementResult check_agreement(Transport& transport, const char* what, const Lo
   if (!failed.empty()) {
     const int first = failed.front();
     auto code = static_cast<ErrorCode>(all[first].status);
-    if (code < ErrorCode::invalid_argument || code > ErrorCode::internal)
+    // Only errors a rank finds locally travel in a control block: a transport code (which
+    // would claim a broken communicator) or an unknown one means the block is corrupt.
+    if (code != ErrorCode::invalid_argument && code != ErrorCode::mismatch &&
+        code != ErrorCode::unsupported)
       code = ErrorCode::internal;
     const std::string& msg = first == me ? status.message : all[first].message;
     std::string others;
