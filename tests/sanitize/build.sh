@@ -6,6 +6,11 @@
 #   build.sh SRC_DIR BUILD_DIR [CMAKE [NINJA [CXX [C]]]]
 set -euo pipefail
 src=$1 build=$2 cmake=${3:-cmake} ninja=${4:-ninja} cxx=${5:-c++} cc=${6:-cc}
+# A build made with another compiler is started afresh.
+if [[ -f $build/CMakeCache.txt ]] &&
+  [[ $(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt") != "$cxx" ]]; then
+  rm -rf "$build"
+fi
 if [[ ! -f $build/build.ninja ]]; then
   "$cmake" -S "$src" -B "$build" -G Ninja -DCMAKE_MAKE_PROGRAM="$ninja" \
     -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Release \
