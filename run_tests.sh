@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole thinwire test suite: set everything up (./setup.sh), then run every CTest test
-# (unit, multi-rank MPI, install consumer, and GPU tests, which skip without a device).
+# (unit, multi-rank MPI, install consumer, failure, fuzz, sanitizer and soak tests, and GPU
+# tests, which skip without a device).
 # Extra arguments go to ctest, e.g.  ./run_tests.sh -L unit   or   ./run_tests.sh -R mpi_np2
 #
 #   THINWIRE_BUILD_DIR   build directory (default: ./build)

@@ -185,11 +185,12 @@ TEST(MpiState, NonFiniteGradientSkipsTheStepEverywhere) {
 }
 
 // nan=propagate: nothing is checked and every rank sees the same bits. NaN travels through
-// dense, top-k and 1-bit; qsgd's quantiser maps NaN to level 0 (and saturates infinities).
+// dense, top-k, 1-bit and PowerSGD (its factors); qsgd's quantiser maps NaN to level 0 (and
+// saturates infinities).
 TEST(MpiState, NonFiniteGradientPropagatesWhenAsked) {
   const int me = world_rank();
   Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
-  for (const char* base : {"none", "topk:0.05", "onebit", "qsgd:4"}) {
+  for (const char* base : {"none", "topk:0.05", "onebit", "qsgd:4", "powersgd:3"}) {
     Reducer r(comm, layers(), Config::parse(std::string(base) + ",nan=propagate"));
     auto g = gradients(me, 0);
     if (me == 0) g[0][5] = std::numeric_limits<float>::quiet_NaN();

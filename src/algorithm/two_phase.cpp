@@ -1,12 +1,43 @@
 #include "algorithm/two_phase.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "common/bytes.hpp"
+#include "common/fail.hpp"
 #include "common/timer.hpp"
 #include "reducer/error_feedback.hpp"
 
 namespace thinwire::detail {
+
+namespace {
+
+// A poisoned allgather block: magic, message length, message (truncated to the block). A
+// healthy block starts with a payload header, whose magic differs.
+constexpr std::uint32_t kPoisonMagic = 0x58505754u;  // "TWPX"
+constexpr std::size_t kPoisonHeader = 8;
+
+void write_poison(std::uint8_t* out, std::size_t block, const std::string& message) {
+  std::memset(out, 0, block);
+  if (block < kPoisonHeader) return;  // cannot happen: a block holds at least one payload
+  const std::size_t len = std::min(message.size(), block - kPoisonHeader);
+  store_le<std::uint32_t>(out, kPoisonMagic);
+  store_le<std::uint32_t>(out + 4, static_cast<std::uint32_t>(len));
+  std::memcpy(out + kPoisonHeader, message.data(), len);
+}
+
+// Every rank runs this on the same gathered bytes, so all raise the same error.
+void raise_if_poisoned(const std::uint8_t* in, std::size_t block, int server, int me) {
+  if (block < kPoisonHeader || load_le<std::uint32_t>(in) != kPoisonMagic) return;
+  const std::size_t len =
+      std::min<std::size_t>(load_le<std::uint32_t>(in + 4), block - kPoisonHeader);
+  fail_with(ErrorCode::invalid_argument, "codec", me, "rank ", server,
+            " rejected a chunk it serves, so every rank stops this step: ",
+            std::string(reinterpret_cast<const char*>(in + kPoisonHeader), len));
+}
+
+}  // namespace
 
 // 1-bit with error feedback: x = g + e, encode, e <- x - C(x) in one pass over the layer,
 // with e kept factored (OnebitErrorMemory); the same payloads and memory as prepare_input()
@@ -76,16 +107,32 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
     ScopedTimer t(&ctx.times->comm);
     ctx.transport.alltoall(send_.data(), recv_.data(), block);
   }
-  // Phase 2: serve chunk `me` of every layer.
+  // Phase 2: serve chunk `me` of every layer. A corrupt chunk is seen by its server alone:
+  // throwing here would leave every other rank waiting in the allgather below until
+  // THINWIRE_TIMEOUT_S. The server takes part with a poisoned block that carries its error
+  // instead, and every rank raises that error after the allgather.
+  std::string poison;
   {
     ScopedTimer t(&ctx.times->decode);
-    for (std::size_t l = 0; l < layers.size(); ++l) {
+    try {
+      for (std::size_t l = 0; l < layers.size(); ++l) {
+        const StepLayer& sl = *layers[l];
+        const std::size_t len = chunk_begin(sl.n, me + 1, p) - chunk_begin(sl.n, me, p);
+        for (int r = 0; r < p; ++r)
+          sl.plan->codec->validate(recv_.data() + r * block + slot[l], slot[l + 1] - slot[l], len,
+                                   PayloadSource{*sl.name, r, me});
+      }
+    } catch (const Error& e) {
+      // The message without its "thinwire codec error [rank R]: " prefix: every rank adds
+      // its own when it raises it.
+      poison = e.what();
+      const std::size_t at = poison.find("]: ");
+      if (at != std::string::npos) poison.erase(0, at + 3);
+    }
+    for (std::size_t l = 0; l < layers.size() && poison.empty(); ++l) {
       StepLayer& sl = *layers[l];
       const std::size_t b = chunk_begin(sl.n, me, p), len = chunk_begin(sl.n, me + 1, p) - b;
       const std::size_t size = slot[l + 1] - slot[l];
-      for (int r = 0; r < p; ++r)
-        sl.plan->codec->validate(recv_.data() + r * block + slot[l], size, len,
-                                 PayloadSource{*sl.name, r, me});
       average_.assign(len, 0.0f);
       for (int r = 0; r < p; ++r)
         sl.plan->codec->decode(recv_.data() + r * block + slot[l], size, len, average_.data(),
@@ -104,13 +151,15 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
       sl.plan->codec->encode(y, len, key, gather_send_.data() + slot[l],
                              server_ef ? sl.state->server_error.data() : nullptr);
     }
+    if (!poison.empty()) write_poison(gather_send_.data(), block, poison);
   }
   {
     ScopedTimer t(&ctx.times->comm);
     ctx.transport.allgather(gather_send_.data(), gather_recv_.data(), block);
   }
-  // Every rank decodes the same P chunks.
+  // Every rank decodes the same P chunks, after checking all of them.
   ScopedTimer t(&ctx.times->decode);
+  for (int j = 0; j < p; ++j) raise_if_poisoned(gather_recv_.data() + j * block, block, j, me);
   for (std::size_t l = 0; l < layers.size(); ++l) {
     StepLayer& sl = *layers[l];
     const std::size_t size = slot[l + 1] - slot[l];
@@ -119,6 +168,10 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
       sl.plan->codec->validate(gather_recv_.data() + j * block + slot[l], size, e - b,
                                PayloadSource{*sl.name, j, me});
     }
+  }
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    StepLayer& sl = *layers[l];
+    const std::size_t size = slot[l + 1] - slot[l];
     for (int j = 0; j < p; ++j) {
       const std::size_t b = chunk_begin(sl.n, j, p), e = chunk_begin(sl.n, j + 1, p);
       sl.plan->codec->decode(gather_recv_.data() + j * block + slot[l], size, e - b, sl.g + b,

@@ -114,7 +114,7 @@ void TopkCodec::decode(const std::uint8_t* payload, std::size_t size, std::size_
   const View v = parse(payload, size, n, src);
   if (mode == DecodeMode::assign) {
     // Stores, not 0 + value: a sent -0.0 decodes to -0.0, so x - decoded is the +0 residual.
-    std::memset(out, 0, n * sizeof(float));
+    if (n) std::memset(out, 0, n * sizeof(float));  // out may be null when n == 0
     for (std::size_t j = 0; j < v.k; ++j)
       out[load_le<std::uint32_t>(v.indices + 4 * j)] = load_le<float>(v.values + 4 * j);
   } else {

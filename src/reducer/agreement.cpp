@@ -89,7 +89,10 @@ AgreementResult check_agreement(Transport& transport, const char* what, const Lo
   if (!failed.empty()) {
     const int first = failed.front();
     auto code = static_cast<ErrorCode>(all[first].status);
-    if (code < ErrorCode::invalid_argument || code > ErrorCode::internal)
+    // Only errors a rank finds locally travel in a control block: a transport code (which
+    // would claim a broken communicator) or an unknown one means the block is corrupt.
+    if (code != ErrorCode::invalid_argument && code != ErrorCode::mismatch &&
+        code != ErrorCode::unsupported)
       code = ErrorCode::internal;
     const std::string& msg = first == me ? status.message : all[first].message;
     std::string others;
@@ -116,22 +119,29 @@ AgreementResult check_agreement(Transport& transport, const char* what, const Lo
     return result;
   }
 
-  std::uint64_t max_layers = 0;
-  for (const Control& c : all) max_layers = std::max(max_layers, c.n_layers);
+  // Compare the layers every rank has, and one more: a rank with fewer layers differs from
+  // the others at its first missing one. The count is bounded by this rank's own layers, so
+  // a peer's count, however large, never sizes an allocation or a message.
+  std::uint64_t min_layers = all[0].n_layers, max_layers = all[0].n_layers;
+  for (const Control& c : all) {
+    min_layers = std::min(min_layers, c.n_layers);
+    max_layers = std::max(max_layers, c.n_layers);
+  }
+  const std::size_t compared = static_cast<std::size_t>(std::min(max_layers, min_layers + 1));
   // Per-layer hashes, padded with a marker for "no such layer on this rank".
   const std::uint64_t kMissing = 0x6d697373696e6721ull;
-  std::vector<std::uint64_t> mine_h(max_layers, kMissing), all_h(max_layers * pu);
-  std::copy(layer_hashes.begin(), layer_hashes.end(), mine_h.begin());
-  transport.allgather(mine_h.data(), all_h.data(), max_layers * 8);
-  sent += allgather_bytes(max_layers * 8, p);
-  std::size_t first = max_layers;
-  for (std::size_t i = 0; i < max_layers && first == max_layers; ++i)
+  std::vector<std::uint64_t> mine_h(compared, kMissing), all_h(compared * pu);
+  std::copy_n(layer_hashes.begin(), std::min(layer_hashes.size(), compared), mine_h.begin());
+  transport.allgather(mine_h.data(), all_h.data(), compared * 8);
+  sent += allgather_bytes(compared * 8, p);
+  std::size_t first = compared;
+  for (std::size_t i = 0; i < compared && first == compared; ++i)
     for (int r = 1; r < p; ++r)
-      if (all_h[r * max_layers + i] != all_h[i]) {
+      if (all_h[r * compared + i] != all_h[i]) {
         first = i;
         break;
       }
-  if (first == max_layers) first = 0;  // digests differed but no layer did: a hash collision
+  if (first == compared) first = 0;  // digests differed but no layer did: a hash collision
 
   std::vector<char> text(kDescribeBytes, 0), texts(kDescribeBytes * pu);
   const std::string d = first < layer_hashes.size() ? describe(first)

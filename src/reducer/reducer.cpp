@@ -312,7 +312,10 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
                                                      {Route::topk, &sparse_},
                                                      {Route::two_phase, &two_phase_},
                                                      {Route::low_rank, &low_rank_}};
-  for (const auto& [route, algorithm] : algorithms) {
+  for (const auto& entry : algorithms) {
+    // Not a structured binding: clang < 16 cannot capture those in the lambdas below.
+    const Route route = entry.first;
+    Algorithm* const algorithm = entry.second;
     const std::vector<StepLayer*>& layers = by_route[static_cast<int>(route)];
     with_context([&] { algorithm->run(layers, ctx); },
                  [&] {

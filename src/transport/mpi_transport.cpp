@@ -94,10 +94,26 @@ MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout
          "Communicator::from_mpi needs MPI to be initialised (call MPI_Init first)");
   if (comm == MPI_COMM_NULL)
     fail(ErrorCode::invalid_argument, "transport", -1, "Communicator::from_mpi got MPI_COMM_NULL");
-  check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  MPI_Comm_rank(comm, &rank_);
+  MPI_Comm_size(comm, &size_);
+  if (timeout_s_ <= 0) {
+    check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  } else {
+    // The duplication is collective too: a rank that never calls from_mpi() must not hang
+    // the others. MPI writes the new handle when the last rank joins, which may be after a
+    // timeout: into memory that is then never freed.
+    std::vector<unsigned char> handle(sizeof(MPI_Comm));
+    MPI_Request r;
+    check(MPI_Comm_idup(comm, reinterpret_cast<MPI_Comm*>(handle.data()), &r), "MPI_Comm_idup");
+    try {
+      wait_all(&r, 1, "communicator duplication (MPI_Comm_idup in Communicator::from_mpi)", 0, -1);
+    } catch (const Error&) {
+      abandon(std::move(handle));
+      throw;
+    }
+    std::memcpy(&comm_, handle.data(), sizeof comm_);
+  }
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(comm_, &rank_);
-  MPI_Comm_size(comm_, &size_);
 }
 
 MpiTransport::~MpiTransport() {
@@ -112,6 +128,56 @@ void MpiTransport::check(int rc, const char* what) const {
   int len = 0;
   MPI_Error_string(rc, text, &len);
   fail_with(ErrorCode::transport_error, "transport", rank_, what, " failed: ", text);
+}
+
+void MpiTransport::abandon(std::vector<unsigned char>&& memory) {
+  // Reachable from a global, so leak checkers see it as held, not lost. One entry per
+  // timed-out operation, and a timeout breaks the communicator. Moving a vector keeps its
+  // buffer where MPI may still write.
+  static auto* graveyard = new std::vector<std::vector<unsigned char>>();
+  TW_LOG(warn, "transport: ", memory.size(), " bytes left to a collective that timed out");
+  graveyard->push_back(std::move(memory));
+}
+
+void MpiTransport::wait_on_copy(std::vector<unsigned char>& copy, MPI_Request* request,
+                                const char* what, int peer) {
+  try {
+    wait_all(request, 1, what, copy.size(), peer);
+  } catch (const Error&) {
+    abandon(std::move(copy));
+    copy = std::vector<unsigned char>();
+    throw;
+  }
+}
+
+void MpiTransport::cancel_pending(PeerOps& ops) {
+  // A receive still posted after a timeout would let a late message land in memory the
+  // caller has moved on to (freed, or holding new data): cancel the receives. An unmatched
+  // receive is cancelled at once; one already matched completes when its data is in, which
+  // gets a short grace. Sends only read their buffers: their requests are freed.
+  const auto n = ops.requests.size();
+  for (std::size_t i = 0; i < n; ++i)
+    if (ops.requests[i] != MPI_REQUEST_NULL && ops.receives[i]) MPI_Cancel(&ops.requests[i]);
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (bool pending = true; pending;) {
+    pending = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (ops.requests[i] == MPI_REQUEST_NULL || !ops.receives[i]) continue;
+      int done = 0;
+      MPI_Test(&ops.requests[i], &done, MPI_STATUS_IGNORE);
+      pending = pending || !done;
+    }
+    if (pending && std::chrono::duration<double>(clock::now() - start).count() > 0.5) break;
+    if (pending) sched_yield();
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (ops.requests[i] == MPI_REQUEST_NULL) continue;
+    if (ops.receives[i])
+      TW_LOG(warn, "transport: a receive from rank ", ops.peers[i],
+             " could not be cancelled after the timeout; its buffer may still be written");
+    MPI_Request_free(&ops.requests[i]);
+  }
 }
 
 void MpiTransport::wait_all(MPI_Request* requests, int n, const char* what, std::size_t bytes,
@@ -133,8 +199,9 @@ void MpiTransport::wait_all(MPI_Request* requests, int n, const char* what, std:
       const std::string who = peer >= 0
                                   ? cat("; still waiting for rank ", peer)
                                   : std::string("; MPI does not say which ranks did not join");
-      fail_with(ErrorCode::timeout, "transport", rank_, "MPI ", what, " of ", bytes,
-                " bytes did not complete within ", timeout_s_, " s (THINWIRE_TIMEOUT_S)", who);
+      fail_with(ErrorCode::timeout, "transport", rank_, "MPI ", what,
+                bytes ? cat(" of ", bytes, " bytes") : std::string(), " did not complete within ",
+                timeout_s_, " s (THINWIRE_TIMEOUT_S)", who);
     }
   }
 }
@@ -182,6 +249,7 @@ void MpiTransport::wait_peers(PeerOps& ops, const char* what, std::size_t bytes)
       std::string who;
       if (!silent.empty()) who += "; nothing arrived from rank(s) " + silent;
       if (!undelivered.empty()) who += "; not yet taken by rank(s) " + undelivered;
+      cancel_pending(ops);
       fail_with(ErrorCode::timeout, "transport", rank_, "MPI ", what, " of ", bytes,
                 " bytes per rank did not complete within ", timeout_s_, " s (THINWIRE_TIMEOUT_S)",
                 who);
@@ -206,9 +274,15 @@ void MpiTransport::allreduce(void* data, std::size_t count, ElementType type, Re
     if (timeout_s_ <= 0) {
       check(MPI_Allreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_), "allreduce");
     } else {
+      // On a copy: MPI cannot cancel a collective, and after a timeout it may still write
+      // the buffer; the copy is then abandoned, the caller's memory is left alone.
+      const std::size_t slice_bytes = static_cast<std::size_t>(n) * esize;
+      copy_.assign(static_cast<unsigned char*>(p), static_cast<unsigned char*>(p) + slice_bytes);
       MPI_Request r;
-      check(MPI_Iallreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_, &r), "allreduce");
-      wait_all(&r, 1, "allreduce", static_cast<std::size_t>(n) * esize, -1);
+      check(MPI_Iallreduce(MPI_IN_PLACE, copy_.data(), n, mpi_type(type), mpi_op(op), comm_, &r),
+            "allreduce");
+      wait_on_copy(copy_, &r, "allreduce", -1);
+      std::memcpy(p, copy_.data(), slice_bytes);
     }
   }
 }
@@ -228,30 +302,20 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
   for (int s = 0; s < p - 1; ++s) {
     const int send_c = (rank_ - s + p) % p, recv_c = (rank_ - s - 1 + p) % p;
     const std::size_t n_recv = length(recv_c);
-    ByteBlock send_block(length(send_c) * 4), recv_block(n_recv * 4);
-    MPI_Request r[2];
-    check(MPI_Irecv(ring_scratch_.data(), recv_block.count(), recv_block.type(), left,
-                    kTagReduceScatter, comm_, &r[0]),
-          "ring allreduce");
-    check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right,
-                    kTagReduceScatter, comm_, &r[1]),
-          "ring allreduce");
-    wait_all(r, 2, "ring allreduce (reduce-scatter)", count * 4, left);
+    ops_.clear();
+    post_recv(ring_scratch_.data(), n_recv * 4, left, kTagReduceScatter);
+    post_send(data + start(send_c), length(send_c) * 4, right, kTagReduceScatter);
+    wait_peers(ops_, "ring allreduce (reduce-scatter)", count * 4);
     float* dst = data + start(recv_c);
     const float* src = ring_scratch_.data();
     for (std::size_t i = 0; i < n_recv; ++i) dst[i] += src[i];
   }
   for (int s = 0; s < p - 1; ++s) {
     const int send_c = (rank_ + 1 - s + p) % p, recv_c = (rank_ - s + p) % p;
-    ByteBlock send_block(length(send_c) * 4), recv_block(length(recv_c) * 4);
-    MPI_Request r[2];
-    check(MPI_Irecv(data + start(recv_c), recv_block.count(), recv_block.type(), left,
-                    kTagAllgather, comm_, &r[0]),
-          "ring allreduce");
-    check(MPI_Isend(data + start(send_c), send_block.count(), send_block.type(), right,
-                    kTagAllgather, comm_, &r[1]),
-          "ring allreduce");
-    wait_all(r, 2, "ring allreduce (allgather)", count * 4, left);
+    ops_.clear();
+    post_recv(data + start(recv_c), length(recv_c) * 4, left, kTagRingAllgather);
+    post_send(data + start(send_c), length(send_c) * 4, right, kTagRingAllgather);
+    wait_peers(ops_, "ring allreduce (allgather)", count * 4);
   }
 }
 
@@ -308,9 +372,11 @@ void MpiTransport::broadcast(void* data, std::size_t bytes, int root) {
     check(MPI_Bcast(data, block.count(), block.type(), root, comm_), "broadcast");
     return;
   }
+  copy_.assign(static_cast<unsigned char*>(data), static_cast<unsigned char*>(data) + bytes);
   MPI_Request r;
-  check(MPI_Ibcast(data, block.count(), block.type(), root, comm_, &r), "broadcast");
-  wait_all(&r, 1, "broadcast", bytes, rank_ == root ? -1 : root);
+  check(MPI_Ibcast(copy_.data(), block.count(), block.type(), root, comm_, &r), "broadcast");
+  wait_on_copy(copy_, &r, "broadcast", rank_ == root ? -1 : root);  // on a copy: see allreduce
+  std::memcpy(data, copy_.data(), bytes);
 }
 
 void MpiTransport::barrier() {

@@ -51,6 +51,14 @@ class MpiTransport final : public Transport {
   };
   // As wait_all, but a timeout lists the peers not heard from and not delivered to.
   void wait_peers(PeerOps& ops, const char* what, std::size_t bytes);
+  // After a timeout: cancels the receives still posted (so no late message lands in memory
+  // the caller reuses) and frees every request.
+  void cancel_pending(PeerOps& ops);
+  // wait_all() for a nonblocking collective on `copy`; on a timeout the copy is abandoned
+  // (never freed: MPI may still write it) and the error rethrown.
+  void wait_on_copy(std::vector<unsigned char>& copy, MPI_Request* request, const char* what,
+                    int peer);
+  static void abandon(std::vector<unsigned char>&& memory);
   void post_recv(void* buf, std::size_t bytes, int peer, int tag);
   void post_send(const void* buf, std::size_t bytes, int peer, int tag);
   void check(int rc, const char* what) const;
@@ -61,6 +69,7 @@ class MpiTransport final : public Transport {
   int size_ = 1;
   double timeout_s_ = 0;
   std::vector<float> ring_scratch_;
+  std::vector<unsigned char> copy_;  // nonblocking collectives run on this copy
   PeerOps ops_;
 };
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs tests/failure/stall.cpp on 4 ranks with a short THINWIRE_TIMEOUT_S and checks that the
 # job ends (non-zero) instead of hanging, and, when the dead rank only sleeps, that every
-# survivor raised Error(timeout) in time, named the missing rank and then failed at once.
+# survivor raised Error(timeout) in time, named the missing rank and then failed at once;
+# when it never joins ("late"), that Communicator::from_mpi raised Error(timeout) in time.
 #   run_stall.sh STALL_BINARY MPIEXEC MODE SPEC
 set -uo pipefail
 bin=$1 mpiexec=$2 mode=$3 spec=$4
@@ -30,6 +31,15 @@ if [[ $mode == sleep ]]; then
     less_than "$after" $((timeout_s + 3)) || fail "rank $r raised after ${after}s"
     second_after=$(sed -E 's/.*second_after=([0-9.]+) .*/\1/' <<<"$line")
     less_than "$second_after" 0.5 || fail "rank $r: the second call took ${second_after}s"
+  done
+fi
+if [[ $mode == late ]]; then
+  for r in 0 1 2; do
+    line=$(grep "^RAISED rank=$r " "$dir/out") || fail "rank $r did not raise"
+    [[ $line == *"code=timeout"* && $line == *"step=-1"* ]] || fail "rank $r: $line"
+    [[ $line == *"MPI_Comm_idup"* ]] || fail "rank $r did not name the collective: $line"
+    after=$(sed -E 's/.* after=([0-9.]+) .*/\1/' <<<"$line")
+    less_than "$after" $((timeout_s + 3)) || fail "rank $r raised after ${after}s"
   done
 fi
 echo PASS
