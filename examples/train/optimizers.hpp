@@ -30,6 +30,8 @@ class Optimizer {
   Optimizer(const OptimizerConfig& config, const std::vector<Tensor>& params);
   // SGD and Adam: one step with the (averaged) gradients in params[i].grad.
   void step(std::vector<Tensor>& params);
+  // The learning rate from now on (schedules).
+  void set_lr(double lr) { c_.lr = lr; }
 
   // 1-bit Adam's compression stage, split around the momentum's allreduce:
   // local_momentum() writes b1 m + (1 - b1) g (this rank's g) into params[i].grad, the caller

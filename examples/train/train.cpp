@@ -39,11 +39,13 @@ struct Options {
   std::string optimizer = "sgd";
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string json;
+  std::string schedule = "cosine";
   int epochs = 5;
   std::size_t batch = 32;
   double lr = 0.0;  // 0: the optimizer's default
   double momentum = 0.9;
   double onebit_warmup = 0.2;
+  double adam_eps = 1e-6;  // 1e-8 diverges in 1-bit Adam: see README "Training"
   std::uint64_t seed = 1;
   std::size_t limit = 0;
   std::size_t test_limit = 0;
@@ -98,6 +100,7 @@ int run(const Options& o) {
   const thinwire::Config spec = thinwire::Config::parse(o.compression);
   train::OptimizerConfig oc;
   oc.name = o.optimizer;
+  oc.eps = o.adam_eps;
   oc.lr = o.lr > 0.0 ? o.lr : default_lr(o.optimizer);
   // DGC's Reducer returns the averaged velocity: plain SGD on top, no second momentum.
   oc.momentum = spec.dgc ? 0.0 : o.momentum;
@@ -133,9 +136,9 @@ int run(const Options& o) {
         "train_fashion_mnist: %d ranks, %zu images per rank, batch %zu per rank (%zu global), "
         "%zu steps per epoch\n",
         size, shard, o.batch, o.batch * static_cast<std::size_t>(size), steps_per_epoch);
-    std::printf("compression '%s', optimizer %s, lr %g%s, seed %llu\n",
+    std::printf("compression '%s', optimizer %s, lr %g (%s)%s, seed %llu\n",
                 reducer->config().to_string().c_str(), o.optimizer.c_str(), oc.lr,
-                spec.dgc ? " (dgc=on: no optimizer momentum)" : "",
+                o.schedule.c_str(), spec.dgc ? " (dgc=on: no optimizer momentum)" : "",
                 static_cast<unsigned long long>(o.seed));
     if (onebit_adam)
       std::printf("1-bit Adam: %zu dense warm-up steps of %zu\n", adam_warmup, total_steps);
@@ -169,6 +172,10 @@ int run(const Options& o) {
                     batch_x.data() + j * data.pixels);
         batch_y[j] = data.labels[i];
       }
+      if (o.schedule == "cosine")  // lr * (1 + cos(pi * step / steps)) / 2, to 0 at the end
+        opt.set_lr(oc.lr * 0.5 *
+                   (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) /
+                                   static_cast<double>(total_steps))));
       loss += model.train_step(batch_x.data(), batch_y.data(), o.batch, &correct);
       if (onebit_adam && step >= adam_warmup) {
         if (step == adam_warmup) opt.freeze_variance();
@@ -221,6 +228,7 @@ int run(const Options& o) {
                         {"epochs", o.epochs},
                         {"batch_per_rank", o.batch},
                         {"lr", oc.lr},
+                        {"schedule", o.schedule},
                         {"momentum", oc.momentum},
                         {"seed", o.seed},
                         {"images", shard * static_cast<std::size_t>(size)},
@@ -250,26 +258,30 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   Options o;
   po::options_description desc("train_fashion_mnist options");
-  desc.add_options()("help,h", "this help")(
-      "compression", po::value(&o.compression)->default_value(o.compression),
-      "thinwire spec for the gradients (1-bit Adam: for the momentum)")(
-      "epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the training set")(
-      "batch", po::value(&o.batch)->default_value(o.batch), "images per rank per step")(
-      "lr", po::value(&o.lr)->default_value(o.lr),
-      "learning rate (0: 0.05 for sgd, 0.001 for adam)")(
-      "optimizer", po::value(&o.optimizer)->default_value(o.optimizer), "sgd | adam | onebit_adam")(
-      "momentum", po::value(&o.momentum)->default_value(o.momentum),
-      "SGD momentum (ignored with dgc=on)")(
-      "onebit-warmup", po::value(&o.onebit_warmup)->default_value(o.onebit_warmup),
-      "1-bit Adam: fraction of the steps run as dense Adam before the variance is frozen")(
-      "seed", po::value(&o.seed)->default_value(o.seed), "model initialisation and shuffling")(
-      "limit", po::value(&o.limit)->default_value(o.limit),
-      "use the first N training images (0: all)")(
-      "test-limit", po::value(&o.test_limit)->default_value(o.test_limit),
-      "use the first N test images (0: all)")("data", po::value(&o.data)->default_value(o.data),
-                                              "directory of the gzipped IDX files")(
-      "json", po::value(&o.json), "write the results here (rank 0)")(
-      "min-test-accuracy", po::value(&o.min_test_accuracy)->default_value(o.min_test_accuracy),
+  auto add = desc.add_options();
+  add("help,h", "this help");
+  add("compression", po::value(&o.compression)->default_value(o.compression),
+      "thinwire spec for the gradients (1-bit Adam: for the momentum)");
+  add("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the training set");
+  add("batch", po::value(&o.batch)->default_value(o.batch), "images per rank per step");
+  add("lr", po::value(&o.lr)->default_value(o.lr),
+      "learning rate (0: 0.05 for sgd, 0.001 for adam and onebit_adam)");
+  add("schedule", po::value(&o.schedule)->default_value(o.schedule),
+      "learning rate schedule: cosine (decays to 0 over the run) or constant");
+  add("optimizer", po::value(&o.optimizer)->default_value(o.optimizer), "sgd | adam | onebit_adam");
+  add("momentum", po::value(&o.momentum)->default_value(o.momentum),
+      "SGD momentum (not applied with dgc=on: the Reducer applies it)");
+  add("adam-eps", po::value(&o.adam_eps)->default_value(o.adam_eps), "Adam's epsilon");
+  add("onebit-warmup", po::value(&o.onebit_warmup)->default_value(o.onebit_warmup),
+      "1-bit Adam: fraction of the steps run as dense Adam before the variance is frozen");
+  add("seed", po::value(&o.seed)->default_value(o.seed), "model initialisation and shuffling");
+  add("limit", po::value(&o.limit)->default_value(o.limit),
+      "use the first N training images (0: all)");
+  add("test-limit", po::value(&o.test_limit)->default_value(o.test_limit),
+      "use the first N test images (0: all)");
+  add("data", po::value(&o.data)->default_value(o.data), "directory of the gzipped IDX files");
+  add("json", po::value(&o.json), "write the results here (rank 0)");
+  add("min-test-accuracy", po::value(&o.min_test_accuracy)->default_value(o.min_test_accuracy),
       "exit with status 1 when the final test accuracy is lower (for tests)");
   int rc = 0;
   try {
@@ -283,6 +295,8 @@ int main(int argc, char** argv) {
     } else {
       if (o.optimizer != "sgd" && o.optimizer != "adam" && o.optimizer != "onebit_adam")
         throw std::runtime_error("--optimizer must be sgd, adam or onebit_adam");
+      if (o.schedule != "cosine" && o.schedule != "constant")
+        throw std::runtime_error("--schedule must be cosine or constant");
       if (o.epochs < 1 || o.batch < 1)
         throw std::runtime_error("--epochs and --batch must be >= 1");
       rc = run(o);
