@@ -152,6 +152,7 @@ int run(const Options& o) {
   std::vector<std::uint8_t> batch_y(o.batch);
   std::size_t step = 0;
   double seconds = 0.0, accuracy = 0.0;
+  std::string diverged;
   auto bytes = [&](bool dense_equivalent) {
     std::uint64_t b = 0;
     for (const auto* r : {dense.get(), reducer.get()})
@@ -177,14 +178,21 @@ int run(const Options& o) {
                    (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) /
                                    static_cast<double>(total_steps))));
       loss += model.train_step(batch_x.data(), batch_y.data(), o.batch, &correct);
-      if (onebit_adam && step >= adam_warmup) {
-        if (step == adam_warmup) opt.freeze_variance();
-        opt.local_momentum(params);
-        reducer->allreduce(grad_views(params));
-        opt.momentum_step(params);
-      } else {
-        (onebit_adam ? *dense : *reducer).allreduce(grad_views(params));
-        opt.step(params);
+      try {
+        if (onebit_adam && step >= adam_warmup) {
+          if (step == adam_warmup) opt.freeze_variance();
+          opt.local_momentum(params);
+          reducer->allreduce(grad_views(params));
+          opt.momentum_step(params);
+        } else {
+          (onebit_adam ? *dense : *reducer).allreduce(grad_views(params));
+          opt.step(params);
+        }
+      } catch (const thinwire::Error& e) {
+        // A non-finite gradient (nan=error) is raised on every rank alike: the run diverged.
+        // Stop training, report what the model does now, and say so.
+        diverged = e.what();
+        break;
       }
     }
     const double train_seconds = MPI_Wtime() - start;
@@ -210,17 +218,23 @@ int run(const Options& o) {
                       {"bytes_sent_per_rank", sent},
                       {"compression_ratio", ratio},
                       {"seconds", t}});
+    if (!diverged.empty()) {
+      if (root) std::printf("diverged in epoch %d: %s\n", epoch, diverged.c_str());
+      break;
+    }
   }
 
   if (root && !o.json.empty()) {
     const thinwire::Stats st = reducer->stats();
     nlohmann::json layer_specs = nlohmann::json::array();
     for (const thinwire::LayerStats& l : st.layers)
-      layer_specs.push_back({{"name", l.name},
-                             {"spec", l.spec},
-                             {"route", l.route},
-                             {"bytes_sent", l.bytes_sent},
-                             {"compression_ratio", l.compression_ratio()}});
+      layer_specs.push_back(
+          {{"name", l.name},
+           {"spec", l.spec},
+           {"route", l.route},
+           {"bytes_sent", l.bytes_sent},
+           {"sq_error_over_sq_norm", l.sq_norm > 0 ? l.sq_error / l.sq_norm : 0.0},
+           {"compression_ratio", l.compression_ratio()}});
     const std::uint64_t sent = bytes(false);
     nlohmann::json j = {{"compression", o.compression},
                         {"optimizer", o.optimizer},
@@ -241,8 +255,11 @@ int run(const Options& o) {
                         {"per_epoch", epochs},
                         {"layers", layer_specs}};
     if (onebit_adam) j["adam_warmup_steps"] = adam_warmup;
+    j["diverged"] = !diverged.empty();
+    if (!diverged.empty()) j["error"] = diverged;
     std::ofstream(o.json) << j.dump(2) << "\n";
   }
+  if (!diverged.empty()) return 3;
   if (o.min_test_accuracy >= 0.0 && accuracy < o.min_test_accuracy) {
     if (root)
       std::fprintf(stderr, "test accuracy %.4f is below the required %.4f\n", accuracy,
