@@ -61,9 +61,12 @@ double Mlp::train_step(const float* x, const std::uint8_t* labels, std::size_t b
     Eigen::Index arg = 0;
     const float max = row.maxCoeff(&arg);
     if (arg == labels[i]) ++*correct;
+    // log-softmax form: log(exp(z_label - max)) underflows to -inf once a logit gap
+    // passes ~88, which reported an infinite loss for a run that was still learning.
+    const float label_logit = row(labels[i]) - max;
     row = (row.array() - max).exp();
     const float sum = row.sum();
-    loss += std::log(sum) - std::log(row(labels[i]));
+    loss += std::log(sum) - label_logit;
     row /= sum;
     row(labels[i]) -= 1.0f;
   }
