@@ -38,9 +38,9 @@ void expect_invalid(const std::string& spec, const std::vector<std::string>& men
         << "error for '" << spec << "' should mention '" << m << "': " << what;
 }
 
-const std::vector<std::string> kAllKeys = {"ef",     "eta",    "min_numel", "warmup",
-                                           "select", "dgc",    "momentum",  "clip",
-                                           "period", "bucket", "seed", "nan"};
+const std::vector<std::string> kAllKeys = {"ef",   "eta",      "min_numel", "warmup", "select",
+                                           "dgc",  "momentum", "clip",      "period", "bucket",
+                                           "seed", "nan",      "dgc_warmup"};
 
 // ---- methods and parameters ---------------------------------------------------------------
 
@@ -184,6 +184,12 @@ TEST(ConfigToString, Canonical) {
       {"topk:0.5,dgc=on,momentum=0", "topk:0.5,dgc=on"},
       {"adaptive:topk,period=50", "adaptive:topk,period=50"},
       {"adaptive:topk,period=100", "adaptive:topk"},
+      {"adaptive:topk,density=0.02,period=10", "adaptive:topk,period=10,density=0.02"},
+      {"adaptive:powersgd,rank=8", "adaptive:powersgd,rank=8"},
+      {"adaptive:qsgd,bits=3", "adaptive:qsgd,bits=3"},
+      {"topk:0.001,dgc_warmup=500,dgc=on,momentum=0.9",
+       "topk:0.001,dgc=on,momentum=0.9,dgc_warmup=500"},
+      {"topk:0.001,dgc_warmup=0", "topk:0.001"},
       {"powersgd:4,eta=0.25,ef=econtrol", "powersgd:4,ef=econtrol,eta=0.25"},
       {"powersgd:4,ef=econtrol,eta=0.1", "powersgd:4,ef=econtrol"},
       {"onebit,seed=3,clip=1.5,warmup=10,min_numel=0,ef=none",
@@ -270,7 +276,13 @@ Config random_config(std::mt19937_64& rng) {
   if (coin(0.3)) c.min_numel = rng() >> pick(64);
   if (coin(0.3)) c.warmup = rng() >> pick(64);
   if (topk && coin(0.5)) c.select = coin(0.5) ? Selection::sampled : Selection::exact;
-  if (topk && coin(0.5)) c.dgc = true;
+  if (topk && c.ef == ErrorFeedback::ef && coin(0.5)) c.dgc = true;
+  if (topk && coin(0.3)) c.dgc_warmup = rng() >> pick(64);
+  if (c.method == Method::adaptive && coin(0.5)) {
+    if (c.family == Method::topk) c.density = fraction();
+    if (c.family == Method::powersgd) c.rank = 1 + pick(1024);
+    if (c.family == Method::qsgd) c.bits = 2 + pick(7);
+  }
   if (c.dgc && coin(0.7)) c.momentum = 1.0 - fraction() * (coin(0.5) ? 1.0 : 0.5);
   if (c.momentum >= 1.0) c.momentum = 0.0;
   if (coin(0.3)) c.clip = coin(0.2) ? 0.0 : std::ldexp(fraction(), pick(40) - 20);
@@ -304,7 +316,7 @@ TEST(ConfigToString, RoundTripRandomised) {
 
 TEST(ConfigToString, EqualityLooksAtEveryField) {
   const Config base = Config::parse("topk:0.5");
-  std::vector<Config> variants(16, base);
+  std::vector<Config> variants(17, base);
   variants[0].method = Method::onebit;
   variants[1].density = 0.25;
   variants[2].bits = 3;
@@ -321,6 +333,7 @@ TEST(ConfigToString, EqualityLooksAtEveryField) {
   variants[13].period = 3;
   variants[14].bucket = 3;
   variants[15].seed = 3;
+  variants[16].dgc_warmup = 3;
   for (std::size_t i = 0; i < variants.size(); ++i) {
     EXPECT_NE(variants[i], base) << "field " << i;
     EXPECT_FALSE(variants[i] == base) << "field " << i;
@@ -453,6 +466,20 @@ TEST(ConfigErrors, KeysThatDoNotApply) {
   expect_invalid("topk:0.1,eta=0.5", {"eta", "econtrol"});
   expect_invalid("topk:0.1,ef=ef,eta=0.5", {"eta"});
   expect_invalid("topk:0.1,ef=none,eta=0.5", {"eta"});
+  // DGC accumulates its velocity by classic error feedback.
+  expect_invalid("topk:0.1,dgc=on,ef=none", {"dgc", "ef=ef"});
+  expect_invalid("topk:0.1,dgc=on,ef=econtrol", {"dgc", "ef=ef"});
+  expect_invalid("onebit,dgc_warmup=10", {"dgc_warmup", "topk"});
+  expect_invalid("adaptive:qsgd,dgc_warmup=10", {"dgc_warmup"});
+  // The adaptive family's default parameter: the key of that family only.
+  expect_invalid("adaptive:topk,rank=4", {"rank", "powersgd"});
+  expect_invalid("adaptive:powersgd,density=0.1", {"density", "topk"});
+  expect_invalid("adaptive:topk,bits=4", {"bits", "qsgd"});
+  expect_invalid("topk:0.1,density=0.2", {"density", "key"});
+  expect_invalid("adaptive:topk,density=0", {"density", "(0, 1]"});
+  expect_invalid("adaptive:topk,density=1.5", {"density"});
+  expect_invalid("adaptive:powersgd,rank=0", {"rank", "1..1024"});
+  expect_invalid("adaptive:qsgd,bits=9", {"bits", "2..8"});
 }
 
 TEST(ConfigErrors, MessageNamesTheSpec) {

@@ -7,6 +7,8 @@
 #include <limits>
 #include <sstream>
 
+#include "common/bytes.hpp"
+#include "common/hash.hpp"
 #include "test_support.hpp"
 
 namespace thinwire::test {
@@ -40,7 +42,13 @@ const char* const kSpecs[] = {"none",
                               "powersgd:3",
                               "powersgd:3,ef=econtrol",
                               "topk:0.1,ef=econtrol,min_numel=0",
-                              "topk:0.05,warmup=4"};
+                              "topk:0.05,warmup=4",
+                              "topk:0.05,dgc=on,momentum=0.9",
+                              "topk:0.05,dgc=on,momentum=0.9,select=sampled,clip=5,dgc_warmup=8",
+                              "adaptive:topk,period=2",
+                              "adaptive:topk,period=2,dgc=on,momentum=0.9",
+                              "adaptive:powersgd,period=2",
+                              "adaptive:qsgd,period=2,ef=econtrol"};
 
 // Train 3 steps, save, train 3 more; a fresh Reducer that loads the saved state and sees
 // the same 3 gradients must produce the same bits.
@@ -118,6 +126,71 @@ TEST(MpiState, ForeignOrCorruptStateIsRefusedAndChangesNothing) {
   err = error_from([&] { fresh.load_state(std::string("/nonexistent/dir/state.bin")); });
   ASSERT_TRUE(err.has_value());
   EXPECT_NE(std::string(err->what()).find("cannot read"), std::string::npos);
+}
+
+// A state file as the first format version wrote it: the same layout without field 6 (DGC
+// velocity) and field 7 (adaptive choice). Rewritten from a current file of a spec that
+// has neither in use, with a fresh checksum.
+std::string without_new_fields(const std::string& file) {
+  using detail::load_le;
+  using detail::store_le;
+  const auto* b = reinterpret_cast<const std::uint8_t*>(file.data());
+  std::vector<std::uint8_t> out(b, b + 40);  // magic .. digest
+  const auto n_layers = load_le<std::uint64_t>(b + 24);
+  std::size_t at = 40;
+  for (std::uint64_t l = 0; l < n_layers; ++l) {
+    const std::size_t layer_start = out.size();
+    out.insert(out.end(), b + at, b + at + 16);  // hash, flags, field count
+    const auto n_fields = load_le<std::uint32_t>(b + at + 12);
+    at += 16;
+    std::uint32_t kept = 0;
+    for (std::uint32_t f = 0; f < n_fields; ++f) {
+      const auto id = load_le<std::uint32_t>(b + at);
+      const std::size_t len = 12 + 4 * load_le<std::uint64_t>(b + at + 4);
+      if (id < 6) out.insert(out.end(), b + at, b + at + len), ++kept;
+      at += len;
+    }
+    store_le<std::uint32_t>(out.data() + layer_start + 12, kept);
+  }
+  const std::uint64_t sum = detail::Hasher().bytes(out.data(), out.size()).value();
+  out.resize(out.size() + 8);
+  store_le<std::uint64_t>(out.data() + out.size() - 8, sum);
+  return std::string(out.begin(), out.end());
+}
+
+TEST(MpiState, FilesWithoutTheNewFieldsStillLoad) {
+  const int me = world_rank();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  for (const char* spec : {"topk:0.05", "powersgd:3,ef=econtrol", "onebit"}) {
+    Reducer a(comm, layers(), Config::parse(spec));
+    for (std::uint64_t step = 0; step < 3; ++step) {
+      auto g = gradients(me, step);
+      a.allreduce(views(g));
+    }
+    std::stringstream saved;
+    a.save_state(saved);
+    const std::string old = without_new_fields(saved.str());
+    ASSERT_LT(old.size(), saved.str().size()) << spec;
+    Reducer b(comm, layers(), Config::parse(spec));
+    std::stringstream in(old);
+    b.load_state(in);
+    for (std::uint64_t step = 3; step < 5; ++step) {
+      auto ga = gradients(me, step), gb = ga;
+      a.allreduce(views(ga));
+      b.allreduce(views(gb));
+      ASSERT_EQ(ga, gb) << spec << " step " << step;
+    }
+  }
+  // An adaptive file names its choices: a Reducer with a fixed spec refuses it.
+  Reducer adaptive(comm, layers(), Config::parse("adaptive:topk,period=1"));
+  auto g = gradients(me, 0);
+  adaptive.allreduce(views(g));
+  std::stringstream saved;
+  adaptive.save_state(saved);
+  Reducer fixed(comm, layers(), Config::parse(adaptive.layer_spec(0)));
+  auto err = error_from([&] { fixed.load_state(saved); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::mismatch) << err->what();
 }
 
 // nan=error (the default): a NaN on one rank raises on every rank, naming layer and rank,

@@ -148,10 +148,10 @@ TEST(Reducer, BadLayersAndUnsupportedSpecsRaise) {
   ASSERT_TRUE(err.has_value());
   EXPECT_EQ(err->code(), ErrorCode::unsupported);
 
+  // adaptive, dgc and clip arrived with the training-quality work: they construct now.
   for (const char* spec : {"adaptive:topk", "topk:0.01,dgc=on,momentum=0.9", "onebit,clip=1"}) {
     err = error_from([&] { Reducer r(self(), {{"w", {10}}}, Config::parse(spec)); });
-    ASSERT_TRUE(err.has_value()) << spec;
-    EXPECT_EQ(err->code(), ErrorCode::unsupported) << spec;
+    EXPECT_FALSE(err.has_value()) << spec << ": " << err->what();
   }
 }
 

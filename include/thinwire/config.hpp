@@ -52,6 +52,9 @@ struct THINWIRE_API Config {
   std::size_t bucket = 512;              // bucket=  qsgd bucket size
   std::uint64_t seed = 0;                // seed=  shared seed (qsgd rounding, PowerSGD init)
   NanPolicy nan = NanPolicy::error;      // nan=error|skip|propagate  non-finite gradients
+  std::size_t dgc_warmup = 0;            // dgc_warmup=  steps of DGC's density warm-up (topk)
+  // adaptive: the uniform default the error budget comes from is the family's parameter
+  // above (density=, rank=, bits= keys); 0 there means the family's built-in default.
 
   // Throws Error(invalid_argument) naming the bad token and listing what is valid.
   static Config parse(std::string_view spec);

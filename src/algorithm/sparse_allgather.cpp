@@ -5,6 +5,7 @@
 #include "common/bytes.hpp"
 #include "common/timer.hpp"
 #include "compress/topk_codec.hpp"
+#include "reducer/dgc.hpp"
 #include "reducer/error_feedback.hpp"
 
 namespace thinwire::detail {
@@ -27,11 +28,18 @@ void SparseAllgather::run(const std::vector<StepLayer*>& layers, StepContext& ct
                     kPhaseWorker,         0,        sl.dtype};
       EncodeResult r;
       if (sl.feedback == StepFeedback::ef) {
-        // x = g + e summed in the selection pass; e becomes the residual.
+        // x = g + e summed in the selection pass; e becomes the residual. DGC's momentum
+        // correction feeds the velocity u = m u + g instead of g, then masks u where sent.
         sl.x = error_memory(sl);
         sl.want_residual = true;
-        r = static_cast<TopkCodec&>(*sl.plan->codec)
-                .encode_ef(sl.x, sl.g, sl.n, key, send_.data() + offset[l]);
+        const Config& c = sl.plan->config;
+        const float* input =
+            c.dgc ? dgc_momentum(sl.state->momentum, sl.g, static_cast<float>(c.momentum), sl.n)
+                  : sl.g;
+        std::uint8_t* out = send_.data() + offset[l];
+        r = static_cast<TopkCodec&>(*sl.plan->codec).encode_ef(sl.x, input, sl.n, key, out);
+        if (c.dgc)
+          dgc_mask(sl.state->momentum.data(), out + kHeaderBytes, (r.bytes - kHeaderBytes) / 8);
       } else {
         prepare_input(sl);
         r = sl.plan->codec->encode(sl.x, sl.n, key, send_.data() + offset[l],

@@ -66,7 +66,8 @@ constexpr const char* kMethods =
     "none, topk:DENSITY, onebit, qsgd:BITS, powersgd:RANK, adaptive:FAMILY";
 constexpr const char* kKeys =
     "ef=none|ef|econtrol, eta=(0,1], min_numel=N, warmup=N, select=exact|sampled, dgc=on|off, "
-    "momentum=[0,1), clip=X>=0, period=N>=1, bucket=N>=1, seed=N, nan=error|skip|propagate";
+    "momentum=[0,1), clip=X>=0, period=N>=1, bucket=N>=1, seed=N, nan=error|skip|propagate, "
+    "dgc_warmup=N, density=D|rank=R|bits=B (adaptive)";
 
 [[noreturn]] void bad(std::string_view spec, const std::string& why) {
   detail::fail_with(ErrorCode::invalid_argument, "config", -1, "bad compression spec '", spec,
@@ -243,6 +244,20 @@ Config Config::parse(std::string_view spec_in) {
         c.nan = NanPolicy::propagate;
       else
         bad(spec, cat("nan must be error, skip or propagate, got '", value, "'"));
+    } else if (key == "dgc_warmup") {
+      c.dgc_warmup = parse_count(spec, key, value);
+    } else if (key == "density" && c.method == Method::adaptive) {
+      c.density = parse_number(spec, key, value);
+      if (!(c.density > 0.0 && c.density <= 1.0))
+        bad(spec, cat("density must be in (0, 1], got ", value));
+    } else if (key == "rank" && c.method == Method::adaptive) {
+      const std::uint64_t r = parse_count(spec, key, value);
+      if (r < 1 || r > 1024) bad(spec, cat("rank must be an integer in 1..1024, got ", value));
+      c.rank = static_cast<int>(r);
+    } else if (key == "bits" && c.method == Method::adaptive) {
+      const std::uint64_t b = parse_count(spec, key, value);
+      if (b < 2 || b > 8) bad(spec, cat("bits must be an integer in 2..8, got ", value));
+      c.bits = static_cast<int>(b);
     } else {
       bad(spec, cat("unknown key '", key, "'; valid keys: ", kKeys));
     }
@@ -258,6 +273,12 @@ Config Config::parse(std::string_view spec_in) {
   if (has("select") && !topk) bad(spec, "'select' applies to topk only");
   if (has("dgc") && !topk) bad(spec, "'dgc' applies to topk only");
   if (has("momentum") && !c.dgc) bad(spec, "'momentum' needs dgc=on");
+  // DGC's accumulation of the velocity is classic error feedback.
+  if (c.dgc && c.ef != ErrorFeedback::ef) bad(spec, "'dgc=on' needs ef=ef (the default)");
+  if (has("dgc_warmup") && !topk) bad(spec, "'dgc_warmup' applies to topk only");
+  if (has("density") && c.family != Method::topk) bad(spec, "'density' applies to adaptive:topk");
+  if (has("rank") && c.family != Method::powersgd) bad(spec, "'rank' applies to adaptive:powersgd");
+  if (has("bits") && c.family != Method::qsgd) bad(spec, "'bits' applies to adaptive:qsgd");
   if (has("bucket") && !applies(c.method, c.family, Method::qsgd))
     bad(spec, "'bucket' applies to qsgd only");
   if (has("period") && c.method != Method::adaptive) bad(spec, "'period' applies to adaptive only");
@@ -306,6 +327,12 @@ std::string Config::to_string() const {
   if (bucket != d.bucket) s += cat(",bucket=", bucket);
   if (seed != d.seed) s += cat(",seed=", seed);
   if (nan != d.nan) s += cat(",nan=", thinwire::to_string(nan));
+  if (dgc_warmup != d.dgc_warmup) s += cat(",dgc_warmup=", dgc_warmup);
+  if (method == Method::adaptive) {
+    if (density != d.density) s += ",density=" + format_number(density);
+    if (rank != d.rank) s += cat(",rank=", rank);
+    if (bits != d.bits) s += cat(",bits=", bits);
+  }
   return s;
 }
 
@@ -314,7 +341,7 @@ bool Config::operator==(const Config& o) const {
          family == o.family && ef == o.ef && eta == o.eta && min_numel == o.min_numel &&
          warmup == o.warmup && select == o.select && dgc == o.dgc && momentum == o.momentum &&
          clip == o.clip && period == o.period && bucket == o.bucket && seed == o.seed &&
-         nan == o.nan;
+         nan == o.nan && dgc_warmup == o.dgc_warmup;
 }
 
 }  // namespace thinwire

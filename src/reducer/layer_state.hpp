@@ -15,6 +15,9 @@ struct LayerState {
   std::vector<float> server_error;  // two-phase: error of the chunk this rank serves
   std::vector<float> q;             // PowerSGD: warm-start factor Q (cols x rank)
   bool econtrol_started = false;    // EControl's first step (h = g, sent dense) is done
+  // DGC (dgc=on): the velocity u, this rank's on the topk route, the averaged one on the
+  // dense route (see reducer/dgc.hpp).
+  std::vector<float> momentum;
 
   // Scratch, not state: the f32 copy of an f16/bf16 gradient, EControl's input.
   std::vector<float> gradient32;

@@ -13,6 +13,8 @@
 #include "common/hash.hpp"
 #include "common/logging.hpp"
 #include "common/timer.hpp"
+#include "compress/low_rank.hpp"
+#include "reducer/dgc.hpp"
 #include "reducer/non_finite.hpp"
 #include "reducer/reducer_impl.hpp"
 #include "reducer/step.hpp"
@@ -22,19 +24,6 @@ namespace thinwire {
 namespace detail {
 
 namespace {
-
-// Features the spec language already names but that arrive with later work.
-LocalStatus check_supported(const Config& c) {
-  if (c.method == Method::adaptive)
-    return LocalStatus::failure(ErrorCode::unsupported,
-                                "'adaptive' (L-GreCo) is not available in this version");
-  if (c.dgc)
-    return LocalStatus::failure(ErrorCode::unsupported,
-                                "'dgc=on' is not available in this version");
-  if (c.clip > 0.0)
-    return LocalStatus::failure(ErrorCode::unsupported, "'clip=' is not available in this version");
-  return {};
-}
 
 void to_f32(const TensorView& v, float* out) {
   const auto* in = static_cast<const std::uint16_t*>(v.data());
@@ -105,7 +94,6 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
   } catch (const Error& e) {
     status = LocalStatus::failure(e.code(), e.what());
   }
-  if (status.ok) status = check_supported(config_);
   for (std::size_t i = 0; i < layers_.size() && status.ok; ++i) {
     const Layer& l = layers_[i];
     std::size_t n = 1;
@@ -118,7 +106,7 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
         break;
       }
     }
-    if (status.ok && config_.method == Method::topk &&
+    if (status.ok && (config_.method == Method::topk || config_.family == Method::topk) &&
         n > std::numeric_limits<std::uint32_t>::max())
       status =
           LocalStatus::failure(ErrorCode::unsupported,
@@ -127,11 +115,14 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
   }
 
   if (status.ok) {
+    // adaptive:<family> starts every layer at the family's uniform default.
+    if (config_.method == Method::adaptive)
+      adaptive_ = std::make_unique<LgrecoPolicy>(config_, layers_);
     plans_.reserve(layers_.size());
-    for (const Layer& l : layers_) {
-      plans_.push_back(make_plan(l, config_));
-      plans_.back().codec = codec_for(config_);
-    }
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+      plans_.push_back(plan_for(
+          i, adaptive_ ? adaptive_->config_of(adaptive_->candidates().default_index) : config_));
+    warm_plans_.resize(layers_.size());
   }
   for (std::size_t i = 0; i < layers_.size(); ++i) spec_hashes_.push_back(spec_hash(i));
   stats_.bytes_sent +=
@@ -157,23 +148,45 @@ Compressor* ReducerImpl::codec_for(const Config& config) {
   return codec.get();
 }
 
-std::uint64_t ReducerImpl::spec_hash(std::size_t i) const {
+LayerPlan ReducerImpl::plan_for(std::size_t i, const Config& config) {
+  LayerPlan plan = make_plan(layers_[i], config);
+  plan.codec = codec_for(config);
+  return plan;
+}
+
+std::uint64_t layer_spec_hash(const Layer& layer, const std::string& spec) {
   Hasher h;
-  h.str(layers_[i].name).u64(layers_[i].shape.size());
-  for (std::int64_t d : layers_[i].shape) h.u64(static_cast<std::uint64_t>(d));
-  h.str(i < plans_.size() ? plans_[i].spec : config_.to_string()).str(THINWIRE_VERSION_STRING);
+  h.str(layer.name).u64(layer.shape.size());
+  for (std::int64_t d : layer.shape) h.u64(static_cast<std::uint64_t>(d));
+  h.str(spec).str(THINWIRE_VERSION_STRING);
   return h.value();
+}
+
+std::uint64_t ReducerImpl::spec_hash(std::size_t i) const {
+  return layer_spec_hash(layers_[i], i < plans_.size() ? plans_[i].spec : config_.to_string());
 }
 
 void ReducerImpl::set_layer_config(std::size_t i, const Config& config) {
   if (i >= layers_.size())
     fail_with(ErrorCode::invalid_argument, "reducer", comm_.rank(), "set_layer_config(", i,
               "): only ", layers_.size(), " layers");
-  LayerPlan plan = make_plan(layers_[i], config);
-  plan.codec = codec_for(config);
-  // Error memories carry over only where they still mean the same thing.
+  LayerPlan plan = plan_for(i, config);
+  // Error memories carry over only where they still mean the same thing. PowerSGD's
+  // warm-start Q keeps its first columns when only the rank changes; new columns are drawn
+  // from the shared seed, so every rank holds the same Q.
   const LayerPlan& old = plans_[i];
-  if (plan.route != old.route || plan.rank != old.rank) states_[i].q.clear();
+  std::vector<float>& q = states_[i].q;
+  if (plan.route != old.route) {
+    q.clear();
+  } else if (plan.rank != old.rank && !q.empty()) {
+    std::vector<float> fresh(plan.cols * plan.rank);
+    low_rank::random_init(fresh.data(), plan.cols, plan.rank, plan.config.seed,
+                          static_cast<std::uint32_t>(i), (std::uint64_t{1} << 63) | step_);
+    const std::size_t keep = plan.rank < old.rank ? plan.rank : old.rank;
+    for (std::size_t row = 0; row < plan.cols; ++row)
+      for (std::size_t j = 0; j < keep; ++j) fresh[row * plan.rank + j] = q[row * old.rank + j];
+    q = std::move(fresh);
+  }
   plans_[i] = std::move(plan);
   spec_hashes_[i] = spec_hash(i);
   stats_.layers[i].spec = plans_[i].spec;
@@ -271,17 +284,19 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
   const int p = comm_.size();
   std::vector<StepLayer> step_layers(layers_.size());
   std::vector<StepLayer*> by_route[4];
+  StepContext ctx{transport_, comm_.rank(), p, step_, &times};
   {
     ScopedTimer t(&times.encode);
+    bool clip = false;
+    std::vector<StepLayer*> all;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       StepLayer& sl = step_layers[i];
-      const LayerPlan& plan = plans_[i];
       LayerState& state = states_[i];
       sl.index = static_cast<std::uint32_t>(i);
       sl.name = &layers_[i].name;
-      sl.plan = &plan;
+      sl.plan = &plans_[i];
       sl.state = &state;
-      sl.n = plan.numel;
+      sl.n = plans_[i].numel;
       sl.dtype = grads[i].dtype();
       if (sl.n == 0) continue;  // nothing to move
       if (sl.dtype == DType::f32) {
@@ -291,6 +306,20 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
         to_f32(grads[i], state.gradient32.data());
         sl.g = state.gradient32.data();
       }
+      clip = clip || plans_[i].config.clip > 0.0;
+      all.push_back(&sl);
+    }
+    // DGC's local clipping comes first: error feedback accumulates clipped gradients.
+    if (clip) clip_gradients(all, p);
+  }
+  if (adaptive_ && adaptive_->due(step_)) adapt(step_layers, ctx);
+  {
+    ScopedTimer t(&times.encode);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      StepLayer& sl = step_layers[i];
+      const LayerPlan& plan = plans_[i];
+      LayerState& state = states_[i];
+      if (sl.n == 0) continue;
       sl.route = plan.route;
       if (plan.route != Route::dense && step_ < plan.config.warmup) {
         sl.route = Route::dense;  // warm-up: uncompressed, error memories untouched
@@ -303,11 +332,19 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
                       : plan.config.ef == ErrorFeedback::econtrol ? StepFeedback::econtrol
                                                                   : StepFeedback::none;
       }
+      if (sl.route == Route::topk && step_ < plan.config.dgc_warmup) {
+        // DGC's density warm-up: this step's density, a function of the step alone.
+        LayerPlan& warm = warm_plans_[i];
+        warm = plan;
+        warm.config.density =
+            dgc_warmup_density(plan.config.density, plan.config.dgc_warmup, step_);
+        warm.codec = codec_for(warm.config);
+        sl.plan = &warm;
+      }
       by_route[static_cast<int>(sl.route)].push_back(&sl);
     }
   }
 
-  StepContext ctx{transport_, comm_.rank(), p, step_, &times};
   const std::pair<Route, Algorithm*> algorithms[] = {{Route::dense, &dense_},
                                                      {Route::topk, &sparse_},
                                                      {Route::two_phase, &two_phase_},
@@ -326,6 +363,8 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
 
   {
     ScopedTimer t(&times.decode);
+    for (StepLayer& sl : step_layers)  // DGC: ordinary momentum where the layer went dense
+      if (sl.n && sl.route == Route::dense && sl.plan->config.dgc) dgc_dense_momentum(sl);
     for (std::size_t i = 0; i < layers_.size(); ++i)
       if (step_layers[i].n && grads[i].dtype() != DType::f32) from_f32(step_layers[i].g, grads[i]);
   }
@@ -352,6 +391,25 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
   stats_.seconds_total += total.seconds();
   TW_LOG(trace, "step ", step_ - 1, ": encode ", times.encode, " s, comm ", times.comm,
          " s, decode ", times.decode, " s");
+}
+
+void ReducerImpl::adapt(std::vector<StepLayer>& step_layers, StepContext& ctx) {
+  std::uint64_t bytes = 0;
+  with_context(
+      [&] {
+        ScopedTimer t(&ctx.times->encode);  // mostly the local measurements
+        adaptive_->decide(step_layers, ctx, &bytes);
+      },
+      [&] { return cat("step ", step_, ": adaptive statistics exchange"); });
+  stats_.bytes_sent += bytes;
+  const std::vector<std::size_t>& choice = adaptive_->choices();
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const Config& c = adaptive_->config_of(choice[i]);
+    if (c == plans_[i].config) continue;
+    TW_LOG(info, "adaptive: step ", step_, " layer '", layers_[i].name, "' ", plans_[i].spec,
+           " -> ", c.to_string());
+    set_layer_config(i, c);
+  }
 }
 
 }  // namespace detail

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "adaptive/lgreco.hpp"
 #include "algorithm/dense_allreduce.hpp"
 #include "algorithm/low_rank_allreduce.hpp"
 #include "algorithm/sparse_allgather.hpp"
@@ -19,6 +20,10 @@
 #include "thinwire/reducer.hpp"
 
 namespace thinwire::detail {
+
+// The digest of a layer under a spec that the agreement exchange and checkpoints compare:
+// name, shape, spec, library version.
+std::uint64_t layer_spec_hash(const Layer& layer, const std::string& spec);
 
 class ReducerImpl {
  public:
@@ -47,12 +52,18 @@ class ReducerImpl {
   std::uint64_t step_ = 0;
   bool last_skipped_ = false;
   Stats stats_;
+  std::unique_ptr<LgrecoPolicy> adaptive_;  // adaptive:<family> specs
+  std::vector<LayerPlan> warm_plans_;       // this step's DGC warm-up density, per layer
 
  private:
   LocalStatus validate(const std::vector<TensorView>& grads, bool* non_finite) const;
   std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;
   Compressor* codec_for(const Config& config);
   std::uint64_t spec_hash(std::size_t i) const;
+  // The plan of layer i under `config`, with its codec.
+  LayerPlan plan_for(std::size_t i, const Config& config);
+  // L-GreCo's decision at this step, applied to every layer whose choice changed.
+  void adapt(std::vector<StepLayer>& step_layers, StepContext& ctx);
 };
 
 }  // namespace thinwire::detail

@@ -4,7 +4,13 @@
 //   u64 digest of the layers' spec hashes (names, shapes, specs, library version)
 //   per layer: u64 spec hash, u32 flags (bit 0: EControl started), u32 field count,
 //              fields: u32 id, u64 count, count f32   (ids: 1 error, 2 h, 3 H, 4 server
-//              error, 5 PowerSGD Q; each either empty or of the one size it can have)
+//              error, 5 PowerSGD Q, 6 DGC velocity; each either empty or of the one size it
+//              can have; 7 adaptive choice: one value, the index of the layer's candidate in
+//              its family's candidate set, written for adaptive specs only)
+//
+// Fields 6 and 7 arrived after the first files were written; files without them still load
+// (no velocity, the adaptive default). The spec hash of an adaptive layer is that of the
+// candidate in force, checked after its field 7 is read.
 //   u64 FNV-1a of everything before it
 //
 // load_state() reads the whole file, checks the checksum and every size against the
@@ -27,7 +33,15 @@ namespace {
 
 constexpr std::uint32_t kStateMagic = 0x54535754u;  // "TWST"
 constexpr std::uint32_t kStateVersion = 1;
-enum Field : std::uint32_t { kError = 1, kH = 2, kGlobal = 3, kServerError = 4, kQ = 5 };
+enum Field : std::uint32_t {
+  kError = 1,
+  kH = 2,
+  kGlobal = 3,
+  kServerError = 4,
+  kQ = 5,
+  kMomentum = 6,
+  kAdaptiveChoice = 7
+};
 
 class Writer {
  public:
@@ -112,16 +126,21 @@ void ReducerImpl::save_state(std::ostream& out) const {
       s.onebit_error.materialize(materialized.data());
       error = &materialized;
     }
-    const std::pair<Field, const std::vector<float>*> fields[] = {{kError, error},
-                                                                  {kH, &s.h},
-                                                                  {kGlobal, &s.global},
-                                                                  {kServerError, &s.server_error},
-                                                                  {kQ, &s.q}};
-    w.put<std::uint32_t>(5);
+    const std::pair<Field, const std::vector<float>*> fields[] = {
+        {kError, error},      {kH, &s.h},
+        {kGlobal, &s.global}, {kServerError, &s.server_error},
+        {kQ, &s.q},           {kMomentum, &s.momentum}};
+    w.put<std::uint32_t>(adaptive_ ? 7 : 6);
     for (const auto& [id, v] : fields) {
       w.put<std::uint32_t>(id);
       w.put<std::uint64_t>(v->size());
       w.floats(v->data(), v->size());
+    }
+    if (adaptive_) {
+      w.put<std::uint32_t>(kAdaptiveChoice);
+      w.put<std::uint64_t>(1);
+      const float choice = static_cast<float>(adaptive_->choices()[i]);
+      w.floats(&choice, 1);
     }
   }
   w.put<std::uint64_t>(checksum(w.bytes().data(), w.bytes().size()));
@@ -158,16 +177,17 @@ void ReducerImpl::load_state(std::istream& in) {
               " layers, this Reducer ", layers_.size());
 
   std::vector<LayerState> loaded(layers_.size());
+  std::vector<LayerPlan> plans = plans_;
+  std::vector<std::size_t> choices = adaptive_ ? adaptive_->choices() : std::vector<std::size_t>();
+  if (adaptive_) choices.assign(layers_.size(), adaptive_->candidates().default_index);
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    if (r.get<std::uint64_t>("layer") != spec_hashes_[i])
-      fail_with(ErrorCode::mismatch, "state", me, "compression state differs at layer ", i, " '",
-                layers_[i].describe(), "': saved with another name, shape or spec (now '",
-                plans_[i].spec, "')");
+    const auto saved_hash = r.get<std::uint64_t>("layer");
     LayerState& s = loaded[i];
     s.econtrol_started = (r.get<std::uint32_t>("layer flags") & 1u) != 0;
     const auto n_fields = r.get<std::uint32_t>("layer");
     const std::size_t n = plans_[i].numel;
     const std::size_t chunk = chunk_begin(n, me + 1, p) - chunk_begin(n, me, p);
+    std::vector<float> choice_field;
     for (std::uint32_t f = 0; f < n_fields; ++f) {
       const auto id = r.get<std::uint32_t>("field id");
       const auto count = r.get<std::uint64_t>("field size");
@@ -187,19 +207,53 @@ void ReducerImpl::load_state(std::istream& in) {
           target = &s.server_error, expected = chunk;
           break;
         case kQ:
-          target = &s.q, expected = plans_[i].cols * plans_[i].rank;
+          target = &s.q, expected = 0;  // checked below, against the plan in force
+          break;
+        case kMomentum:
+          target = &s.momentum;
+          break;
+        case kAdaptiveChoice:
+          target = &choice_field, expected = 1;
           break;
         default:
           r.bad(cat("layer ", i, ": unknown field ", id));
       }
-      if (count != 0 && count != expected)
+      if (count != 0 && expected != 0 && count != expected)
         r.bad(
             cat("layer ", i, " field ", id, " holds ", count, " values, expected 0 or ", expected));
       *target = r.floats(count, "field data");
     }
+    if (!choice_field.empty()) {
+      const float c = choice_field[0];
+      if (!adaptive_)
+        fail_with(ErrorCode::mismatch, "state", me, "compression state of layer ", i, " '",
+                  layers_[i].describe(), "' was saved by an adaptive spec; this Reducer's is '",
+                  config_.to_string(), "'");
+      if (!(c >= 0.0f && c < static_cast<float>(adaptive_->candidates().configs.size())) ||
+          c != static_cast<float>(static_cast<std::size_t>(c)))
+        r.bad(cat("layer ", i, ": adaptive choice ", c, " is not a candidate index"));
+      choices[i] = static_cast<std::size_t>(c);
+    }
+    if (adaptive_) plans[i] = plan_for(i, adaptive_->config_of(choices[i]));
+    if (layer_spec_hash(layers_[i], plans[i].spec) != saved_hash)
+      fail_with(ErrorCode::mismatch, "state", me, "compression state differs at layer ", i, " '",
+                layers_[i].describe(), "': saved with another name, shape or spec (now '",
+                plans[i].spec, "')");
+    const std::size_t q_size = plans[i].cols * plans[i].rank;
+    if (!s.q.empty() && s.q.size() != q_size)
+      r.bad(cat("layer ", i, " field ", kQ, " holds ", s.q.size(), " values, expected 0 or ",
+                q_size));
   }
   if (r.position() != end) r.bad("trailing bytes after the last layer");
   states_ = std::move(loaded);
+  if (adaptive_) {
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      plans_[i] = std::move(plans[i]);
+      spec_hashes_[i] = spec_hash(i);
+      stats_.layers[i].spec = plans_[i].spec;
+    }
+    adaptive_->set_choices(std::move(choices));
+  }
   step_ = step;
   last_skipped_ = false;
 }
