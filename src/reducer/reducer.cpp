@@ -13,6 +13,7 @@
 #include "common/hash.hpp"
 #include "common/logging.hpp"
 #include "common/timer.hpp"
+#include "model/auto_policy.hpp"
 #include "reducer/non_finite.hpp"
 #include "reducer/reducer_impl.hpp"
 #include "reducer/step.hpp"
@@ -149,6 +150,7 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
   }
   TW_LOG(info, "reducer: ", layers_.size(), " layers, spec '", config_.to_string(), "', ",
          comm_.size(), " ranks");
+  if (config_.method == Method::automatic) model::apply_auto(*this);
 }
 
 Compressor* ReducerImpl::codec_for(const Config& config) {
@@ -376,6 +378,10 @@ void Reducer::save_state(std::ostream& out) const {
 }
 void Reducer::load_state(std::istream& in) {
   impl_->load_state(in);
+}
+
+void Reducer::recalibrate() {
+  if (impl_->config_.method == Method::automatic) detail::model::apply_auto(*impl_);
 }
 
 void Reducer::reset_stats() {
