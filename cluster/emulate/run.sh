@@ -71,10 +71,23 @@ work=$(mktemp -d "/tmp/thinwire-emulate-$prefix.XXXXXX")
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  # Kill what runs in the hosts (ranks, orteds, mpirun) until nothing is left: a process
+  # that forks while the first kills go out would keep its namespace alive.
+  local ns pids busy attempt
+  for ((attempt = 0; attempt < 100; attempt++)); do
+    busy=0
+    for ns in "${hosts[@]}" "$switch"; do
+      pids=$(ip netns pids "$ns" 2>/dev/null) || continue
+      [[ -n $pids ]] || continue
+      busy=1
+      # shellcheck disable=SC2086  # one pid per word
+      kill -KILL $pids 2>/dev/null || true
+    done
+    ((busy)) || break
+    sleep 0.1
+  done
   for ns in "${hosts[@]}" "$switch"; do
     ip netns list 2>/dev/null | grep -q "^$ns\b" || continue
-    # Processes left in a host (an orted whose mpirun died) would keep it alive.
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns delete "$ns" 2>/dev/null || echo "emulate: could not delete namespace $ns" >&2
   done
   rm -rf "$work"
@@ -133,7 +146,8 @@ echo "emulate: $ranks hosts (${hosts[0]}..${hosts[$((ranks - 1))]}) on $subnet.0
   "$([[ $rate == none ]] && echo unshaped || echo "tbf rate $rate burst $burst")" >&2
 
 # mpirun itself runs in host 0 (its own traffic is small); every rank, host 0's included,
-# is started through the agent.
+# is started through the agent. It runs in the background so that a signal to this script
+# is handled at once (bash runs traps only between foreground commands).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Programs can record what link they ran on (thinwire-bench-allreduce puts it in its JSON).
 export THINWIRE_EMULATE_RATE=$rate THINWIRE_EMULATE_RANKS=$ranks
@@ -143,7 +157,9 @@ ip netns exec "${hosts[0]}" unshare --uts /bin/sh -c 'hostname launcher && exec 
   --bind-to none --mca plm_rsh_agent "$work/agent" --mca pml ob1 --mca btl tcp,self \
   --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include "$subnet.0/24" \
   -x THINWIRE_EMULATE_RATE -x THINWIRE_EMULATE_RANKS \
-  "${mpirun_args[@]}" "$@"
+  "${mpirun_args[@]}" "$@" &
+launcher=$!
+wait "$launcher"
 status=$?
 set -e
 exit "$status"
