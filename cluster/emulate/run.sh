@@ -51,7 +51,7 @@ while (($#)); do
   esac
 done
 (($#)) || die "no COMMAND after --"
-[[ $ranks =~ ^[0-9]+$ ]] && ((ranks >= 2 && ranks <= 64)) || die "--ranks must be in 2..64"
+if ! [[ $ranks =~ ^[0-9]+$ ]] || ((ranks < 2 || ranks > 64)); then die "--ranks must be in 2..64"; fi
 [[ -n $rate ]] || die "--rate is required (e.g. 200mbit, or none)"
 [[ $rate == none || $rate =~ ^[0-9.]+([kmg]?bit|[kmg]?bps)$ ]] ||
   die "--rate '$rate' is not a tc rate like 200mbit or 1gbit"
@@ -68,6 +68,7 @@ hosts=()
 for ((i = 0; i < ranks; i++)); do hosts+=("$prefix-h$i"); done
 work=$(mktemp -d "/tmp/thinwire-emulate-$prefix.XXXXXX")
 
+# shellcheck disable=SC2317  # runs from the EXIT trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM

@@ -35,6 +35,7 @@ leftovers() {
 }
 
 # 1. A command that succeeds, on shaped links: every rank on its own host, tbf in place.
+# shellcheck disable=SC2016  # expanded by the ranks' shells
 out=$("$launcher" --name "$name" --ranks 2 --rate 100mbit -- \
   sh -c 'echo "host=$(hostname) qdisc=$(tc qdisc show dev eth0 | cut -d" " -f2)"' 2>&1)
 status=$?
