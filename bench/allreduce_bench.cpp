@@ -130,6 +130,7 @@ struct Options {
   int iters = 20, warmup = 5;
   std::string layers = "single";
   std::string json_path;
+  std::vector<std::string> baselines = {"default", "ring", "thinwire"};
   std::uint64_t seed = 1;
   double progress_s = 10.0;
 };
@@ -153,7 +154,13 @@ class Bench {
       : o_(o), comm_(std::move(comm)), out_(std::move(provenance)) {
     rank_ = comm_.rank();
     size_ = comm_.size();
-    baselines_ = tb::make_mpi_baselines(MPI_COMM_WORLD, &notes_);
+    for (auto& b : tb::make_mpi_baselines(MPI_COMM_WORLD, &notes_)) {
+      const std::string kind = b->name() == "MPI_Allreduce(ring)" ? "ring" : "default";
+      if (std::find(o_.baselines.begin(), o_.baselines.end(), kind) != o_.baselines.end())
+        baselines_.push_back(std::move(b));
+      else
+        notes_.push_back(b->name() + ": not measured (--baselines)");
+    }
     const char* rate = std::getenv("THINWIRE_EMULATE_RATE");
     out_["ranks"] = size_;
     out_["device"] = "host";
@@ -162,8 +169,9 @@ class Bench {
     out_["warmup"] = o_.warmup;
     out_["link"] = {{"emulated", rate != nullptr}, {"rate", rate ? rate : "not shaped"}};
     out_["baseline_rule"] =
-        "per size, the dense candidate with the lowest median time: MPI_Allreduce(default), "
-        "MPI_Allreduce(ring) when available, thinwire none";
+        "per size, the dense candidate with the lowest median time among those measured "
+        "(--baselines): MPI_Allreduce(default), MPI_Allreduce(ring) when Open MPI lets it be "
+        "forced, thinwire none";
     out_["notes"] = notes_;
     out_["results"] = json::array();
     out_["baselines"] = json::array();
@@ -268,7 +276,9 @@ class Bench {
     bool none_requested = false;
     for (const std::string& m : o_.methods)
       none_requested |= thinwire::Config::parse(m) == dense_spec;
-    if (!none_requested) {
+    const bool thinwire_baseline =
+        std::find(o_.baselines.begin(), o_.baselines.end(), "thinwire") != o_.baselines.end();
+    if (!none_requested && thinwire_baseline) {
       Candidate c;
       c.name = "none";
       c.dense_baseline = true;
@@ -278,9 +288,12 @@ class Bench {
       Candidate c;
       c.name = m;
       c.requested = true;
-      c.dense_baseline = thinwire::Config::parse(m) == dense_spec;
+      c.dense_baseline = thinwire_baseline && thinwire::Config::parse(m) == dense_spec;
       cands.push_back(std::move(c));
     }
+    if (std::none_of(cands.begin(), cands.end(),
+                     [](const Candidate& c) { return c.dense_baseline; }))
+      throw std::runtime_error("no dense baseline to measure (see the notes: --baselines)");
     for (Candidate& c : cands)
       if (!c.mpi)
         c.reducer =
@@ -444,7 +457,8 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
 
   Options o;
-  std::string methods = kDefaultMethods, sizes, min_bytes, max_bytes, device = "host";
+  std::string methods = kDefaultMethods, sizes, min_bytes, max_bytes, device = "host",
+              baselines = "default,ring,thinwire";
   double factor = 2.0;
   po::options_description opts(
       "thinwire-bench-allreduce: time per allreduce call of each compression method against "
@@ -465,8 +479,11 @@ int main(int argc, char** argv) {
       "single: one [rows, cols] tensor; mix: transformer blocks of matrices and vectors")(
       "json", po::value<std::string>(&o.json_path), "write the results to this JSON file")(
       "seed", po::value<std::uint64_t>(&o.seed)->default_value(o.seed), "seed of the gradients")(
-      "progress", po::value<double>(&o.progress_s)->default_value(o.progress_s),
-      "seconds between progress lines on stderr during long sizes")(
+      "baselines", po::value<std::string>(&baselines)->default_value(baselines),
+      "dense candidates for the baseline: default (MPI_Allreduce), ring (Open MPI's, forced), "
+      "thinwire (thinwire's none)")("progress",
+                                    po::value<double>(&o.progress_s)->default_value(o.progress_s),
+                                    "seconds between progress lines on stderr during long sizes")(
       "device", po::value<std::string>(&device)->default_value(device),
       "host (device tensors and the ncclAllReduce baseline need the NCCL transport)");
   po::variables_map vm;
@@ -483,6 +500,11 @@ int main(int argc, char** argv) {
                       ": this version reduces host tensors only; the device path and its "
                       "ncclAllReduce baseline come with thinwire's NCCL transport");
     if (o.iters < 1 || o.warmup < 1) throw po::error("--iters and --warmup must be >= 1");
+    o.baselines = tb::split_specs(baselines);
+    for (const std::string& b : o.baselines)
+      if (b != "default" && b != "ring" && b != "thinwire")
+        throw po::error("--baselines: unknown '" + b + "' (default, ring, thinwire)");
+    if (o.baselines.empty()) throw po::error("--baselines is empty");
     o.methods = tb::split_specs(methods);
     if (o.methods.empty()) throw po::error("--methods is empty");
     for (const std::string& m : o.methods) thinwire::Config::parse(m);

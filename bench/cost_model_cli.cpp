@@ -171,6 +171,10 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       const std::string method = res.at("method");
       const std::size_t bytes = res.at("size_bytes");
       const auto layers = tb::make_layers(res.at("layers"), bytes);
+      if (tb::total_bytes(layers) != bytes)
+        throw std::runtime_error(path + ": cannot rebuild the layers of a " +
+                                 std::to_string(bytes) + "-byte '" +
+                                 res.at("layers").get<std::string>() + "' result");
       const double measured = res.at("time_median_s");
       const double pred = predict(layers, method, P, net, r).total();
       const double dense = predict(layers, "none", P, net, r).total();

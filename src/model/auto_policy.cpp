@@ -153,14 +153,17 @@ std::string Calibration::describe() const {
 AutoDecision decide(const std::vector<Layer>& layers, const Config& a, int ranks,
                     const Calibration& cal) {
   const std::vector<Config> cands = auto_candidates(a);
-  AutoDecision d;
-  d.choice.assign(layers.size(), 0);
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  // Per layer: the most faithful option within the slack of its cheapest (`faithful`), and
+  // its cheapest compressed option (`compressed`; dense when none applies).
+  std::vector<std::size_t> faithful(layers.size(), 0), compressed(layers.size(), 0);
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const Layer& layer = layers[i];
     if (layer.numel() == 0) continue;
-    // Marginal cost of each option for this layer alone (latencies are shared by all layers
-    // of a route, so they are weighed for the whole step below).
-    std::vector<double> cost(cands.size(), std::numeric_limits<double>::infinity());
+    // Marginal cost of each option for this layer alone: latencies are shared by all layers
+    // of a route, so they are weighed for the whole step below. A dense layer is packed with
+    // the other dense layers (one copy), as it is in nearly every model.
+    std::vector<double> cost(cands.size(), kInf);
     for (std::size_t c = 0; c < cands.size(); ++c) {
       if (c > 0) {
         if (make_plan(layer, cands[c]).route == Route::dense) continue;  // same as dense
@@ -170,21 +173,42 @@ AutoDecision decide(const std::vector<Layer>& layers, const Config& a, int ranks
       }
       cost[c] = predict_step({layer}, {cands[c]}, ranks, cal.net, cal.rates, false).total();
     }
+    cost[0] += static_cast<double>(layer.numel()) * cal.rates.copy;
     const double best = *std::min_element(cost.begin(), cost.end());
     for (std::size_t c = 0; c < cands.size(); ++c)
       if (cost[c] <= (1.0 + kAutoSlack) * best) {
-        d.choice[i] = c;
+        faithful[i] = c;
         break;
       }
+    const auto cheapest = std::min_element(cost.begin() + 1, cost.end());
+    compressed[i] = faithful[i] != 0 ? faithful[i]
+                    : cheapest != cost.end() && *cheapest < kInf
+                        ? static_cast<std::size_t>(cheapest - cost.begin())
+                        : 0;
   }
-  for (std::size_t c : d.choice) d.specs.push_back(cands[c]);
-  d.predicted = predict_step(layers, d.specs, ranks, cal.net, cal.rates);
-  d.dense = predict_step(layers, cands[0], ranks, cal.net, cal.rates);
-  if (d.predicted.total() * (1.0 + kAutoSlack) > d.dense.total()) {
-    d.choice.assign(layers.size(), 0);
-    d.specs.assign(layers.size(), cands[0]);
-    d.predicted = d.dense;
-  }
+  // Whole steps, latencies included, from the most faithful: all dense; the per-layer choice;
+  // the per-layer choice with no layer dense that need not be (a dense route of a few small
+  // layers can cost more in ring latency than their bytes). The most faithful within the
+  // slack of the fastest wins, so a close call goes to dense.
+  auto specs_of = [&](const std::vector<std::size_t>& choice) {
+    std::vector<Config> s;
+    for (std::size_t c : choice) s.push_back(cands[c]);
+    return s;
+  };
+  const std::vector<std::vector<std::size_t>> options = {std::vector<std::size_t>(layers.size(), 0),
+                                                         faithful, compressed};
+  std::vector<StepCost> costs;
+  for (const auto& o : options)
+    costs.push_back(predict_step(layers, specs_of(o), ranks, cal.net, cal.rates));
+  double fastest = kInf;
+  for (const StepCost& c : costs) fastest = std::min(fastest, c.total());
+  std::size_t pick = 0;
+  while (costs[pick].total() > (1.0 + kAutoSlack) * fastest) ++pick;
+  AutoDecision d;
+  d.choice = options[pick];
+  d.specs = specs_of(d.choice);
+  d.predicted = costs[pick];
+  d.dense = costs[0];
   return d;
 }
 

@@ -1,14 +1,16 @@
 // `auto[:FAMILY[:FLOOR]]`: per layer, dense or the family's compression, chosen from the cost
 // model with the link and the kernels measured by a short collective probe.
 //
-// Choice rule, per layer: the options are dense, then the family's parameters from the
+// Choice rule. Per layer, the options are dense, then the family's parameters from the
 // mildest to FLOOR (topk densities 0.1, 0.03, 0.01, 0.003, 0.001; qsgd bits 8, 6, 4, 3, 2;
 // powersgd ranks 32, 16, 8, 4, 2, 1; onebit alone), most faithful first. Each option's
 // marginal cost for the layer is predicted (bytes over the calibrated bandwidth plus
-// encode/decode); the layer takes the most faithful option within kAutoSlack of the cheapest.
-// Then the whole step, latencies included, is predicted for that choice and for all-dense;
-// unless the choice beats all-dense by kAutoSlack, every layer goes dense. Time saved beyond
-// the slack is thus spent on fidelity, and a close call goes to dense, which loses nothing.
+// encode/decode); the layer's choice is the most faithful option within kAutoSlack of its
+// cheapest. Then three whole steps are predicted, latencies included: all dense, the per-layer
+// choices, and the per-layer choices with every layer that can be compressed compressed (a
+// dense route kept only for a few small layers can cost more in ring latency than it saves).
+// The most faithful of them within kAutoSlack of the fastest is taken. Time saved beyond the
+// slack is thus spent on fidelity, and a close call goes to dense, which loses nothing.
 //
 // Every rank must make the same choice: the probe's numbers are maxed over the ranks (every
 // rank calibrates with the slowest rank's), and rank 0's choice is broadcast.
