@@ -163,6 +163,12 @@ class Bench {
     }
     const char* rate = std::getenv("THINWIRE_EMULATE_RATE");
     out_["ranks"] = size_;
+    // Other load on the machine shows in the times: record it.
+    if (std::ifstream la("/proc/loadavg"); la) {
+      double one = 0, five = 0, fifteen = 0;
+      la >> one >> five >> fifteen;
+      out_["load_average_at_start"] = {one, five, fifteen};
+    }
     out_["device"] = "host";
     out_["layers"] = o_.layers;
     out_["iters"] = o_.iters;

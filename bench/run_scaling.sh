@@ -4,7 +4,9 @@
 # predictions and its validation against those runs, and the plots.
 #   bench/run_scaling.sh [STEP...]     steps: goal sizes rates validate model plots (default all)
 # Results go to $OUT (default bench/results/scaling). Run on a quiet machine: every emulated
-# host shares this machine's cores, so other load shows up in the times.
+# host shares this machine's cores, so other load shows up in the times. Before each run the
+# script waits (up to QUIET_WAIT_S, default 1200 s) for the 1-minute load average to fall
+# below QUIET_LOAD (default 1.0); the load at the start of a run is in its JSON.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-bench/results/scaling}
@@ -17,9 +19,19 @@ mkdir -p "$OUT"
 steps=("$@")
 ((${#steps[@]})) || steps=(goal sizes rates validate model plots)
 say() { printf '\n[scaling] %s\n' "$*" >&2; }
+wait_quiet() {
+  local waited=0
+  while awk -v max="${QUIET_LOAD:-1.0}" '{ exit !($1 >= max) }' /proc/loadavg &&
+    ((waited < ${QUIET_WAIT_S:-1200})); do
+    ((waited % 60 == 0)) && say "waiting for a quiet machine ($(cut -d' ' -f1-3 /proc/loadavg))"
+    sleep 10
+    waited=$((waited + 10))
+  done
+}
 run() { # RANKS RATE NAME BENCH-ARGS...
   local ranks=$1 rate=$2 name=$3
   shift 3
+  wait_quiet
   say "$ranks hosts at $rate: $name ($(uptime | sed 's/.*load/load/'))"
   "$emulate" --ranks "$ranks" --rate "$rate" -- "$bench" --json "$OUT/$name.json" "$@"
 }
