@@ -6,7 +6,8 @@
 # Results go to $OUT (default bench/results/scaling). Run on a quiet machine: every emulated
 # host shares this machine's cores, so other load shows up in the times. Before each run the
 # script waits (up to QUIET_WAIT_S, default 1200 s) for the 1-minute load average to fall
-# below QUIET_LOAD (default 1.0); the load at the start of a run is in its JSON.
+# below QUIET_LOAD (default 1.0); the load at the start of a run is in its JSON. NICE (e.g.
+# -10, as root) runs the emulated cluster at a higher priority than the machine's other work.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-bench/results/scaling}
@@ -33,7 +34,8 @@ run() { # RANKS RATE NAME BENCH-ARGS...
   shift 3
   wait_quiet
   say "$ranks hosts at $rate: $name ($(uptime | sed 's/.*load/load/'))"
-  "$emulate" --ranks "$ranks" --rate "$rate" -- "$bench" --json "$OUT/$name.json" "$@"
+  nice -n "${NICE:-0}" "$emulate" --ranks "$ranks" --rate "$rate" -- "$bench" \
+    --json "$OUT/$name.json" "$@"
 }
 
 for step in "${steps[@]}"; do

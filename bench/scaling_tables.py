@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Markdown tables for README "Scaling" from the JSON of thinwire-bench-allreduce and
+thinwire-cost-model --validate, so that the README quotes the files verbatim.
+
+    python3 bench/scaling_tables.py bench/results/scaling/goal_4x200mbit_64M.json ...
+    python3 bench/scaling_tables.py --validation bench/results/scaling/model_validation.json
+"""
+import argparse
+import json
+
+
+def mb(b):
+    return f"{b / 1e6:.2f} MB" if b >= 1e6 else f"{b / 1e3:.1f} kB"
+
+
+def bench_table(path):
+    d = json.load(open(path))
+    rate = d["link"]["rate"]
+    load = d.get("load_average_at_start", ["?"])[0]
+    print(f"\n`{path}` — {d['ranks']} ranks, link {rate}"
+          f"{' (emulated)' if d['link']['emulated'] else ''}, layers '{d['layers']}', "
+          f"{d['iters']} timed calls, commit {d['commit'][:7]}, load average at start {load}\n")
+    sizes = sorted({r["size_bytes"] for r in d["results"]})
+    for s in sizes:
+        bases = [b for b in d["baselines"] if b["size_bytes"] == s]
+        print("| method | ms per call | speedup | sent per rank | ratio | rel_err |")
+        print("|---|---|---|---|---|---|")
+        for b in bases:
+            mark = " **(baseline)**" if b["chosen"] else ""
+            print(f"| dense: {b['name']}{mark} | {1e3 * b['time_median_s']:.1f} | "
+                  f"{b['time_median_s'] and min(x['time_median_s'] for x in bases) / b['time_median_s']:.2f}x"
+                  " | | | |")
+        for r in d["results"]:
+            if r["size_bytes"] != s or (r["method"] == "none"):
+                continue
+            chose = ""
+            if "layer_specs" in r:
+                chose = " → " + ", ".join(f"{k}" + (f" ×{v}" if v > 1 else "")
+                                          for k, v in r["layer_specs"].items())
+            print(f"| `{r['method']}`{chose} | {1e3 * r['time_median_s']:.1f} | "
+                  f"**{r['speedup']:.1f}x** | {mb(r['bytes_sent'])} | {r['compression_ratio']:.0f}x | "
+                  f"{r['rel_err']:.3f} |")
+        print()
+
+
+def validation_table(path):
+    d = json.load(open(path))
+    v = d["validation"]
+    groups = {}
+    for r in v:
+        groups.setdefault((r["ranks"], r["rate"], r["layers"]), []).append(r)
+    print("| ranks | rate | layers | results | largest \\|error\\| | mean \\|error\\| |")
+    print("|---|---|---|---|---|---|")
+    for (p, rate, layers), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1][:-4]), kv[0][2])):
+        errs = [abs(r["error"]) for r in rs]
+        print(f"| {p} | {rate} | {layers} | {len(rs)} | {100 * max(errs):.0f}% | "
+              f"{100 * sum(errs) / len(errs):.0f}% |")
+    print(f"\nlargest |error| over all {len(v)}: {100 * d['largest_abs_error']:.0f}%")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bench", nargs="*")
+    ap.add_argument("--validation")
+    a = ap.parse_args()
+    for p in a.bench:
+        bench_table(p)
+    if a.validation:
+        validation_table(a.validation)
+
+
+if __name__ == "__main__":
+    main()
