@@ -37,6 +37,7 @@
 #include "bench_common.hpp"
 #include "bench_layers.hpp"
 #include "dense_baselines.hpp"
+#include "model/codec_rates.hpp"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -264,6 +265,7 @@ class Bench {
       x /= size_;
       exact_sq += x * x;
     }
+    const json rates = measure_compute_rates(layers);
     std::vector<thinwire::TensorView> views;
     for (std::size_t l = 0; l < layers.size(); ++l)
       views.push_back(thinwire::TensorView::host(work.data() + offset[l], layers[l].numel()));
@@ -393,12 +395,42 @@ class Bench {
                   {"rel_err", c.rel_err},
                   {"identical", c.identical}};
         if (!c.chosen.empty()) r["layer_specs"] = c.chosen;
+        r["compute_rates"] = rates;
         if (!c.mpi)
           r["phases_s"] = {{"encode", c.phase[0]}, {"comm", c.phase[1]}, {"decode", c.phase[2]}};
         out_["results"].push_back(r);
       }
     }
     if (rank_ == 0) print_size(cands, base, bytes);
+  }
+
+  // This machine's kernels for every requested family, timed by the cost model's own
+  // measure_rates() on all ranks at once (ranks that share cores measure what they get in the
+  // timed calls), maxed over the ranks: the cost model's validation predicts with these.
+  json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
+    namespace twm = thinwire::detail::model;
+    const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
+    twm::ComputeRates all = twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 3);
+    json j = twm::rates_to_json(all);
+    for (const std::string& m : o_.methods) {
+      thinwire::Config c = thinwire::Config::parse(m);
+      if (c.method == thinwire::Method::automatic) {
+        const thinwire::Method family = c.family;
+        c.method = family;
+        c.family = thinwire::Method::none;
+      }
+      if (c.method == thinwire::Method::none) continue;
+      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, 3));
+      for (const auto& [name, v] : r.items())
+        if (v.get<double>() > 0) j[name] = v;
+    }
+    std::vector<std::string> names;
+    std::vector<double> values;
+    for (const auto& [name, v] : j.items()) names.push_back(name), values.push_back(v);
+    MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX,
+                  MPI_COMM_WORLD);
+    for (std::size_t i = 0; i < names.size(); ++i) j[names[i]] = values[i];
+    return j;
   }
 
   void finish(Candidate& c, const std::vector<thinwire::Layer>& layers) {

@@ -141,15 +141,18 @@ int sweep(const std::vector<thinwire::Layer>& layers, const std::vector<std::str
 }
 
 int validate(const std::vector<std::string>& files, const Params& p, bool latency_given,
-             const twm::ComputeRates& rates, json& out) {
+             bool codec_rates_only, const twm::ComputeRates& rates, json& out) {
   std::printf(
       "# thinwire-cost-model --validate: predicted vs measured time per call\n"
-      "# prediction: bandwidth = emulated rate x %.3f; latency per message = the run's "
-      "own 4 KiB alltoall probe / (P-1)%s; compute rates from the codec benchmark / cpu "
-      "share (cores / ranks, the emulated hosts share the machine's cores)\n",
-      p.efficiency, latency_given ? " (overridden by --latency-us)" : "");
-  std::printf("%6s %9s %6s %-22s %12s %12s %8s %10s %10s\n", "ranks", "rate", "size", "method",
-              "measured_ms", "predicted_ms", "error", "speedup", "predicted");
+      "# prediction: bandwidth = emulated rate x %.3f; latency per message = the run's own "
+      "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
+      "(all ranks at once, before each size); 'codec' = the codec benchmark JSON / cpu share "
+      "(cores / ranks)%s\n",
+      p.efficiency, latency_given ? " (overridden by --latency-us)" : "",
+      codec_rates_only ? "; errors use 'codec' (--codec-rates)" : "; errors use 'run'");
+  std::printf("%6s %9s %7s %-12s %11s %11s %8s %11s %8s %9s %9s\n", "ranks", "rate", "size",
+              "method", "measured_ms", "run_ms", "error", "codec_ms", "error", "speedup",
+              "predicted");
   out["validation"] = json::array();
   double worst = 0;
   for (const std::string& path : files) {
@@ -164,7 +167,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
     Params q = p;
     q.cpu_share = std::min(1.0, cores / P);
     if (!latency_given) q.latency_s = j.at("latency_probe").at("per_message_s");
-    const twm::ComputeRates r = rates.scaled(q.cpu_share);
+    const twm::ComputeRates codec = rates.scaled(q.cpu_share);
     const double gbps = parse_rate_bits(rate) / 1e9;
     const twm::Network net = network(gbps, q);
     for (const auto& res : j.at("results")) {
@@ -175,31 +178,44 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         throw std::runtime_error(path + ": cannot rebuild the layers of a " +
                                  std::to_string(bytes) + "-byte '" +
                                  res.at("layers").get<std::string>() + "' result");
+      const bool have_run = res.contains("compute_rates");
+      const twm::ComputeRates run =
+          have_run ? twm::rates_from_json(res.at("compute_rates")) : codec;
+      const twm::ComputeRates& used = codec_rates_only || !have_run ? codec : run;
       const double measured = res.at("time_median_s");
-      const double pred = predict(layers, method, P, net, r).total();
-      const double dense = predict(layers, "none", P, net, r).total();
+      const double pred_run = predict(layers, method, P, net, run).total();
+      const double pred_codec = predict(layers, method, P, net, codec).total();
+      const double pred = predict(layers, method, P, net, used).total();
+      const double dense = predict(layers, "none", P, net, used).total();
       const double err = (pred - measured) / measured;
       worst = std::max(worst, std::fabs(err));
-      std::printf("%6d %9s %6s %-22s %12.2f %12.2f %+7.1f%% %9.2fx %9.2fx\n", P, rate.c_str(),
-                  tb::format_size(bytes).c_str(), method.c_str(), 1e3 * measured, 1e3 * pred,
-                  100 * err, res.at("speedup").get<double>(), dense / pred);
-      out["validation"].push_back({{"file", path},
-                                   {"ranks", P},
-                                   {"rate", rate},
-                                   {"size_bytes", bytes},
-                                   {"layers", res.at("layers")},
-                                   {"method", method},
-                                   {"measured_s", measured},
-                                   {"predicted_s", pred},
-                                   {"error", err},
-                                   {"measured_speedup", res.at("speedup")},
-                                   {"predicted_speedup", dense / pred},
-                                   {"latency_s", q.latency_s},
-                                   {"cpu_share", q.cpu_share}});
+      std::printf("%6d %9s %7s %-12s %11.1f %11.1f %+7.1f%% %11.1f %+7.1f%% %8.2fx %8.2fx\n", P,
+                  rate.c_str(), tb::format_size(bytes).c_str(), method.c_str(), 1e3 * measured,
+                  1e3 * pred_run, 100 * (pred_run - measured) / measured, 1e3 * pred_codec,
+                  100 * (pred_codec - measured) / measured, res.at("speedup").get<double>(),
+                  dense / pred);
+      out["validation"].push_back(
+          {{"file", path},
+           {"ranks", P},
+           {"rate", rate},
+           {"size_bytes", bytes},
+           {"layers", res.at("layers")},
+           {"method", method},
+           {"measured_s", measured},
+           {"predicted_s", pred},
+           {"error", err},
+           {"predicted_run_rates_s", pred_run},
+           {"predicted_codec_rates_s", pred_codec},
+           {"measured_speedup", res.at("speedup")},
+           {"predicted_speedup", dense / pred},
+           {"latency_s", q.latency_s},
+           {"cpu_share", q.cpu_share},
+           {"load_average_at_start", j.value("load_average_at_start", json::array())}});
     }
   }
   std::printf("# largest |error|: %.1f%%\n", 100 * worst);
   out["largest_abs_error"] = worst;
+  out["rates_used"] = codec_rates_only ? "codec" : "run";
   return 0;
 }
 
@@ -247,7 +263,10 @@ int main(int argc, char** argv) {
       "thinwire-bench-codec JSON with the encode/decode speeds")(
       "validate", po::value<std::vector<std::string>>(&validate_files)->multitoken(),
       "thinwire-bench-allreduce JSON files from the emulated cluster to predict and compare")(
-      "json", po::value<std::string>(&json_path), "write the predictions to this JSON file");
+      "codec-rates",
+      "--validate: predict with the codec benchmark's rates / cpu share, not the rates the "
+      "run measured")("json", po::value<std::string>(&json_path),
+                      "write the predictions to this JSON file");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -265,7 +284,8 @@ int main(int argc, char** argv) {
     out["params"] = {
         {"latency_s", p.latency_s}, {"efficiency", p.efficiency}, {"cpu_share", p.cpu_share}};
     if (!validate_files.empty()) {
-      validate(validate_files, p, !vm["latency-us"].defaulted(), base, out);
+      validate(validate_files, p, !vm["latency-us"].defaulted(), vm.count("codec-rates") > 0, base,
+               out);
     } else {
       const auto layers = layer_file.empty() ? tb::make_layers(layers_kind, tb::parse_size(size))
                                              : read_layer_file(layer_file);

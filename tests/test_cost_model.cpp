@@ -106,6 +106,8 @@ TEST(CostModel, PowersgdStepAndItsDenseFallback) {
   r.powersgd_encode = 1e-9;
   r.powersgd_decode = 2e-9;
   r.copy = 0.25e-9;
+  r.add = 0.5e-9;
+  r.norm = 1e-9;
   const std::vector<Layer> layers = {{"w", {1024, 1024}}, {"b", {1024}}};
   const StepCost c = predict_step(layers, Config::parse("powersgd:4"), 4, kMegabyte, r);
   // Factors P and Q of 1024 x 4 floats (16 KiB each: below the ring threshold, recursive
@@ -113,10 +115,17 @@ TEST(CostModel, PowersgdStepAndItsDenseFallback) {
   // ring formula 2 (P-1)/P.
   EXPECT_EQ(c.bytes_sent, 2u * 24576u + 6144u + 768u);
   EXPECT_NEAR(c.comm, 2 * (2 * 16384 / 1e6) + 2 * 4096 / 1e6 + kControl, kTol);
-  const double work = 1024.0 * 1024 * 4;
-  EXPECT_NEAR(c.encode, work * 1e-9, kTol);
-  // Decode: P Q^T, then error and copy passes; the dense bias: ring sums + division.
-  EXPECT_NEAR(c.decode, work * 2e-9 + 2 * 1048576 * 0.25e-9, kTol);
+  const double work = 1024.0 * 1024 * 4, n = 1024.0 * 1024;
+  // Encode: x = g + e, then M Q, Gram-Schmidt, M^T P.
+  EXPECT_NEAR(c.encode, work * 1e-9 + n * 0.5e-9, kTol);
+  // Decode: P Q^T, the error statistics, e <- M - P Q^T, the copy into the result; the dense
+  // bias: the ring's sums (3/4 of it) and the division by P.
+  EXPECT_NEAR(c.decode, work * 2e-9 + n * (1e-9 + 0.5e-9 + 0.25e-9) + 1024 * (0.75 + 1) * 0.5e-9,
+              kTol);
+  // Without error feedback, no x = g + e and no e update.
+  const StepCost plain = predict_step(layers, Config::parse("powersgd:4,ef=none"), 4, kMegabyte, r);
+  EXPECT_NEAR(c.encode - plain.encode, n * 0.5e-9, kTol);
+  EXPECT_NEAR(c.decode - plain.decode, n * 0.5e-9, kTol);
 }
 
 TEST(CostModel, LayersOfARouteShareOneCollective) {
@@ -150,6 +159,7 @@ TEST(CostModel, RatesFromTheCodecBenchmark) {
   add("BM_powersgd4_decode", 8e-3);
   const ComputeRates r = rates_from_codec_json(j);
   EXPECT_NEAR(r.copy, 2e-9, kTol);
+  EXPECT_NEAR(r.norm, 8e-9, kTol);  // 4 x memcpy (the benchmark has no such case)
   EXPECT_NEAR(r.topk_encode, 6e-9, kTol);
   EXPECT_NEAR(r.topk_decode_zero, 1e-9, kTol);
   // 1.5 ms - 1 ms of zeroing, over k = 10000 entries.

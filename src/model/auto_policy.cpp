@@ -82,23 +82,14 @@ Link probe_link(Transport& t, std::size_t s0, std::size_t s_max, double messages
   return link;
 }
 
-ComputeRates max_rates(Transport& t, ComputeRates r) {
-  double* fields[] = {&r.copy,
-                      &r.add,
-                      &r.topk_encode,
-                      &r.topk_decode_zero,
-                      &r.topk_decode_entry,
-                      &r.onebit_encode,
-                      &r.onebit_decode,
-                      &r.qsgd_encode,
-                      &r.qsgd_decode,
-                      &r.powersgd_encode,
-                      &r.powersgd_decode};
-  double values[11];
-  for (int i = 0; i < 11; ++i) values[i] = *fields[i];
-  t.allreduce(values, 11, ElementType::f64, ReduceOp::max);
-  for (int i = 0; i < 11; ++i) *fields[i] = values[i];
-  return r;
+ComputeRates max_rates(Transport& t, const ComputeRates& r) {
+  nlohmann::json j = rates_to_json(r);
+  std::vector<double> values;
+  for (const auto& [name, v] : j.items()) values.push_back(v.get<double>());
+  t.allreduce(values.data(), values.size(), ElementType::f64, ReduceOp::max);
+  std::size_t i = 0;
+  for (auto& [name, v] : j.items()) v = values[i++];
+  return rates_from_json(j);
 }
 
 std::string spec_summary(const std::vector<Config>& specs) {
@@ -261,15 +252,7 @@ Calibration calibrate(Transport& t, const std::vector<Layer>& layers, const Conf
   }
   // Kernels, on a sample shaped like the largest layer (all ranks at once, so that ranks
   // sharing cores measure what they will get).
-  std::size_t rows = 1, cols = 1;
-  for (const Layer& l : layers)
-    if (l.numel() > rows * cols) rows = l.rows(), cols = l.cols();
-  while (rows * cols > kSampleMaxElements) {
-    if (rows >= cols)
-      rows = (rows + 1) / 2;
-    else
-      cols = (cols + 1) / 2;
-  }
+  const auto [rows, cols] = sample_shape(layers, kSampleMaxElements);
   std::vector<Config> cands = auto_candidates(a);
   ComputeRates rates = measure_rates(cands.back(), rows, cols, kProbeRepeats);
   cal.rates = p > 1 ? max_rates(t, rates) : rates;

@@ -9,6 +9,7 @@
 #include "common/fail.hpp"
 #include "common/timer.hpp"
 #include "compress/low_rank.hpp"
+#include "compress/onebit_error_memory.hpp"
 #include "compress/topk_codec.hpp"
 #include "reducer/error_feedback.hpp"
 #include "reducer/layer_plan.hpp"
@@ -46,6 +47,9 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
   ComputeRates r;
   r.copy = case_seconds(j, "BM_memcpy") / n;
   r.add = r.copy;
+  // The codec benchmark has no statistics pass; on the development VM it takes 4x memcpy
+  // (two dependent chains of double adds).
+  r.norm = 4.0 * r.copy;
   r.topk_encode = case_seconds(j, "BM_topk_ef_encode") / n;
   r.topk_decode_zero = r.copy / 2.0;
   const double k = static_cast<double>(topk_count(0.01, static_cast<std::size_t>(n)));
@@ -76,16 +80,33 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
   r.copy = best_of(repeats, [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) / fn;
   r.add = best_of(repeats, [&] { add_error_feedback(out.data(), g.data(), n); }) / fn;
 
+  double sq_error = 0, sq_norm = 0;
+  r.norm = best_of(repeats,
+                   [&] { low_rank::residual_norms(g.data(), e.data(), n, &sq_error, &sq_norm); }) /
+           fn;
+
+  // Each codec's worker step as the Reducer runs it with error feedback: top-k and 1-bit fuse
+  // x = g + e into their pass (SparseAllgather, TwoPhase), qsgd adds first.
   const Method m = spec.method;
   if (m == Method::topk || m == Method::onebit || m == Method::qsgd) {
     std::unique_ptr<Compressor> codec = make_codec(spec);
     std::vector<std::uint8_t> payload(codec->encoded_bytes(n));
-    const double enc = best_of(repeats,
-                               [&] {
-                                 add_error_feedback(e.data(), g.data(), n);
-                                 codec->encode(e.data(), n, EncodeKey{}, payload.data(), e.data());
-                               }) /
-                       fn;
+    OnebitErrorMemory onebit_memory;
+    const std::size_t bounds[2] = {0, n};
+    const double enc =
+        best_of(repeats,
+                [&] {
+                  if (m == Method::topk) {
+                    static_cast<TopkCodec&>(*codec).encode_ef(e.data(), g.data(), n, EncodeKey{},
+                                                              payload.data());
+                  } else if (m == Method::onebit) {
+                    onebit_memory.encode(g.data(), n, bounds, 1, EncodeKey{}, payload.data(), 0);
+                  } else {
+                    add_error_feedback(e.data(), g.data(), n);
+                    codec->encode(e.data(), n, EncodeKey{}, payload.data(), e.data());
+                  }
+                }) /
+        fn;
     const double dec = best_of(repeats,
                                [&] {
                                  codec->decode(payload.data(), payload.size(), n, out.data(),
@@ -124,6 +145,52 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
                 [&] { low_rank::reconstruct(p.data(), q.data(), rows, cols, rank, out.data()); }) /
         work;
   }
+  return r;
+}
+
+namespace {
+
+template <typename R, typename F>
+void for_each_rate(R& r, F&& f) {
+  f("copy", r.copy);
+  f("add", r.add);
+  f("norm", r.norm);
+  f("topk_encode", r.topk_encode);
+  f("topk_decode_zero", r.topk_decode_zero);
+  f("topk_decode_entry", r.topk_decode_entry);
+  f("onebit_encode", r.onebit_encode);
+  f("onebit_decode", r.onebit_decode);
+  f("qsgd_encode", r.qsgd_encode);
+  f("qsgd_decode", r.qsgd_decode);
+  f("powersgd_encode", r.powersgd_encode);
+  f("powersgd_decode", r.powersgd_decode);
+}
+
+}  // namespace
+
+std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
+                                                 std::size_t max_elements) {
+  std::size_t rows = 1, cols = 1;
+  for (const Layer& l : layers)
+    if (l.numel() > rows * cols) rows = l.rows(), cols = l.cols();
+  while (rows * cols > max_elements) {
+    if (rows >= cols)
+      rows = (rows + 1) / 2;
+    else
+      cols = (cols + 1) / 2;
+  }
+  return {rows, cols};
+}
+
+nlohmann::json rates_to_json(const ComputeRates& r) {
+  nlohmann::json j = nlohmann::json::object();
+  for_each_rate(r, [&](const char* name, double v) { j[name] = v; });
+  return j;
+}
+
+ComputeRates rates_from_json(const nlohmann::json& j) {
+  ComputeRates r;
+  for_each_rate(r, [&](const char* name, double& v) { v = j.value(name, 0.0); });
   return r;
 }
 

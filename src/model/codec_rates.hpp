@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "model/cost_model.hpp"
 
@@ -21,5 +23,15 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 // rows * cols == n for PowerSGD), best of `repeats`, for the codec of `spec` (topk, onebit,
 // qsgd or powersgd at its parameter; for none only copy and add). Rates of other codecs stay 0.
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats);
+
+// The shape to time kernels on: the largest layer's [rows, cols], halved along its longer side
+// until it has at most `max_elements`.
+std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
+                                                 std::size_t max_elements);
+
+// The rates as {"copy": s, "add": s, ...} (seconds per unit of work) and back; missing
+// fields read as 0.
+nlohmann::json rates_to_json(const ComputeRates& r);
+ComputeRates rates_from_json(const nlohmann::json& j);
 
 }  // namespace thinwire::detail::model

@@ -33,9 +33,9 @@ double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link) 
 
 ComputeRates ComputeRates::scaled(double share) const {
   ComputeRates r = *this;
-  for (double* v : {&r.copy, &r.add, &r.topk_encode, &r.topk_decode_zero, &r.topk_decode_entry,
-                    &r.onebit_encode, &r.onebit_decode, &r.qsgd_encode, &r.qsgd_decode,
-                    &r.powersgd_encode, &r.powersgd_decode})
+  for (double* v : {&r.copy, &r.add, &r.norm, &r.topk_encode, &r.topk_decode_zero,
+                    &r.topk_decode_entry, &r.onebit_encode, &r.onebit_decode, &r.qsgd_encode,
+                    &r.qsgd_decode, &r.powersgd_encode, &r.powersgd_decode})
     *v /= share;
   return r;
 }
@@ -98,9 +98,12 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         low_rank_q += plan.cols * plan.rank;
         cost.bytes_sent += allreduce_bytes(4 * plan.rows * plan.rank, p) +
                            allreduce_bytes(4 * plan.cols * plan.rank, p);
-        cost.encode += work * rates.powersgd_encode;
-        // P Q^T, then one pass for the error memory and the norms, one copy into the result.
-        cost.decode += work * rates.powersgd_decode + 2.0 * n * rates.copy;
+        // x = g + e (error feedback), M Q, orthonormalisation, M^T P.
+        const bool feedback = specs[i].ef != ErrorFeedback::none;
+        cost.encode += work * rates.powersgd_encode + (feedback ? n * rates.add : 0.0);
+        // P Q^T, the error statistics, e <- M - P Q^T (error feedback), the result's copy.
+        cost.decode += work * rates.powersgd_decode + n * rates.norm +
+                       (feedback ? n * rates.add : 0.0) + n * rates.copy;
         break;
       }
     }
