@@ -2,7 +2,7 @@
 # The scaling measurements of README "Scaling": the allreduce benchmark on the emulated cluster
 # (cluster/emulate/run.sh: needs root) at several link rates and rank counts, the cost model's
 # predictions and its validation against those runs, and the plots.
-#   bench/run_scaling.sh [STEP...]     steps: goal sizes rates validate model plots (default all)
+#   bench/run_scaling.sh [STEP...]   steps: goal shm sizes rates validate model plots (default all)
 # Results go to $OUT (default bench/results/scaling). Run on a quiet machine: every emulated
 # host shares this machine's cores, so other load shows up in the times. Before each run the
 # script waits (up to QUIET_WAIT_S, default 1200 s) for the 1-minute load average to fall
@@ -18,7 +18,7 @@ emulate=cluster/emulate/run.sh
 methods=none,onebit,topk:0.01,qsgd:4,powersgd:4
 mkdir -p "$OUT"
 steps=("$@")
-((${#steps[@]})) || steps=(goal sizes rates validate model plots)
+((${#steps[@]})) || steps=(goal shm sizes rates validate model plots)
 say() { printf '\n[scaling] %s\n' "$*" >&2; }
 wait_quiet() {
   local waited=0
@@ -45,6 +45,14 @@ for step in "${steps[@]}"; do
         --methods $methods,auto,auto:topk,auto:powersgd
       run 4 none goal_4xunshaped_64M --sizes 64M --iters 9 --warmup 2 \
         --methods none,auto,auto:topk,auto:powersgd,onebit,topk:0.01,powersgd:4 ;;
+    shm) # auto where links are fastest: 4 ranks on this machine over shared memory.
+      wait_quiet
+      say "4 ranks over shared memory: auto_4xshm ($(uptime | sed 's/.*load/load/'))"
+      OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 nice -n "${NICE:-0}" \
+        mpirun --oversubscribe --bind-to none -np 4 --mca btl self,vader "$bench" \
+        --sizes 1M,16M,64M --iters 9 --warmup 2 \
+        --methods none,auto,auto:topk,auto:powersgd,onebit,topk:0.01,powersgd:4 \
+        --json "$OUT/auto_4xshm.json" ;;
     sizes) # Time vs size at 200 Mbit/s.
       run 4 200mbit sizes_4x200mbit -b 256K -e 64M -f 4 --iters 3 --warmup 1 \
         --baselines ring,thinwire --methods $methods,auto ;;
@@ -73,6 +81,6 @@ for step in "${steps[@]}"; do
         --rates "$OUT"/rate_4x*_16M.json "$OUT/valid_4x200mbit.json" --rate-size 16777216 \
         --model "$OUT/model_mix_256M.json" --validation "$OUT/model_validation.json" \
         --out-dir "$OUT" ;;
-    *) echo "unknown step '$step' (goal sizes rates validate model plots)" >&2; exit 2 ;;
+    *) echo "unknown step '$step' (goal shm sizes rates validate model plots)" >&2; exit 2 ;;
   esac
 done
