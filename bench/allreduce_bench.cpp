@@ -123,6 +123,7 @@ struct Candidate {
   double phase[3] = {0, 0, 0};        // encode, comm, decode s per call (slowest rank)
   std::string spec;                   // in force (canonical)
   std::map<std::string, int> chosen;  // auto: spec -> number of layers
+  double setup_s = 0;  // Reducer construction (auto: its calibration probe), slowest rank
 };
 
 struct Options {
@@ -303,9 +304,14 @@ class Bench {
                      [](const Candidate& c) { return c.dense_baseline; }))
       throw std::runtime_error("no dense baseline to measure (see the notes: --baselines)");
     for (Candidate& c : cands)
-      if (!c.mpi)
+      if (!c.mpi) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        const double t0 = MPI_Wtime();
         c.reducer =
             std::make_unique<thinwire::Reducer>(comm_, layers, thinwire::Config::parse(c.name));
+        c.setup_s = MPI_Wtime() - t0;
+        MPI_Allreduce(MPI_IN_PLACE, &c.setup_s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      }
 
     progress("size " + tb::format_size(bytes) + " (" + std::to_string(layers.size()) + " layers, " +
              o_.layers + "): " + std::to_string(cands.size()) + " candidates x (" +
@@ -395,6 +401,7 @@ class Bench {
                   {"rel_err", c.rel_err},
                   {"identical", c.identical}};
         if (!c.chosen.empty()) r["layer_specs"] = c.chosen;
+        if (!c.mpi) r["setup_s"] = c.setup_s;
         r["compute_rates"] = rates;
         if (!c.mpi)
           r["phases_s"] = {{"encode", c.phase[0]}, {"comm", c.phase[1]}, {"decode", c.phase[2]}};
@@ -474,6 +481,9 @@ class Bench {
                   base->median_s / c.median_s, c.identical ? "yes" : "NO");
       for (const auto& [spec, count] : c.chosen)
         std::printf("%10s  %-24s   auto chose '%s' for %d layer(s)\n", "", "", spec.c_str(), count);
+      if (!c.chosen.empty())
+        std::printf("%10s  %-24s   construction with the calibration probe: %.3f s\n", "", "",
+                    c.setup_s);
     }
     std::fflush(stdout);
   }

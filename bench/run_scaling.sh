@@ -16,6 +16,8 @@ bench=$BUILD/bench/thinwire-bench-allreduce
 model=$BUILD/bench/thinwire-cost-model
 emulate=cluster/emulate/run.sh
 methods=none,onebit,topk:0.01,qsgd:4,powersgd:4
+# The plots need Debian's python3-matplotlib: prefer the system interpreter over a pyenv shim.
+python=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 mkdir -p "$OUT"
 steps=("$@")
 ((${#steps[@]})) || steps=(goal shm sizes rates validate model plots)
@@ -77,7 +79,7 @@ for step in "${steps[@]}"; do
         >"$OUT/model_mix_256M.txt"
       tail -n +1 "$OUT/model_mix_256M.txt" | head -40 ;;
     plots)
-      python3 bench/plot_scaling.py --sizes "$OUT/sizes_4x200mbit.json" \
+      "$python" bench/plot_scaling.py --sizes "$OUT/sizes_4x200mbit.json" \
         --rates "$OUT"/rate_4x*_16M.json "$OUT/valid_4x200mbit.json" --rate-size 16777216 \
         --model "$OUT/model_mix_256M.json" --validation "$OUT/model_validation.json" \
         --out-dir "$OUT" ;;

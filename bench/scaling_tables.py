@@ -4,6 +4,7 @@ thinwire-cost-model --validate, so that the README quotes the files verbatim.
 
     python3 bench/scaling_tables.py bench/results/scaling/goal_4x200mbit_64M.json ...
     python3 bench/scaling_tables.py --validation bench/results/scaling/model_validation.json
+    python3 bench/scaling_tables.py --validation-detail bench/results/scaling/model_validation.json
 """
 import argparse
 import json
@@ -58,15 +59,47 @@ def validation_table(path):
     print(f"\nlargest |error| over all {len(v)}: {100 * d['largest_abs_error']:.0f}%")
 
 
+def validation_detail(path):
+    """One row per configuration (ranks, rate, gradient), the error per method."""
+    d = json.load(open(path))
+    v = d["validation"]
+    methods = list(dict.fromkeys(r["method"] for r in v))
+    rows = {}
+    for r in v:
+        key = (r["ranks"], float(r["rate"][:-4]), r["rate"], r["layers"] != "single",
+               r["layers"], r["size_bytes"])
+        rows.setdefault(key, {})[r["method"]] = r
+    print("| ranks | rate | gradient | " + " | ".join(f"`{m}`" for m in methods) + " |")
+    print("|---|---|---|" + "---|" * len(methods))
+    for key in sorted(rows):
+        p, _, rate, _, layers, size = key
+        cells = []
+        for m in methods:
+            r = rows[key].get(m)
+            cells.append("" if r is None else
+                         f"{1e3 * r['measured_s']:.0f} / {1e3 * r['predicted_s']:.0f} "
+                         f"({100 * r['error']:+.0f}%)")
+        what = (f"{size / (1 << 20):.3g} MiB" +
+                ("" if layers == "single" else f", layers '{layers}'"))
+        print(f"| {p} | {rate} | {what} | " + " | ".join(cells) + " |")
+    errs = [abs(r["error"]) for r in v]
+    within = sum(1 for e in errs if e <= 0.2)
+    print(f"\nmeasured / predicted ms (error); {within} of {len(errs)} within ±20%, "
+          f"largest |error| {100 * max(errs):.0f}%, mean {100 * sum(errs) / len(errs):.0f}%")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench", nargs="*")
     ap.add_argument("--validation")
+    ap.add_argument("--validation-detail")
     a = ap.parse_args()
     for p in a.bench:
         bench_table(p)
     if a.validation:
         validation_table(a.validation)
+    if a.validation_detail:
+        validation_detail(a.validation_detail)
 
 
 if __name__ == "__main__":

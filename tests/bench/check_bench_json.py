@@ -62,6 +62,7 @@ def main():
             fail(f"{where}: onebit should compress, ratio {ratio}")
         if r["method"].startswith("auto") and "layer_specs" not in r:
             fail(f"{where}: auto results should say what auto chose")
+        number(r, "setup_s", where)
         seen.add((r["method"], r["size_bytes"]))
     want = {(m, s) for m in methods for s in sizes}
     if seen != want:
