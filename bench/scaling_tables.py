@@ -88,11 +88,60 @@ def validation_detail(path):
           f"largest |error| {100 * max(errs):.0f}%, mean {100 * sum(errs) / len(errs):.0f}%")
 
 
+def model_table(path, ranks=(4, 64, 1024), gbps=(0.2, 1, 10, 100)):
+    """Predicted speedup over dense for a few rank counts and link rates."""
+    d = json.load(open(path))
+    preds = d["predictions"]
+    methods = [m for m in dict.fromkeys(p["method"] for p in preds) if m != "none"]
+    print("| Gbit/s | ranks | dense ms | " + " | ".join(f"`{m}`" for m in methods) + " |")
+    print("|---|---|---|" + "---|" * len(methods))
+    for g in gbps:
+        for n in ranks:
+            row = {p["method"]: p for p in preds if p["gbps"] == g and p["ranks"] == n}
+            if not row:
+                continue
+            cells = []
+            for m in methods:
+                p = row[m]
+                cell = f"{p['speedup']:.2f}x"
+                if "auto_chose" in p:
+                    cell += " (" + p["auto_chose"] + ")"
+                cells.append(cell)
+            print(f"| {g:g} | {n} | {1e3 * row['none']['time_s']:.0f} | " + " | ".join(cells) + " |")
+
+
+def auto_table(paths):
+    """auto against the dense baseline of each run and size (one row per run and size)."""
+    print("| link | size | dense baseline | `auto` | `auto:topk` | `auto:powersgd` |")
+    print("|---|---|---|---|---|---|")
+    for path in paths:
+        d = json.load(open(path))
+        link = (("emulated, unshaped" if d["link"]["rate"] == "none" else d["link"]["rate"])
+                if d["link"]["emulated"] else "shared memory")
+        for s in sorted({r["size_bytes"] for r in d["results"]}):
+            rs = {r["method"]: r for r in d["results"] if r["size_bytes"] == s}
+            base = next(iter(rs.values()))
+            cells = []
+            for m in ("auto", "auto:topk", "auto:powersgd"):
+                r = rs.get(m)
+                if r is None:
+                    cells.append("")
+                    continue
+                chose = ", ".join(f"{k}" + (f" ×{v}" if v > 1 else "")
+                                  for k, v in r["layer_specs"].items())
+                cells.append(f"**{r['speedup']:.2f}x** ({1e3 * r['time_median_s']:.1f} ms, {chose})")
+            print(f"| {d['ranks']} ranks, {link} | {s / (1 << 20):g} MiB | "
+                  f"{1e3 * base['baseline_time_median_s']:.1f} ms ({base['baseline']}) | "
+                  + " | ".join(cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench", nargs="*")
     ap.add_argument("--validation")
     ap.add_argument("--validation-detail")
+    ap.add_argument("--model")
+    ap.add_argument("--auto", nargs="+")
     a = ap.parse_args()
     for p in a.bench:
         bench_table(p)
@@ -100,6 +149,10 @@ def main():
         validation_table(a.validation)
     if a.validation_detail:
         validation_detail(a.validation_detail)
+    if a.model:
+        model_table(a.model)
+    if a.auto:
+        auto_table(a.auto)
 
 
 if __name__ == "__main__":
