@@ -17,7 +17,10 @@ enum class Method : std::uint8_t {
   onebit = 2,
   qsgd = 3,
   powersgd = 4,
-  adaptive = 5
+  adaptive = 5,
+  // "auto[:FAMILY[:FLOOR]]": per layer, dense or the family's compression, whichever a cost
+  // model with a measured link predicts to be faster (README "Scaling").
+  automatic = 6
 };
 enum class ErrorFeedback : std::uint8_t { none = 0, ef = 1, econtrol = 2 };
 enum class Selection : std::uint8_t { exact = 0, sampled = 1 };
@@ -38,7 +41,8 @@ struct THINWIRE_API Config {
   double density = 0.0;          // topk: fraction of entries kept, in (0, 1]
   int bits = 0;                  // qsgd: bits per code, 2..8
   int rank = 0;                  // powersgd: rank of the factors, >= 1
-  Method family = Method::none;  // adaptive: topk | powersgd | qsgd
+  Method family = Method::none;  // adaptive: topk | powersgd | qsgd; auto: also onebit
+  // auto: density, bits or rank hold the FLOOR, the most aggressive parameter it may choose.
 
   ErrorFeedback ef = ErrorFeedback::ef;  // ef=none|ef|econtrol
   double eta = 0.1;                      // eta=   EControl feedback strength, (0, 1]

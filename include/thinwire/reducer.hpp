@@ -49,6 +49,10 @@ class THINWIRE_API Reducer {
   void save_state(const std::string& path) const;
   void load_state(const std::string& path);
 
+  // Collective, for spec `auto`: measures the link and the kernels again and re-chooses each
+  // layer's spec (as at construction), from the next step on. Does nothing for other specs.
+  void recalibrate();
+
   Stats stats() const;
   void reset_stats();
 

@@ -72,16 +72,9 @@ void LowRankAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& c
     // the error statistics, so reconstruct into scratch first.
     delta_.resize(sl.n);
     low_rank::reconstruct(p, q, plan.rows, plan.cols, plan.rank, delta_.data());
-    double err = 0.0, norm = 0.0;
     const float* mhat = delta_.data();
     float* x = sl.x;
-    for (std::size_t i = 0; i < sl.n; ++i) {
-      const float r = x[i] - mhat[i];
-      err += static_cast<double>(r) * r;
-      norm += static_cast<double>(x[i]) * x[i];
-    }
-    sl.sq_error = err;
-    sl.sq_norm = norm;
+    low_rank::residual_norms(x, mhat, sl.n, &sl.sq_error, &sl.sq_norm);
     if (sl.feedback == StepFeedback::econtrol) {
       // EControl needs this rank's own increment D = P Q_local^T (its mean over ranks is
       // P Q^T); the error and h updates use it, H uses the average.

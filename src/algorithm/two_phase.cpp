@@ -67,8 +67,7 @@ void TwoPhase::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
   const auto rank_u = static_cast<std::uint32_t>(me);
   std::vector<std::size_t> slot(layers.size() + 1, 0);  // offsets of each layer's slot in a block
   for (std::size_t l = 0; l < layers.size(); ++l)
-    slot[l + 1] = slot[l] + layers[l]->plan->codec->encoded_bytes(
-                                ceil_div(layers[l]->n, static_cast<std::size_t>(p)));
+    slot[l + 1] = slot[l] + two_phase_slot_bytes(*layers[l]->plan->codec, layers[l]->n, p);
   const std::size_t block = slot.back();
   const std::size_t pu = static_cast<std::size_t>(p);
   send_.assign(block * pu, 0);

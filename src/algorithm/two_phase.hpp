@@ -11,6 +11,8 @@
 #include <cstdint>
 
 #include "algorithm/algorithm.hpp"
+#include "common/bytes.hpp"
+#include "compress/compressor.hpp"
 
 namespace thinwire::detail {
 
@@ -28,6 +30,11 @@ class TwoPhase final : public Algorithm {
 
 inline std::size_t chunk_begin(std::size_t n, int chunk, int parts) {
   return n * static_cast<std::size_t>(chunk) / static_cast<std::size_t>(parts);
+}
+
+// Bytes of a layer's slot in each block of both phases: the encoding of its largest chunk.
+inline std::size_t two_phase_slot_bytes(const Compressor& codec, std::size_t n, int parts) {
+  return codec.encoded_bytes(ceil_div(n, static_cast<std::size_t>(parts)));
 }
 
 }  // namespace thinwire::detail

@@ -56,6 +56,18 @@ void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t c
   Map(out, rows, cols).noalias() = MapC(p, rows, r) * MapC(q, cols, r).transpose();
 }
 
+void residual_norms(const float* x, const float* y, std::size_t n, double* sq_error,
+                    double* sq_norm) {
+  double err = 0.0, norm = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float r = x[i] - y[i];
+    err += static_cast<double>(r) * r;
+    norm += static_cast<double>(x[i]) * x[i];
+  }
+  *sq_error = err;
+  *sq_norm = norm;
+}
+
 void orthonormalize(float* p, std::size_t rows, std::size_t r) {
   for (std::size_t c = 0; c < r; ++c) {
     double before = 0.0;

@@ -25,6 +25,11 @@ void back_project(const float* m, std::size_t rows, std::size_t cols, const floa
 void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r,
                  float* out);
 
+// ||x - y||^2 and ||x||^2 over n elements, each accumulated in double in index order (the
+// error statistics of a reconstruction y of x).
+void residual_norms(const float* x, const float* y, std::size_t n, double* sq_error,
+                    double* sq_norm);
+
 // Gram-Schmidt on the columns of p, in place, twice over ("twice is enough") with double
 // accumulation. A column whose norm falls below kEpsilon times its norm before the
 // projections (it lies in the span of the previous ones), or is zero, becomes zero instead

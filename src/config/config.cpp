@@ -26,6 +26,8 @@ const char* to_string(Method m) {
       return "powersgd";
     case Method::adaptive:
       return "adaptive";
+    case Method::automatic:
+      return "auto";
   }
   return "?";
 }
@@ -63,7 +65,8 @@ namespace {
 using detail::cat;
 
 constexpr const char* kMethods =
-    "none, topk:DENSITY, onebit, qsgd:BITS, powersgd:RANK, adaptive:FAMILY";
+    "none, topk:DENSITY, onebit, qsgd:BITS, powersgd:RANK, adaptive:FAMILY, "
+    "auto[:FAMILY[:FLOOR]]";
 constexpr const char* kKeys =
     "ef=none|ef|econtrol, eta=(0,1], min_numel=N, warmup=N, select=exact|sampled, dgc=on|off, "
     "momentum=[0,1), clip=X>=0, period=N>=1, bucket=N>=1, seed=N, nan=error|skip|propagate, "
@@ -100,7 +103,7 @@ std::uint64_t parse_count(std::string_view spec, std::string_view key, std::stri
 
 Method parse_method(std::string_view spec, std::string_view name) {
   for (Method m : {Method::none, Method::topk, Method::onebit, Method::qsgd, Method::powersgd,
-                   Method::adaptive})
+                   Method::adaptive, Method::automatic})
     if (name == to_string(m)) return m;
   bad(spec, cat("unknown method '", name, "'; valid methods: ", kMethods));
 }
@@ -113,7 +116,45 @@ std::string format_number(double v) {
 }
 
 bool applies(Method method, Method family, Method target) {
-  return method == target || (method == Method::adaptive && family == target);
+  return method == target ||
+         ((method == Method::adaptive || method == Method::automatic) && family == target);
+}
+
+// "auto[:FAMILY[:FLOOR]]": FAMILY defaults to onebit; FLOOR, the most aggressive parameter
+// auto may choose, to topk 0.01, qsgd 4 bits, powersgd rank 4.
+void parse_auto(std::string_view spec, std::string_view param, bool has_param, Config* c) {
+  c->family = Method::onebit;
+  if (!has_param) return;
+  const std::size_t colon = param.find(':');
+  const std::string_view family = trim(param.substr(0, colon));
+  const bool has_floor = colon != std::string_view::npos;
+  const std::string_view floor = has_floor ? trim(param.substr(colon + 1)) : std::string_view();
+  c->family = parse_method(spec, family);
+  switch (c->family) {
+    case Method::onebit:
+      if (has_floor) bad(spec, "auto:onebit takes no floor (onebit has no parameter)");
+      break;
+    case Method::topk:
+      c->density = has_floor ? parse_number(spec, "auto topk floor density", floor) : 0.01;
+      if (!(c->density > 0.0 && c->density <= 1.0))
+        bad(spec, cat("auto topk floor density must be in (0, 1], got ", floor));
+      break;
+    case Method::qsgd: {
+      const std::uint64_t b = has_floor ? parse_count(spec, "auto qsgd floor bits", floor) : 4;
+      if (b < 2 || b > 8) bad(spec, cat("auto qsgd floor bits must be in 2..8, got ", floor));
+      c->bits = static_cast<int>(b);
+      break;
+    }
+    case Method::powersgd: {
+      const std::uint64_t r = has_floor ? parse_count(spec, "auto powersgd floor rank", floor) : 4;
+      if (r < 1 || r > 1024)
+        bad(spec, cat("auto powersgd floor rank must be in 1..1024, got ", floor));
+      c->rank = static_cast<int>(r);
+      break;
+    }
+    default:
+      bad(spec, cat("auto family must be onebit, topk, qsgd or powersgd, got '", family, "'"));
+  }
 }
 
 }  // namespace
@@ -175,6 +216,9 @@ Config Config::parse(std::string_view spec_in) {
       c.family = f;
       break;
     }
+    case Method::automatic:
+      parse_auto(spec, param, has_param, &c);
+      break;
   }
 
   std::vector<std::string_view> seen;
@@ -311,6 +355,12 @@ std::string Config::to_string() const {
       break;
     case Method::adaptive:
       s += cat(":", thinwire::to_string(family));
+      break;
+    case Method::automatic:
+      s += cat(":", thinwire::to_string(family));
+      if (family == Method::topk) s += ":" + format_number(density);
+      if (family == Method::qsgd) s += cat(":", bits);
+      if (family == Method::powersgd) s += cat(":", rank);
       break;
     default:
       break;

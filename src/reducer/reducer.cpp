@@ -15,6 +15,7 @@
 #include "common/timer.hpp"
 #include "compress/low_rank.hpp"
 #include "reducer/dgc.hpp"
+#include "model/auto_policy.hpp"
 #include "reducer/non_finite.hpp"
 #include "reducer/reducer_impl.hpp"
 #include "reducer/step.hpp"
@@ -140,6 +141,7 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
   }
   TW_LOG(info, "reducer: ", layers_.size(), " layers, spec '", config_.to_string(), "', ",
          comm_.size(), " ranks");
+  if (config_.method == Method::automatic) model::apply_auto(*this);
 }
 
 Compressor* ReducerImpl::codec_for(const Config& config) {
@@ -437,6 +439,10 @@ void Reducer::save_state(std::ostream& out) const {
 }
 void Reducer::load_state(std::istream& in) {
   impl_->load_state(in);
+}
+
+void Reducer::recalibrate() {
+  if (impl_->config_.method == Method::automatic) detail::model::apply_auto(*impl_);
 }
 
 void Reducer::reset_stats() {

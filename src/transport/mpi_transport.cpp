@@ -13,9 +13,6 @@ namespace thinwire::detail {
 
 namespace {
 
-// Sums at or above this size go round the point-to-point ring; below it latency dominates
-// and MPI's own (recursive-doubling) algorithms are better.
-constexpr std::size_t kRingMinBytes = 64 * 1024;
 constexpr int kTagReduceScatter = 0x7701;
 constexpr int kTagRingAllgather = 0x7702;
 constexpr int kTagAllgather = 0x7703;

@@ -18,6 +18,11 @@ namespace thinwire::detail {
 
 class MpiTransport final : public Transport {
  public:
+  // f32 sums at or above this size go round the point-to-point ring (when there is a
+  // deadline); below it latency dominates and MPI's own (recursive-doubling) algorithms are
+  // better. The cost model (src/model/) follows the same rule.
+  static constexpr std::size_t kRingMinBytes = 64 * 1024;
+
   // Duplicates `comm`; the duplicate is freed with the transport (unless MPI is finalized).
   // timeout_s <= 0 waits forever with MPI's blocking calls.
   MpiTransport(MPI_Comm comm, double timeout_s);

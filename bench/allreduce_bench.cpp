@@ -1,0 +1,596 @@
+// thinwire-bench-allreduce: time per allreduce call of every compression method against the
+// best dense allreduce measured in the same run, nccl-tests style.
+//
+//   mpirun -np 4 thinwire-bench-allreduce --methods none,onebit,topk:0.01 --sizes 1M,16M,64M
+//          [-b 1M -e 64M -f 4] [--iters 20] [--warmup 5] [--layers single|mix] [--json FILE]
+//
+// For each size every candidate — the dense baselines (MPI_Allreduce with the MPI library's
+// default algorithm, Open MPI's ring where it can be forced, thinwire's own dense path
+// `none`) and every requested method — runs on the same gradients, the calls interleaved
+// (one call of each candidate per iteration) so that a change in machine load affects them
+// alike. A call's time is the slowest rank's, between a barrier and the call's return; the
+// table and the JSON give the median over the timed iterations. The baseline of a size is the
+// dense candidate with the lowest median, named in the output; speedup = baseline / method.
+//
+// Gradients: per layer a rank-4 "signal" that every rank shares plus noise that depends on the
+// rank, so that compression has something to find and rel_err (against the exact average,
+// computed in double) means something. rel_err is that of a method's first call, with fresh
+// error memories.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+#include <thinwire/thinwire.hpp>
+
+#include "bench_common.hpp"
+#include "bench_layers.hpp"
+#include "dense_baselines.hpp"
+#include "model/codec_rates.hpp"
+
+namespace po = boost::program_options;
+using nlohmann::json;
+namespace tb = thinwire::bench;
+
+namespace {
+
+constexpr const char* kDefaultMethods = "none,onebit,topk:0.01,qsgd:4,powersgd:4";
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Uniform in [-1, 1) from a counter.
+float uniform(std::uint64_t key, std::uint64_t i) {
+  return static_cast<float>(static_cast<double>(splitmix64(key + i) >> 11) * 0x1.0p-52 - 1.0);
+}
+
+// Layer l's gradient on `rank`: U V^T (rank 4, shared) + noise of std 0.5 (per rank).
+void make_gradient(const thinwire::Layer& layer, std::size_t l, std::uint64_t seed, int rank,
+                   float* g) {
+  constexpr int r = 4;
+  const std::size_t rows = layer.rows(), cols = layer.cols();
+  const std::uint64_t signal_key = splitmix64(seed ^ (0x5167ull << 32) ^ l);
+  const std::uint64_t noise_key =
+      splitmix64(seed ^ (static_cast<std::uint64_t>(rank + 1) << 40) ^ l);
+  std::vector<float> u(rows * r), v(cols * r);
+  for (std::size_t i = 0; i < u.size(); ++i) u[i] = uniform(signal_key, i);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = uniform(signal_key ^ 0xabcdefull, i);
+  const float noise = 0.5f * std::sqrt(3.0f);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j) {
+      float acc = 0.f;
+      for (int k = 0; k < r; ++k) acc += u[i * r + k] * v[j * r + k];
+      g[i * cols + j] = acc + noise * uniform(noise_key, i * cols + j);
+    }
+}
+
+std::uint64_t hash_bytes(const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  std::size_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+  }
+  for (; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return splitmix64(h);
+}
+
+bool identical_on_all_ranks(const std::vector<float>& x) {
+  std::uint64_t h[2];
+  h[0] = hash_bytes(x.data(), x.size() * sizeof(float));
+  h[1] = ~h[0];
+  MPI_Allreduce(MPI_IN_PLACE, h, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+  return h[0] == ~h[1];
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// One thing to time: a dense baseline or a thinwire method.
+struct Candidate {
+  std::string name;
+  bool dense_baseline = false;  // competes for the baseline
+  bool requested = false;       // one of --methods (reported as a result)
+  tb::DenseBaseline* mpi = nullptr;
+  std::unique_ptr<thinwire::Reducer> reducer;
+  std::vector<double> times;  // per timed call, this rank
+  // Filled after the runs.
+  double median_s = 0, min_s = 0, max_s = 0;
+  double rel_err = 0;
+  bool identical = true;
+  double bytes_sent = 0, ratio = 1;
+  double phase[3] = {0, 0, 0};        // encode, comm, decode s per call (slowest rank)
+  std::string spec;                   // in force (canonical)
+  std::map<std::string, int> chosen;  // auto: spec -> number of layers
+  double setup_s = 0;  // Reducer construction (auto: its calibration probe), slowest rank
+};
+
+struct Options {
+  std::vector<std::string> methods;
+  std::vector<std::size_t> sizes;
+  int iters = 20, warmup = 5;
+  std::string layers = "single";
+  std::string json_path;
+  std::vector<std::string> baselines = {"default", "ring", "thinwire"};
+  std::uint64_t seed = 1;
+  double progress_s = 10.0;
+};
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string human_bytes(double b) {
+  if (b >= 1e9) return fmt("%.2f GB", b / 1e9);
+  if (b >= 1e6) return fmt("%.2f MB", b / 1e6);
+  if (b >= 1e3) return fmt("%.1f kB", b / 1e3);
+  return fmt("%.0f B", b);
+}
+
+class Bench {
+ public:
+  Bench(const Options& o, thinwire::Communicator comm, json provenance)
+      : o_(o), comm_(std::move(comm)), out_(std::move(provenance)) {
+    rank_ = comm_.rank();
+    size_ = comm_.size();
+    for (auto& b : tb::make_mpi_baselines(MPI_COMM_WORLD, &notes_)) {
+      const std::string kind = b->name() == "MPI_Allreduce(ring)" ? "ring" : "default";
+      if (std::find(o_.baselines.begin(), o_.baselines.end(), kind) != o_.baselines.end())
+        baselines_.push_back(std::move(b));
+      else
+        notes_.push_back(b->name() + ": not measured (--baselines)");
+    }
+    const char* rate = std::getenv("THINWIRE_EMULATE_RATE");
+    out_["ranks"] = size_;
+    // Other load on the machine shows in the times: record it.
+    if (std::ifstream la("/proc/loadavg"); la) {
+      double one = 0, five = 0, fifteen = 0;
+      la >> one >> five >> fifteen;
+      out_["load_average_at_start"] = {one, five, fifteen};
+    }
+    out_["device"] = "host";
+    out_["layers"] = o_.layers;
+    out_["iters"] = o_.iters;
+    out_["warmup"] = o_.warmup;
+    out_["link"] = {{"emulated", rate != nullptr}, {"rate", rate ? rate : "not shaped"}};
+    out_["baseline_rule"] =
+        "per size, the dense candidate with the lowest median time among those measured "
+        "(--baselines): MPI_Allreduce(default), MPI_Allreduce(ring) when Open MPI lets it be "
+        "forced, thinwire none";
+    out_["notes"] = notes_;
+    out_["results"] = json::array();
+    out_["baselines"] = json::array();
+  }
+
+  void run() {
+    measure_latency();
+    if (rank_ == 0) print_header();
+    for (std::size_t s = 0; s < o_.sizes.size(); ++s) run_size(s);
+    if (rank_ == 0 && !o_.json_path.empty()) {
+      std::ofstream f(o_.json_path);
+      f << out_.dump(2) << "\n";
+      if (!f) throw std::runtime_error("cannot write " + o_.json_path);
+      std::printf("# results written to %s\n", o_.json_path.c_str());
+    }
+  }
+
+ private:
+  // Small-message latency of this network as thinwire's transport sees it: an alltoall of
+  // 4 KiB blocks (P-1 messages per rank, posted at once), best of 5. The cost model's
+  // validation takes its per-message latency from here.
+  void measure_latency() {
+    constexpr std::size_t kBlock = 4096;
+    thinwire::Transport& t = comm_.host_transport();
+    std::vector<unsigned char> send(kBlock * size_, 1), recv(kBlock * size_);
+    double best = 1e30;
+    for (int i = 0; i < 6; ++i) {
+      t.barrier();
+      const double t0 = MPI_Wtime();
+      t.alltoall(send.data(), recv.data(), kBlock);
+      double dt = MPI_Wtime() - t0;
+      MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      if (i > 0) best = std::min(best, dt);
+    }
+    out_["latency_probe"] = {{"collective", "alltoall"},
+                             {"block_bytes", kBlock},
+                             {"seconds", best},
+                             {"per_message_s", size_ > 1 ? best / (size_ - 1) : 0.0}};
+  }
+
+  void print_header() {
+    std::printf(
+        "# thinwire-bench-allreduce: %d ranks on %s, layers '%s', %d warm-up + %d timed "
+        "calls per candidate, link %s\n",
+        size_, out_["host"].get<std::string>().c_str(), o_.layers.c_str(), o_.warmup, o_.iters,
+        out_["link"]["rate"].get<std::string>().c_str());
+    std::printf(
+        "# time: median over calls of the slowest rank's time per call; algbw = size / "
+        "time; busbw = algbw * 2(P-1)/P\n");
+    std::printf(
+        "# baseline: per size the fastest dense candidate (marked *); speedup = "
+        "baseline time / time\n");
+    std::printf("# small-message latency: alltoall of 4 KiB blocks %.3f ms\n",
+                1e3 * out_["latency_probe"]["seconds"].get<double>());
+    for (const std::string& n : notes_) std::printf("# note: %s\n", n.c_str());
+    std::printf("%10s  %-24s %10s %10s %10s %11s %8s %10s %8s %5s\n", "size", "method", "time_ms",
+                "algbw_GB/s", "busbw_GB/s", "sent/rank", "ratio", "rel_err", "speedup", "same");
+    std::fflush(stdout);
+  }
+
+  void progress(const std::string& line) {
+    if (rank_ != 0) return;
+    std::fprintf(stderr, "[bench] %s\n", line.c_str());
+    std::fflush(stderr);
+  }
+
+  void run_size(std::size_t s) {
+    const std::vector<thinwire::Layer> layers = tb::make_layers(o_.layers, o_.sizes[s]);
+    std::vector<std::size_t> offset(layers.size() + 1, 0);
+    for (std::size_t l = 0; l < layers.size(); ++l) offset[l + 1] = offset[l] + layers[l].numel();
+    const std::size_t n = offset.back(), bytes = 4 * n;
+
+    std::vector<float> pristine(n), work(n);
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      make_gradient(layers[l], l, o_.seed, rank_, pristine.data() + offset[l]);
+    std::vector<double> exact(pristine.begin(), pristine.end());
+    for (std::size_t off = 0; off < n;) {
+      const int count = static_cast<int>(std::min<std::size_t>(n - off, 1 << 26));
+      MPI_Allreduce(MPI_IN_PLACE, exact.data() + off, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      off += static_cast<std::size_t>(count);
+    }
+    double exact_sq = 0;
+    for (double& x : exact) {
+      x /= size_;
+      exact_sq += x * x;
+    }
+    const json rates = measure_compute_rates(layers);
+    std::vector<thinwire::TensorView> views;
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      views.push_back(thinwire::TensorView::host(work.data() + offset[l], layers[l].numel()));
+
+    // The candidates: MPI baselines, thinwire `none` (a baseline, and a result if asked
+    // for), then the methods in the order given.
+    std::vector<Candidate> cands;
+    for (auto& b : baselines_) {
+      Candidate c;
+      c.name = b->name();
+      c.dense_baseline = true;
+      c.mpi = b.get();
+      cands.push_back(std::move(c));
+    }
+    const thinwire::Config dense_spec = thinwire::Config::parse("none");
+    bool none_requested = false;
+    for (const std::string& m : o_.methods)
+      none_requested |= thinwire::Config::parse(m) == dense_spec;
+    const bool thinwire_baseline =
+        std::find(o_.baselines.begin(), o_.baselines.end(), "thinwire") != o_.baselines.end();
+    if (!none_requested && thinwire_baseline) {
+      Candidate c;
+      c.name = "none";
+      c.dense_baseline = true;
+      cands.push_back(std::move(c));
+    }
+    for (const std::string& m : o_.methods) {
+      Candidate c;
+      c.name = m;
+      c.requested = true;
+      c.dense_baseline = thinwire_baseline && thinwire::Config::parse(m) == dense_spec;
+      cands.push_back(std::move(c));
+    }
+    if (std::none_of(cands.begin(), cands.end(),
+                     [](const Candidate& c) { return c.dense_baseline; }))
+      throw std::runtime_error("no dense baseline to measure (see the notes: --baselines)");
+    for (Candidate& c : cands)
+      if (!c.mpi) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        const double t0 = MPI_Wtime();
+        c.reducer =
+            std::make_unique<thinwire::Reducer>(comm_, layers, thinwire::Config::parse(c.name));
+        c.setup_s = MPI_Wtime() - t0;
+        MPI_Allreduce(MPI_IN_PLACE, &c.setup_s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      }
+
+    progress("size " + tb::format_size(bytes) + " (" + std::to_string(layers.size()) + " layers, " +
+             o_.layers + "): " + std::to_string(cands.size()) + " candidates x (" +
+             std::to_string(o_.warmup) + " warm-up + " + std::to_string(o_.iters) +
+             " timed) calls, interleaved  [size " + std::to_string(s + 1) + "/" +
+             std::to_string(o_.sizes.size()) + "]");
+
+    auto call = [&](Candidate& c) {
+      std::memcpy(work.data(), pristine.data(), bytes);
+      MPI_Barrier(MPI_COMM_WORLD);
+      const double t0 = MPI_Wtime();
+      if (c.mpi)
+        c.mpi->allreduce(work.data(), n);
+      else
+        c.reducer->allreduce(views);
+      return MPI_Wtime() - t0;
+    };
+
+    // First call of each candidate: correctness (error, same bits), then the warm-up.
+    for (Candidate& c : cands) {
+      call(c);
+      if (c.mpi)
+        for (float& x : work) x /= static_cast<float>(size_);
+      c.identical = identical_on_all_ranks(work);
+      double err = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const double d = work[i] - exact[i];
+        err += d * d;
+      }
+      c.rel_err = exact_sq > 0 ? std::sqrt(err / exact_sq) : std::sqrt(err);
+    }
+    for (int w = 1; w < o_.warmup; ++w)
+      for (Candidate& c : cands) call(c);
+    for (Candidate& c : cands)
+      if (c.reducer) c.reducer->reset_stats();
+
+    double last = MPI_Wtime();
+    const double start = last;
+    for (int it = 0; it < o_.iters; ++it) {
+      // Rotate the order so that no candidate always runs right after the same one.
+      for (std::size_t k = 0; k < cands.size(); ++k) {
+        Candidate& c = cands[(k + static_cast<std::size_t>(it)) % cands.size()];
+        c.times.push_back(call(c));
+      }
+      const double now = MPI_Wtime();
+      if (now - last > o_.progress_s && it + 1 < o_.iters) {
+        progress("  timed iteration " + std::to_string(it + 1) + "/" + std::to_string(o_.iters) +
+                 fmt(", %.0f s so far", now - start));
+        last = now;
+      }
+    }
+
+    for (Candidate& c : cands) finish(c, layers);
+    // The baseline: the fastest dense candidate.
+    const Candidate* base = nullptr;
+    for (const Candidate& c : cands)
+      if (c.dense_baseline && (!base || c.median_s < base->median_s)) base = &c;
+
+    const double bus = size_ > 1 ? 2.0 * (size_ - 1) / size_ : 1.0;
+    for (const Candidate& c : cands) {
+      if (c.dense_baseline) {
+        out_["baselines"].push_back({{"name", c.name == "none" ? "thinwire none" : c.name},
+                                     {"size_bytes", bytes},
+                                     {"time_median_s", c.median_s},
+                                     {"time_min_s", c.min_s},
+                                     {"algbw_GBps", bytes / c.median_s / 1e9},
+                                     {"busbw_GBps", bytes / c.median_s / 1e9 * bus},
+                                     {"chosen", &c == base}});
+      }
+      if (c.requested) {
+        json r = {{"method", c.name},
+                  {"spec", c.spec},
+                  {"size_bytes", bytes},
+                  {"ranks", size_},
+                  {"layers", o_.layers},
+                  {"num_layers", layers.size()},
+                  {"time_median_s", c.median_s},
+                  {"time_min_s", c.min_s},
+                  {"time_max_s", c.max_s},
+                  {"baseline", base->name == "none" ? "thinwire none" : base->name},
+                  {"baseline_time_median_s", base->median_s},
+                  {"speedup", base->median_s / c.median_s},
+                  {"algbw_GBps", bytes / c.median_s / 1e9},
+                  {"busbw_GBps", bytes / c.median_s / 1e9 * bus},
+                  {"bytes_sent", c.bytes_sent},
+                  {"compression_ratio", c.ratio},
+                  {"rel_err", c.rel_err},
+                  {"identical", c.identical}};
+        if (!c.chosen.empty()) r["layer_specs"] = c.chosen;
+        if (!c.mpi) r["setup_s"] = c.setup_s;
+        r["compute_rates"] = rates;
+        if (!c.mpi)
+          r["phases_s"] = {{"encode", c.phase[0]}, {"comm", c.phase[1]}, {"decode", c.phase[2]}};
+        out_["results"].push_back(r);
+      }
+    }
+    if (rank_ == 0) print_size(cands, base, bytes);
+  }
+
+  // This machine's kernels for every requested family, timed by the cost model's own
+  // measure_rates() on all ranks at once (ranks that share cores measure what they get in the
+  // timed calls), maxed over the ranks: the cost model's validation predicts with these.
+  json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
+    namespace twm = thinwire::detail::model;
+    const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
+    twm::ComputeRates all = twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 3);
+    json j = twm::rates_to_json(all);
+    for (const std::string& m : o_.methods) {
+      thinwire::Config c = thinwire::Config::parse(m);
+      if (c.method == thinwire::Method::automatic) {
+        const thinwire::Method family = c.family;
+        c.method = family;
+        c.family = thinwire::Method::none;
+      }
+      if (c.method == thinwire::Method::none) continue;
+      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, 3));
+      for (const auto& [name, v] : r.items())
+        if (v.get<double>() > 0) j[name] = v;
+    }
+    std::vector<std::string> names;
+    std::vector<double> values;
+    for (const auto& [name, v] : j.items()) names.push_back(name), values.push_back(v);
+    MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX,
+                  MPI_COMM_WORLD);
+    for (std::size_t i = 0; i < names.size(); ++i) j[names[i]] = values[i];
+    return j;
+  }
+
+  void finish(Candidate& c, const std::vector<thinwire::Layer>& layers) {
+    // The slowest rank's time for each call.
+    std::vector<double> slowest(c.times.size());
+    MPI_Allreduce(c.times.data(), slowest.data(), static_cast<int>(c.times.size()), MPI_DOUBLE,
+                  MPI_MAX, MPI_COMM_WORLD);
+    c.median_s = median(slowest);
+    c.min_s = slowest.empty() ? 0 : *std::min_element(slowest.begin(), slowest.end());
+    c.max_s = slowest.empty() ? 0 : *std::max_element(slowest.begin(), slowest.end());
+    const double bytes = static_cast<double>(tb::total_bytes(layers));
+    if (c.mpi) {
+      c.bytes_sent = size_ > 1 ? 2.0 * bytes * (size_ - 1) / size_ : 0.0;
+      c.ratio = 1.0;
+      c.spec = "dense";
+      return;
+    }
+    const thinwire::Stats st = c.reducer->stats();
+    c.bytes_sent =
+        st.steps ? static_cast<double>(st.bytes_sent) / static_cast<double>(st.steps) : 0;
+    const double steps = st.steps ? static_cast<double>(st.steps) : 1.0;
+    c.phase[0] = st.seconds_encode / steps;
+    c.phase[1] = st.seconds_comm / steps;
+    c.phase[2] = st.seconds_decode / steps;
+    MPI_Allreduce(MPI_IN_PLACE, c.phase, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    c.ratio = st.compression_ratio();
+    c.spec = c.reducer->config().to_string();
+    if (c.reducer->config().method == thinwire::Method::automatic)
+      for (std::size_t i = 0; i < layers.size(); ++i) ++c.chosen[c.reducer->layer_spec(i)];
+  }
+
+  void print_size(const std::vector<Candidate>& cands, const Candidate* base, std::size_t bytes) {
+    const double bus = size_ > 1 ? 2.0 * (size_ - 1) / size_ : 1.0;
+    for (const Candidate& c : cands) {
+      std::string name = c.name == "none" && !c.requested ? "thinwire none" : c.name;
+      if (&c == base) name += " *";
+      std::printf("%10s  %-24s %10.3f %10.4f %10.4f %11s %7.1fx %10.3e %7.2fx %5s\n",
+                  tb::format_size(bytes).c_str(), name.c_str(), 1e3 * c.median_s,
+                  bytes / c.median_s / 1e9, bytes / c.median_s / 1e9 * bus,
+                  human_bytes(c.bytes_sent).c_str(), c.ratio, c.rel_err,
+                  base->median_s / c.median_s, c.identical ? "yes" : "NO");
+      for (const auto& [spec, count] : c.chosen)
+        std::printf("%10s  %-24s   auto chose '%s' for %d layer(s)\n", "", "", spec.c_str(), count);
+      if (!c.chosen.empty())
+        std::printf("%10s  %-24s   construction with the calibration probe: %.3f s\n", "", "",
+                    c.setup_s);
+    }
+    std::fflush(stdout);
+  }
+
+  const Options& o_;
+  thinwire::Communicator comm_;
+  json out_;
+  int rank_ = 0, size_ = 1;
+  std::vector<std::unique_ptr<tb::DenseBaseline>> baselines_;
+  std::vector<std::string> notes_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tb::enable_forced_algorithms();
+  MPI_Init(&argc, &argv);
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+
+  Options o;
+  std::string methods = kDefaultMethods, sizes, min_bytes, max_bytes, device = "host",
+              baselines = "default,ring,thinwire";
+  double factor = 2.0;
+  po::options_description opts(
+      "thinwire-bench-allreduce: time per allreduce call of each compression method against "
+      "the fastest dense allreduce, measured in the same run\nOptions");
+  opts.add_options()("help,h", "show this help")(
+      "methods", po::value<std::string>(&methods)->default_value(methods),
+      "comma-separated compression specs; key=value items belong to the spec before them")(
+      "sizes", po::value<std::string>(&sizes),
+      "comma-separated gradient sizes in bytes of f32, K/M/G suffixes (default 1M,16M,64M)")(
+      "minbytes,b", po::value<std::string>(&min_bytes), "smallest size of a sweep (with -e, -f)")(
+      "maxbytes,e", po::value<std::string>(&max_bytes), "largest size of a sweep")(
+      "stepfactor,f", po::value<double>(&factor)->default_value(factor),
+      "multiplication factor between sizes of a sweep")(
+      "iters", po::value<int>(&o.iters)->default_value(o.iters), "timed calls per candidate")(
+      "warmup", po::value<int>(&o.warmup)->default_value(o.warmup),
+      "untimed calls per candidate first (the first one also measures rel_err)")(
+      "layers", po::value<std::string>(&o.layers)->default_value(o.layers),
+      "single: one [rows, cols] tensor; mix: transformer blocks of matrices and vectors")(
+      "json", po::value<std::string>(&o.json_path), "write the results to this JSON file")(
+      "seed", po::value<std::uint64_t>(&o.seed)->default_value(o.seed), "seed of the gradients")(
+      "baselines", po::value<std::string>(&baselines)->default_value(baselines),
+      "dense candidates for the baseline: default (MPI_Allreduce), ring (Open MPI's, forced), "
+      "thinwire (thinwire's none)")("progress",
+                                    po::value<double>(&o.progress_s)->default_value(o.progress_s),
+                                    "seconds between progress lines on stderr during long sizes")(
+      "device", po::value<std::string>(&device)->default_value(device),
+      "host (device tensors and the ncclAllReduce baseline need the NCCL transport)");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+    if (vm.count("help")) {
+      if (world_rank == 0) std::cout << opts;
+      MPI_Finalize();
+      return 0;
+    }
+    if (device != "host")
+      throw po::error("--device " + device +
+                      ": this version reduces host tensors only; the device path and its "
+                      "ncclAllReduce baseline come with thinwire's NCCL transport");
+    if (o.iters < 1 || o.warmup < 1) throw po::error("--iters and --warmup must be >= 1");
+    o.baselines = tb::split_specs(baselines);
+    for (const std::string& b : o.baselines)
+      if (b != "default" && b != "ring" && b != "thinwire")
+        throw po::error("--baselines: unknown '" + b + "' (default, ring, thinwire)");
+    if (o.baselines.empty()) throw po::error("--baselines is empty");
+    o.methods = tb::split_specs(methods);
+    if (o.methods.empty()) throw po::error("--methods is empty");
+    for (const std::string& m : o.methods) thinwire::Config::parse(m);
+    tb::make_layers(o.layers, 4096);
+    if (vm.count("sizes") && (vm.count("minbytes") || vm.count("maxbytes")))
+      throw po::error("give either --sizes or -b/-e, not both");
+    if (vm.count("minbytes") || vm.count("maxbytes")) {
+      if (!vm.count("minbytes") || !vm.count("maxbytes"))
+        throw po::error("a sweep needs both -b and -e");
+      if (!(factor > 1.0)) throw po::error("-f must be > 1");
+      const double lo = static_cast<double>(tb::parse_size(min_bytes));
+      const double hi = static_cast<double>(tb::parse_size(max_bytes));
+      for (double b = lo; b <= hi * (1 + 1e-9); b *= factor)
+        o.sizes.push_back(static_cast<std::size_t>(b));
+    } else {
+      for (const std::string& s : tb::split_specs(sizes.empty() ? "1M,16M,64M" : sizes))
+        o.sizes.push_back(tb::parse_size(s));
+    }
+    for (std::size_t s : o.sizes)
+      if (s < 4 || s % 4) throw po::error("sizes must be positive multiples of 4 bytes (f32)");
+  } catch (const std::exception& e) {
+    if (world_rank == 0) std::cerr << "thinwire-bench-allreduce: " << e.what() << "\n\n" << opts;
+    MPI_Finalize();
+    return 2;
+  }
+
+  try {
+    Bench bench(o, thinwire::Communicator::from_mpi(MPI_COMM_WORLD), tb::provenance(argc, argv));
+    bench.run();
+    MPI_Finalize();
+    return 0;
+  } catch (const thinwire::Error& e) {
+    std::fprintf(stderr, "thinwire-bench-allreduce: rank %d: %s (code %s)\n", world_rank, e.what(),
+                 thinwire::to_string(e.code()));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "thinwire-bench-allreduce: rank %d: error: %s\n", world_rank, e.what());
+  }
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  return 1;
+}

@@ -1,0 +1,320 @@
+// thinwire-cost-model: predicted time of one allreduce step per method, for P ranks and a link
+// rate, from the library's cost model (src/model/): alpha-beta terms for the collectives, the
+// payloads the library itself would send, encode/decode rates from the codec benchmark JSON.
+//
+//   thinwire-cost-model [--layers single|mix --size 64M | --layer-file layers.json]
+//                       [--methods none,onebit,...] [--ranks 2,4,...] [--gbps 0.1,1,...]
+//                       [--latency-us 10] [--efficiency 0.956] [--cpu-share 1]
+//                       [--codec-json bench/results/codec_cpu.json] [--json FILE]
+//   thinwire-cost-model --validate bench.json [more.json...] [--json FILE]
+//
+// --validate predicts every result of thinwire-bench-allreduce JSON files (runs on the
+// emulated cluster, whose rate the JSON records) and prints predicted vs measured.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "bench_common.hpp"
+#include "bench_layers.hpp"
+#include "model/auto_policy.hpp"
+#include "model/codec_rates.hpp"
+#include "model/cost_model.hpp"
+
+namespace po = boost::program_options;
+namespace tb = thinwire::bench;
+namespace twm = thinwire::detail::model;
+using nlohmann::json;
+
+namespace {
+
+// TCP over Ethernet: 1448 payload bytes (MSS with timestamps) per 1514-byte frame.
+constexpr double kTcpEfficiency = 1448.0 / 1514.0;
+
+// tc-style rate ("200mbit", "1gbit", "12500kbps") in bits per second.
+double parse_rate_bits(const std::string& text) {
+  std::size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("'" + text + "' is not a rate like 200mbit or 1gbit");
+  }
+  std::string unit = text.substr(pos);
+  double scale = 1;
+  if (!unit.empty() && (unit[0] == 'k' || unit[0] == 'm' || unit[0] == 'g')) {
+    scale = unit[0] == 'k' ? 1e3 : unit[0] == 'm' ? 1e6 : 1e9;
+    unit = unit.substr(1);
+  }
+  if (unit == "bps") return v * scale * 8;
+  if (unit == "bit") return v * scale;
+  throw std::invalid_argument("'" + text + "' is not a rate like 200mbit or 1gbit");
+}
+
+std::vector<thinwire::Layer> read_layer_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  const json j = json::parse(f);
+  std::vector<thinwire::Layer> layers;
+  for (const auto& l : j) layers.push_back({l.at("name"), l.at("shape")});
+  return layers;
+}
+
+struct Params {
+  double latency_s = 10e-6;
+  double efficiency = kTcpEfficiency;
+  double cpu_share = 1.0;
+};
+
+twm::Network network(double gbps, const Params& p) {
+  return twm::Network::uniform({p.latency_s, gbps * 1e9 / 8.0 * p.efficiency});
+}
+
+// The predicted step of `spec` (for auto: of what it would choose on this network).
+twm::StepCost predict(const std::vector<thinwire::Layer>& layers, const std::string& spec,
+                      int ranks, const twm::Network& net, const twm::ComputeRates& rates,
+                      std::string* chosen = nullptr) {
+  const thinwire::Config c = thinwire::Config::parse(spec);
+  if (c.method != thinwire::Method::automatic)
+    return twm::predict_step(layers, c, ranks, net, rates);
+  twm::Calibration cal;
+  cal.net = net;
+  cal.rates = rates;
+  const twm::AutoDecision d = twm::decide(layers, c, ranks, cal);
+  if (chosen) {
+    std::map<std::string, int> count;
+    for (const thinwire::Config& s : d.specs) ++count[s.to_string()];
+    for (const auto& [s, n] : count)
+      *chosen += (chosen->empty() ? "" : " ") + s + "x" + std::to_string(n);
+  }
+  return d.predicted;
+}
+
+int sweep(const std::vector<thinwire::Layer>& layers, const std::vector<std::string>& methods,
+          const std::vector<int>& ranks, const std::vector<double>& gbps, const Params& p,
+          const twm::ComputeRates& rates, json& out) {
+  std::printf(
+      "# thinwire-cost-model: %zu layers, %s of f32; latency %.1f us per message, "
+      "bandwidth = rate x %.3f, cpu share %.2f\n",
+      layers.size(), tb::format_size(tb::total_bytes(layers)).c_str(), p.latency_s * 1e6,
+      p.efficiency, p.cpu_share);
+  std::printf("# predicted ms per step (speedup over dense `none`, thinwire's ring allreduce)\n");
+  out["predictions"] = json::array();
+  for (double g : gbps) {
+    const twm::Network net = network(g, p);
+    std::printf("\n## %g Gbit/s\n%7s %12s", g, "ranks", "none");
+    for (const std::string& m : methods)
+      if (m != "none") std::printf(" %22s", m.c_str());
+    std::printf("\n");
+    for (int P : ranks) {
+      const twm::StepCost dense = predict(layers, "none", P, net, rates);
+      std::printf("%7d %12.3f", P, 1e3 * dense.total());
+      for (const std::string& m : methods) {
+        std::string chosen;
+        const twm::StepCost c = predict(layers, m, P, net, rates, &chosen);
+        const double speedup = dense.total() / c.total();
+        if (m != "none") std::printf(" %12.3f (%6.2fx)", 1e3 * c.total(), speedup);
+        json row = {{"gbps", g},
+                    {"ranks", P},
+                    {"method", m},
+                    {"time_s", c.total()},
+                    {"comm_s", c.comm},
+                    {"encode_s", c.encode},
+                    {"decode_s", c.decode},
+                    {"bytes_sent", c.bytes_sent},
+                    {"dense_time_s", dense.total()},
+                    {"speedup", speedup}};
+        if (!chosen.empty()) row["auto_chose"] = chosen;
+        out["predictions"].push_back(row);
+      }
+      std::printf("\n");
+    }
+  }
+  return 0;
+}
+
+int validate(const std::vector<std::string>& files, const Params& p, bool latency_given,
+             bool codec_rates_only, const twm::ComputeRates& rates, json& out) {
+  std::printf(
+      "# thinwire-cost-model --validate: predicted vs measured time per call\n"
+      "# prediction: bandwidth = emulated rate x %.3f; latency per message = the run's own "
+      "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
+      "(all ranks at once, before each size); 'codec' = the codec benchmark JSON / cpu share "
+      "(cores / ranks)%s\n",
+      p.efficiency, latency_given ? " (overridden by --latency-us)" : "",
+      codec_rates_only ? "; errors use 'codec' (--codec-rates)" : "; errors use 'run'");
+  std::printf("%6s %9s %7s %-12s %11s %11s %8s %11s %8s %9s %9s\n", "ranks", "rate", "size",
+              "method", "measured_ms", "run_ms", "error", "codec_ms", "error", "speedup",
+              "predicted");
+  out["validation"] = json::array();
+  double worst = 0;
+  for (const std::string& path : files) {
+    std::ifstream f(path);
+    if (!f) throw std::runtime_error("cannot read " + path);
+    const json j = json::parse(f);
+    const std::string rate = j.at("link").at("rate");
+    if (!j.at("link").at("emulated").get<bool>())
+      throw std::runtime_error(path + ": not a run on the emulated cluster (no link rate)");
+    const int P = j.at("ranks");
+    const double cores = j.value("cores", 1.0);
+    Params q = p;
+    q.cpu_share = std::min(1.0, cores / P);
+    if (!latency_given) q.latency_s = j.at("latency_probe").at("per_message_s");
+    const twm::ComputeRates codec = rates.scaled(q.cpu_share);
+    const double gbps = parse_rate_bits(rate) / 1e9;
+    const twm::Network net = network(gbps, q);
+    for (const auto& res : j.at("results")) {
+      const std::string method = res.at("method");
+      const std::size_t bytes = res.at("size_bytes");
+      const auto layers = tb::make_layers(res.at("layers"), bytes);
+      if (tb::total_bytes(layers) != bytes)
+        throw std::runtime_error(path + ": cannot rebuild the layers of a " +
+                                 std::to_string(bytes) + "-byte '" +
+                                 res.at("layers").get<std::string>() + "' result");
+      const bool have_run = res.contains("compute_rates");
+      const twm::ComputeRates run =
+          have_run ? twm::rates_from_json(res.at("compute_rates")) : codec;
+      const twm::ComputeRates& used = codec_rates_only || !have_run ? codec : run;
+      const double measured = res.at("time_median_s");
+      const double pred_run = predict(layers, method, P, net, run).total();
+      const double pred_codec = predict(layers, method, P, net, codec).total();
+      const double pred = predict(layers, method, P, net, used).total();
+      const double dense = predict(layers, "none", P, net, used).total();
+      const double err = (pred - measured) / measured;
+      worst = std::max(worst, std::fabs(err));
+      std::printf("%6d %9s %7s %-12s %11.1f %11.1f %+7.1f%% %11.1f %+7.1f%% %8.2fx %8.2fx\n", P,
+                  rate.c_str(), tb::format_size(bytes).c_str(), method.c_str(), 1e3 * measured,
+                  1e3 * pred_run, 100 * (pred_run - measured) / measured, 1e3 * pred_codec,
+                  100 * (pred_codec - measured) / measured, res.at("speedup").get<double>(),
+                  dense / pred);
+      out["validation"].push_back(
+          {{"file", path},
+           {"ranks", P},
+           {"rate", rate},
+           {"size_bytes", bytes},
+           {"layers", res.at("layers")},
+           {"method", method},
+           {"measured_s", measured},
+           {"predicted_s", pred},
+           {"error", err},
+           {"predicted_run_rates_s", pred_run},
+           {"predicted_codec_rates_s", pred_codec},
+           {"measured_speedup", res.at("speedup")},
+           {"predicted_speedup", dense / pred},
+           {"latency_s", q.latency_s},
+           {"cpu_share", q.cpu_share},
+           {"load_average_at_start", j.value("load_average_at_start", json::array())}});
+    }
+  }
+  std::printf("# largest |error|: %.1f%%\n", 100 * worst);
+  out["largest_abs_error"] = worst;
+  out["rates_used"] = codec_rates_only ? "codec" : "run";
+  return 0;
+}
+
+template <typename T, typename F>
+std::vector<T> parse_list(const std::string& text, F&& convert) {
+  std::vector<T> v;
+  for (const std::string& s : tb::split_specs(text)) v.push_back(convert(s));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string layers_kind = "single", size = "64M", layer_file, methods, ranks_text, gbps_text,
+              codec_json = std::string(THINWIRE_SOURCE_DIR) + "/bench/results/codec_cpu.json",
+              json_path;
+  std::vector<std::string> validate_files;
+  Params p;
+  double latency_us = p.latency_s * 1e6;
+  po::options_description opts(
+      "thinwire-cost-model: predicted allreduce step time per method from thinwire's cost "
+      "model\nOptions");
+  opts.add_options()("help,h", "show this help")(
+      "layers", po::value<std::string>(&layers_kind)->default_value(layers_kind),
+      "single | mix (as thinwire-bench-allreduce)")(
+      "size", po::value<std::string>(&size)->default_value(size), "bytes of f32 gradient")(
+      "layer-file", po::value<std::string>(&layer_file),
+      "JSON list of {\"name\", \"shape\"} instead of --layers/--size")(
+      "methods",
+      po::value<std::string>(&methods)->default_value(
+          "none,onebit,topk:0.01,qsgd:4,powersgd:4,auto:onebit"),
+      "compression specs")("ranks",
+                           po::value<std::string>(&ranks_text)
+                               ->default_value("2,4,8,16,32,64,128,256,512,1024,2048,4096"),
+                           "numbers of ranks")(
+      "gbps", po::value<std::string>(&gbps_text)->default_value("0.1,0.2,0.5,1,10,25,100,400"),
+      "link rates in Gbit/s")("latency-us",
+                              po::value<double>(&latency_us)->default_value(latency_us),
+                              "latency per message, microseconds")(
+      "efficiency", po::value<double>(&p.efficiency)->default_value(p.efficiency),
+      "payload bytes per byte of link rate (TCP/Ethernet: 1448/1514)")(
+      "cpu-share", po::value<double>(&p.cpu_share)->default_value(p.cpu_share),
+      "fraction of a core each rank gets (ranks sharing cores: cores/ranks)")(
+      "codec-json", po::value<std::string>(&codec_json)->default_value(codec_json),
+      "thinwire-bench-codec JSON with the encode/decode speeds")(
+      "validate", po::value<std::vector<std::string>>(&validate_files)->multitoken(),
+      "thinwire-bench-allreduce JSON files from the emulated cluster to predict and compare")(
+      "codec-rates",
+      "--validate: predict with the codec benchmark's rates / cpu share, not the rates the "
+      "run measured")("json", po::value<std::string>(&json_path),
+                      "write the predictions to this JSON file");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+    if (vm.count("help")) {
+      std::cout << opts;
+      return 0;
+    }
+    p.latency_s = latency_us * 1e-6;
+    std::ifstream cf(codec_json);
+    if (!cf) throw std::runtime_error("cannot read the codec benchmark JSON " + codec_json);
+    const twm::ComputeRates base = twm::rates_from_codec_json(json::parse(cf));
+    json out = tb::provenance(argc, argv);
+    out["codec_json"] = codec_json;
+    out["params"] = {
+        {"latency_s", p.latency_s}, {"efficiency", p.efficiency}, {"cpu_share", p.cpu_share}};
+    if (!validate_files.empty()) {
+      validate(validate_files, p, !vm["latency-us"].defaulted(), vm.count("codec-rates") > 0, base,
+               out);
+    } else {
+      const auto layers = layer_file.empty() ? tb::make_layers(layers_kind, tb::parse_size(size))
+                                             : read_layer_file(layer_file);
+      out["layers"] = json::array();
+      for (const thinwire::Layer& l : layers)
+        out["layers"].push_back({{"name", l.name}, {"shape", l.shape}});
+      const auto method_list = tb::split_specs(methods);
+      for (const std::string& m : method_list) thinwire::Config::parse(m);
+      const auto ranks = parse_list<int>(ranks_text, [](const std::string& s) {
+        const int v = std::stoi(s);
+        if (v < 1) throw std::invalid_argument("ranks must be >= 1");
+        return v;
+      });
+      const auto gbps = parse_list<double>(gbps_text, [](const std::string& s) {
+        const double v = std::stod(s);
+        if (!(v > 0)) throw std::invalid_argument("rates must be > 0");
+        return v;
+      });
+      sweep(layers, method_list, ranks, gbps, p, base.scaled(p.cpu_share), out);
+    }
+    if (!json_path.empty()) {
+      std::ofstream f(json_path);
+      f << out.dump(1) << "\n";
+      if (!f) throw std::runtime_error("cannot write " + json_path);
+      std::printf("# written to %s\n", json_path.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "thinwire-cost-model: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Markdown tables for README "Scaling" from the JSON of thinwire-bench-allreduce and
+thinwire-cost-model --validate, so that the README quotes the files verbatim.
+
+    python3 bench/scaling_tables.py bench/results/scaling/goal_4x200mbit_64M.json ...
+    python3 bench/scaling_tables.py --validation bench/results/scaling/model_validation.json
+    python3 bench/scaling_tables.py --validation-detail bench/results/scaling/model_validation.json
+"""
+import argparse
+import json
+
+
+def mb(b):
+    return f"{b / 1e6:.2f} MB" if b >= 1e6 else f"{b / 1e3:.1f} kB"
+
+
+def bench_table(path):
+    d = json.load(open(path))
+    rate = d["link"]["rate"]
+    load = d.get("load_average_at_start", ["?"])[0]
+    print(f"\n`{path}` — {d['ranks']} ranks, link {rate}"
+          f"{' (emulated)' if d['link']['emulated'] else ''}, layers '{d['layers']}', "
+          f"{d['iters']} timed calls, commit {d['commit'][:7]}, load average at start {load}\n")
+    sizes = sorted({r["size_bytes"] for r in d["results"]})
+    for s in sizes:
+        bases = [b for b in d["baselines"] if b["size_bytes"] == s]
+        print("| method | ms per call | speedup | sent per rank | ratio | rel_err |")
+        print("|---|---|---|---|---|---|")
+        for b in bases:
+            mark = " **(baseline)**" if b["chosen"] else ""
+            print(f"| dense: {b['name']}{mark} | {1e3 * b['time_median_s']:.1f} | "
+                  f"{b['time_median_s'] and min(x['time_median_s'] for x in bases) / b['time_median_s']:.2f}x"
+                  " | | | |")
+        for r in d["results"]:
+            if r["size_bytes"] != s or (r["method"] == "none"):
+                continue
+            chose = ""
+            if "layer_specs" in r:
+                chose = " → " + ", ".join(f"{k}" + (f" ×{v}" if v > 1 else "")
+                                          for k, v in r["layer_specs"].items())
+            print(f"| `{r['method']}`{chose} | {1e3 * r['time_median_s']:.1f} | "
+                  f"**{r['speedup']:.1f}x** | {mb(r['bytes_sent'])} | {r['compression_ratio']:.0f}x | "
+                  f"{r['rel_err']:.3f} |")
+        print()
+
+
+def validation_table(path):
+    d = json.load(open(path))
+    v = d["validation"]
+    groups = {}
+    for r in v:
+        groups.setdefault((r["ranks"], r["rate"], r["layers"]), []).append(r)
+    print("| ranks | rate | layers | results | largest \\|error\\| | mean \\|error\\| |")
+    print("|---|---|---|---|---|---|")
+    for (p, rate, layers), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1][:-4]), kv[0][2])):
+        errs = [abs(r["error"]) for r in rs]
+        print(f"| {p} | {rate} | {layers} | {len(rs)} | {100 * max(errs):.0f}% | "
+              f"{100 * sum(errs) / len(errs):.0f}% |")
+    print(f"\nlargest |error| over all {len(v)}: {100 * d['largest_abs_error']:.0f}%")
+
+
+def validation_detail(path):
+    """One row per configuration (ranks, rate, gradient), the error per method."""
+    d = json.load(open(path))
+    v = d["validation"]
+    methods = list(dict.fromkeys(r["method"] for r in v))
+    rows = {}
+    for r in v:
+        key = (r["ranks"], float(r["rate"][:-4]), r["rate"], r["layers"] != "single",
+               r["layers"], r["size_bytes"])
+        rows.setdefault(key, {})[r["method"]] = r
+    print("| ranks | rate | gradient | " + " | ".join(f"`{m}`" for m in methods) + " |")
+    print("|---|---|---|" + "---|" * len(methods))
+    for key in sorted(rows):
+        p, _, rate, _, layers, size = key
+        cells = []
+        for m in methods:
+            r = rows[key].get(m)
+            cells.append("" if r is None else
+                         f"{1e3 * r['measured_s']:.0f} / {1e3 * r['predicted_s']:.0f} "
+                         f"({100 * r['error']:+.0f}%)")
+        what = (f"{size / (1 << 20):.3g} MiB" +
+                ("" if layers == "single" else f", layers '{layers}'"))
+        print(f"| {p} | {rate} | {what} | " + " | ".join(cells) + " |")
+    errs = [abs(r["error"]) for r in v]
+    within = sum(1 for e in errs if e <= 0.2)
+    print(f"\nmeasured / predicted ms (error); {within} of {len(errs)} within ±20%, "
+          f"largest |error| {100 * max(errs):.0f}%, mean {100 * sum(errs) / len(errs):.0f}%")
+
+
+def model_table(path, ranks=(4, 64, 1024), gbps=(0.2, 1, 10, 100)):
+    """Predicted speedup over dense for a few rank counts and link rates."""
+    d = json.load(open(path))
+    preds = d["predictions"]
+    methods = [m for m in dict.fromkeys(p["method"] for p in preds) if m != "none"]
+    print("| Gbit/s | ranks | dense ms | " + " | ".join(f"`{m}`" for m in methods) + " |")
+    print("|---|---|---|" + "---|" * len(methods))
+    for g in gbps:
+        for n in ranks:
+            row = {p["method"]: p for p in preds if p["gbps"] == g and p["ranks"] == n}
+            if not row:
+                continue
+            cells = []
+            for m in methods:
+                p = row[m]
+                cell = f"{p['speedup']:.2f}x"
+                if "auto_chose" in p:
+                    cell += " (" + p["auto_chose"] + ")"
+                cells.append(cell)
+            print(f"| {g:g} | {n} | {1e3 * row['none']['time_s']:.0f} | " + " | ".join(cells) + " |")
+
+
+def auto_table(paths):
+    """auto against the dense baseline of each run and size (one row per run and size)."""
+    print("| link | size | dense baseline | `auto` | `auto:topk` | `auto:powersgd` |")
+    print("|---|---|---|---|---|---|")
+    for path in paths:
+        d = json.load(open(path))
+        link = (("emulated, unshaped" if d["link"]["rate"] == "none" else d["link"]["rate"])
+                if d["link"]["emulated"] else "shared memory")
+        for s in sorted({r["size_bytes"] for r in d["results"]}):
+            rs = {r["method"]: r for r in d["results"] if r["size_bytes"] == s}
+            base = next(iter(rs.values()))
+            cells = []
+            for m in ("auto", "auto:topk", "auto:powersgd"):
+                r = rs.get(m)
+                if r is None:
+                    cells.append("")
+                    continue
+                chose = ", ".join(f"{k}" + (f" ×{v}" if v > 1 else "")
+                                  for k, v in r["layer_specs"].items())
+                cells.append(f"**{r['speedup']:.2f}x** ({1e3 * r['time_median_s']:.1f} ms, {chose})")
+            print(f"| {d['ranks']} ranks, {link} | {s / (1 << 20):g} MiB | "
+                  f"{1e3 * base['baseline_time_median_s']:.1f} ms ({base['baseline']}) | "
+                  + " | ".join(cells) + " |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bench", nargs="*")
+    ap.add_argument("--validation")
+    ap.add_argument("--validation-detail")
+    ap.add_argument("--model")
+    ap.add_argument("--auto", nargs="+")
+    a = ap.parse_args()
+    for p in a.bench:
+        bench_table(p)
+    if a.validation:
+        validation_table(a.validation)
+    if a.validation_detail:
+        validation_detail(a.validation_detail)
+    if a.model:
+        model_table(a.model)
+    if a.auto:
+        auto_table(a.auto)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+// `auto[:FAMILY[:FLOOR]]`: per layer, dense or the family's compression, chosen from the cost
+// model with the link and the kernels measured by a short collective probe.
+//
+// Choice rule. Per layer, the options are dense, then the family's parameters from the
+// mildest to FLOOR (topk densities 0.1, 0.03, 0.01, 0.003, 0.001; qsgd bits 8, 6, 4, 3, 2;
+// powersgd ranks 32, 16, 8, 4, 2, 1; onebit alone), most faithful first. Each option's
+// marginal cost for the layer is predicted (bytes over the calibrated bandwidth plus
+// encode/decode); the layer's choice is the most faithful option within kAutoSlack of its
+// cheapest. Then three whole steps are predicted, latencies included: all dense, the per-layer
+// choices, and the per-layer choices with every layer that can be compressed compressed (a
+// dense route kept only for a few small layers can cost more in ring latency than it saves).
+// The most faithful of them within kAutoSlack of the fastest is taken. Time saved beyond the
+// slack is thus spent on fidelity, and a close call goes to dense, which loses nothing.
+//
+// Every rank must make the same choice: the probe's numbers are maxed over the ranks (every
+// rank calibrates with the slowest rank's), and rank 0's choice is broadcast.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/cost_model.hpp"
+#include "thinwire/transport.hpp"
+
+namespace thinwire::detail {
+class ReducerImpl;
+}
+
+namespace thinwire::detail::model {
+
+constexpr double kAutoSlack = 0.10;
+
+// The options for an auto spec, most faithful first: "none" (keeping the spec's nan key),
+// then the family at each parameter of its ladder down to the floor, with the spec's keys.
+std::vector<Config> auto_candidates(const Config& auto_spec);
+
+struct Calibration {
+  Network net;
+  ComputeRates rates;
+  double probe_seconds = 0.0;  // how long the probe took
+  std::string describe() const;
+};
+
+struct AutoDecision {
+  std::vector<std::size_t> choice;  // per layer, an index into auto_candidates()
+  std::vector<Config> specs;        // per layer, the chosen spec
+  StepCost predicted, dense;        // the whole step, for the choice and for all-dense
+};
+
+// Pure: the same inputs give the same choice on every rank.
+AutoDecision decide(const std::vector<Layer>& layers, const Config& auto_spec, int ranks,
+                    const Calibration& cal);
+
+// Collective over `transport`: times the collectives the family uses (two sizes at least, grown
+// until a call takes 20 ms) and this rank's kernels on a sample of the largest layer, then
+// maxes every number over the ranks.
+Calibration calibrate(Transport& transport, const std::vector<Layer>& layers,
+                      const Config& auto_spec);
+
+// Collective: calibrate, decide (rank 0's choice, broadcast) and put every layer under its
+// choice (ReducerImpl::set_layer_config). Logs the calibration and the choice at INFO.
+void apply_auto(ReducerImpl& reducer);
+
+}  // namespace thinwire::detail::model

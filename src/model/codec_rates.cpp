@@ -1,0 +1,197 @@
+#include "model/codec_rates.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/fail.hpp"
+#include "common/timer.hpp"
+#include "compress/low_rank.hpp"
+#include "compress/onebit_error_memory.hpp"
+#include "compress/topk_codec.hpp"
+#include "reducer/error_feedback.hpp"
+#include "reducer/layer_plan.hpp"
+
+namespace thinwire::detail::model {
+
+namespace {
+
+double case_seconds(const nlohmann::json& j, const std::string& name) {
+  if (j.contains("results"))
+    for (const auto& r : j["results"])
+      if (r.value("name", "") == name && r.contains("seconds")) return r["seconds"].get<double>();
+  fail_with(ErrorCode::invalid_argument, "model", -1, "codec benchmark JSON has no case '", name,
+            "' (expected the output of thinwire-bench-codec --json)");
+}
+
+template <typename F>
+double best_of(int repeats, F&& body) {
+  double best = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < repeats; ++i) {
+    Timer t;
+    body();
+    best = std::min(best, t.seconds());
+  }
+  return best;
+}
+
+}  // namespace
+
+ComputeRates rates_from_codec_json(const nlohmann::json& j) {
+  if (!j.contains("n"))
+    fail_with(ErrorCode::invalid_argument, "model", -1,
+              "codec benchmark JSON has no 'n' (expected the output of thinwire-bench-codec)");
+  const double n = j["n"].get<double>();
+  ComputeRates r;
+  r.copy = case_seconds(j, "BM_memcpy") / n;
+  r.add = r.copy;
+  // The codec benchmark has no statistics pass; on the development VM it takes 4x memcpy
+  // (two dependent chains of double adds).
+  r.norm = 4.0 * r.copy;
+  r.topk_encode = case_seconds(j, "BM_topk_ef_encode") / n;
+  r.topk_decode_zero = r.copy / 2.0;
+  const double k = static_cast<double>(topk_count(0.01, static_cast<std::size_t>(n)));
+  r.topk_decode_entry =
+      std::max(0.0, case_seconds(j, "BM_topk_decode") - n * r.topk_decode_zero) / k;
+  r.onebit_encode = case_seconds(j, "BM_onebit_ef_encode") / n;
+  r.onebit_decode = case_seconds(j, "BM_onebit_decode") / n;
+  r.qsgd_encode = case_seconds(j, "BM_qsgd4_ef_encode") / n;
+  r.qsgd_decode = case_seconds(j, "BM_qsgd4_decode") / n;
+  r.powersgd_encode = case_seconds(j, "BM_powersgd4_encode") / (n * 4.0);
+  r.powersgd_decode = case_seconds(j, "BM_powersgd4_decode") / (n * 4.0);
+  return r;
+}
+
+ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats) {
+  const std::size_t n = rows * cols;
+  ComputeRates r;
+  if (n == 0) return r;
+  std::vector<float> g(n), e(n), out(n);
+  std::uint64_t s = 0x9e3779b97f4a7c15ull;
+  for (std::size_t i = 0; i < n; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    g[i] = static_cast<float>(static_cast<std::int64_t>(s >> 11) - (std::int64_t{1} << 52)) *
+           0x1.0p-52f;
+    e[i] = 0.1f * g[(i * 7919) % n];
+  }
+  const double fn = static_cast<double>(n);
+  r.copy = best_of(repeats, [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) / fn;
+  r.add = best_of(repeats, [&] { add_error_feedback(out.data(), g.data(), n); }) / fn;
+
+  double sq_error = 0, sq_norm = 0;
+  r.norm = best_of(repeats,
+                   [&] { low_rank::residual_norms(g.data(), e.data(), n, &sq_error, &sq_norm); }) /
+           fn;
+
+  // Each codec's worker step as the Reducer runs it with error feedback: top-k and 1-bit fuse
+  // x = g + e into their pass (SparseAllgather, TwoPhase), qsgd adds first.
+  const Method m = spec.method;
+  if (m == Method::topk || m == Method::onebit || m == Method::qsgd) {
+    std::unique_ptr<Compressor> codec = make_codec(spec);
+    std::vector<std::uint8_t> payload(codec->encoded_bytes(n));
+    OnebitErrorMemory onebit_memory;
+    const std::size_t bounds[2] = {0, n};
+    const double enc =
+        best_of(repeats,
+                [&] {
+                  if (m == Method::topk) {
+                    static_cast<TopkCodec&>(*codec).encode_ef(e.data(), g.data(), n, EncodeKey{},
+                                                              payload.data());
+                  } else if (m == Method::onebit) {
+                    onebit_memory.encode(g.data(), n, bounds, 1, EncodeKey{}, payload.data(), 0);
+                  } else {
+                    add_error_feedback(e.data(), g.data(), n);
+                    codec->encode(e.data(), n, EncodeKey{}, payload.data(), e.data());
+                  }
+                }) /
+        fn;
+    const double dec = best_of(repeats,
+                               [&] {
+                                 codec->decode(payload.data(), payload.size(), n, out.data(),
+                                               DecodeMode::assign, PayloadSource{});
+                               }) /
+                       fn;
+    if (m == Method::topk) {
+      r.topk_encode = enc;
+      const double zero =
+          best_of(repeats, [&] { std::memset(out.data(), 0, n * sizeof(float)); }) / fn;
+      r.topk_decode_zero = zero;
+      const double k = static_cast<double>(topk_count(spec.density, n));
+      r.topk_decode_entry = std::max(0.0, dec - zero) * fn / k;
+    } else if (m == Method::onebit) {
+      r.onebit_encode = enc;
+      r.onebit_decode = dec;
+    } else {
+      r.qsgd_encode = enc;
+      r.qsgd_decode = dec;
+    }
+  } else if (m == Method::powersgd) {
+    const std::size_t rank = static_cast<std::size_t>(spec.rank);
+    std::vector<float> q(cols * rank), p(rows * rank);
+    low_rank::random_init(q.data(), cols, rank, 1, 0, 0);
+    const double work = fn * static_cast<double>(rank);
+    r.powersgd_encode =
+        best_of(repeats,
+                [&] {
+                  low_rank::project(g.data(), rows, cols, q.data(), rank, p.data());
+                  low_rank::orthonormalize(p.data(), rows, rank);
+                  low_rank::back_project(g.data(), rows, cols, p.data(), rank, q.data());
+                }) /
+        work;
+    r.powersgd_decode =
+        best_of(repeats,
+                [&] { low_rank::reconstruct(p.data(), q.data(), rows, cols, rank, out.data()); }) /
+        work;
+  }
+  return r;
+}
+
+namespace {
+
+template <typename R, typename F>
+void for_each_rate(R& r, F&& f) {
+  f("copy", r.copy);
+  f("add", r.add);
+  f("norm", r.norm);
+  f("topk_encode", r.topk_encode);
+  f("topk_decode_zero", r.topk_decode_zero);
+  f("topk_decode_entry", r.topk_decode_entry);
+  f("onebit_encode", r.onebit_encode);
+  f("onebit_decode", r.onebit_decode);
+  f("qsgd_encode", r.qsgd_encode);
+  f("qsgd_decode", r.qsgd_decode);
+  f("powersgd_encode", r.powersgd_encode);
+  f("powersgd_decode", r.powersgd_decode);
+}
+
+}  // namespace
+
+std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
+                                                 std::size_t max_elements) {
+  std::size_t rows = 1, cols = 1;
+  for (const Layer& l : layers)
+    if (l.numel() > rows * cols) rows = l.rows(), cols = l.cols();
+  while (rows * cols > max_elements) {
+    if (rows >= cols)
+      rows = (rows + 1) / 2;
+    else
+      cols = (cols + 1) / 2;
+  }
+  return {rows, cols};
+}
+
+nlohmann::json rates_to_json(const ComputeRates& r) {
+  nlohmann::json j = nlohmann::json::object();
+  for_each_rate(r, [&](const char* name, double v) { j[name] = v; });
+  return j;
+}
+
+ComputeRates rates_from_json(const nlohmann::json& j) {
+  ComputeRates r;
+  for_each_rate(r, [&](const char* name, double& v) { v = j.value(name, 0.0); });
+  return r;
+}
+
+}  // namespace thinwire::detail::model

@@ -1,0 +1,37 @@
+// Where the cost model's compute rates come from: the codec benchmark's JSON
+// (bench/results/codec_cpu.json, for the thinwire-cost-model CLI) or a short measurement of
+// the library's own kernels on this rank (for auto's start-up probe).
+#pragma once
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
+
+#include "model/cost_model.hpp"
+
+namespace thinwire::detail::model {
+
+// From the JSON thinwire-bench-codec writes: per-element seconds of each case over its `n`
+// (PowerSGD's over n * 4, the rank it ran). Derived rates: add = copy (one memory-bound pass),
+// topk_decode_zero = copy / 2 (memset writes what memcpy reads and writes), topk_decode_entry
+// = what the 1%-density decode took beyond zeroing, per entry. Throws Error(invalid_argument)
+// naming a missing case.
+ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
+
+// Times this rank's kernels on a synthetic layer of `n` elements (a rows x cols matrix with
+// rows * cols == n for PowerSGD), best of `repeats`, for the codec of `spec` (topk, onebit,
+// qsgd or powersgd at its parameter; for none only copy and add). Rates of other codecs stay 0.
+ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats);
+
+// The shape to time kernels on: the largest layer's [rows, cols], halved along its longer side
+// until it has at most `max_elements`.
+std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
+                                                 std::size_t max_elements);
+
+// The rates as {"copy": s, "add": s, ...} (seconds per unit of work) and back; missing
+// fields read as 0.
+nlohmann::json rates_to_json(const ComputeRates& r);
+ComputeRates rates_from_json(const nlohmann::json& j);
+
+}  // namespace thinwire::detail::model

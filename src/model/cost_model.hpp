@@ -1,0 +1,77 @@
+// The cost model of one Reducer::allreduce() step: alpha-beta terms for the collectives the
+// MPI transport runs, the payload of every layer as the library itself sizes it (routes from
+// make_plan, payloads from the codecs' encoded_bytes), and encode/decode time from measured
+// per-element rates. Used by `auto` (model/auto_policy) and by the thinwire-cost-model CLI.
+//
+// Collective times on P ranks, for a rank whose link sends `beta` bytes/s with `alpha` s of
+// latency per message (MpiTransport: all point-to-point, so each rank's own link is the
+// bottleneck):
+//   ring allreduce of B bytes (B >= MpiTransport::kRingMinBytes): 2(P-1) (alpha + B/(P beta))
+//   smaller allreduce (MPI's recursive doubling):               ceil(log2 P) (alpha + B/beta)
+//   allgather / alltoall of b-byte blocks:                      (P-1) (alpha + b/beta)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "thinwire/config.hpp"
+#include "thinwire/layer.hpp"
+
+namespace thinwire::detail::model {
+
+struct Link {
+  double latency_s = 0.0;      // alpha, per message
+  double bytes_per_s = 1e300;  // beta, what one rank can send
+};
+
+// Link parameters per kind of collective (the probe of `auto` calibrates each one; a network
+// described by its rate uses one Link for all).
+struct Network {
+  Link allreduce, allgather, alltoall;
+  static Network uniform(const Link& link) { return {link, link, link}; }
+};
+
+double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link);
+double allgather_seconds(std::uint64_t block_bytes, int ranks, const Link& link);
+double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link);
+
+// Seconds of one core per unit of work. Elementwise rates are per f32 element; PowerSGD's per
+// rows*cols*rank (its matrix products dominate).
+struct ComputeRates {
+  double copy = 0.0;               // memcpy of one element (read + write): packing, copies
+  double add = 0.0;                // one elementwise pass: ring sums, division by P
+  double norm = 0.0;               // ||x - y||^2 and ||x||^2 in double (PowerSGD's statistics)
+  double topk_encode = 0.0;        // error feedback + selection + packing
+  double topk_decode_zero = 0.0;   // zeroing the output, per element of the layer
+  double topk_decode_entry = 0.0;  // one received (index, value) entry: scatter-add and divide
+  double onebit_encode = 0.0;      // error feedback + scale + signs
+  double onebit_decode = 0.0;
+  double qsgd_encode = 0.0;  // Philox rounding; taken as independent of the bit width
+  double qsgd_decode = 0.0;
+  double powersgd_encode = 0.0;  // M Q, orthonormalisation, M^T P
+  double powersgd_decode = 0.0;  // P Q^T, error memory, result
+
+  // Every rate divided by `share` (< 1 when ranks share cores).
+  ComputeRates scaled(double share) const;
+};
+
+// Predicted time of one step, by phase, and the bytes this rank sends (as Stats counts them).
+struct StepCost {
+  double comm = 0.0, encode = 0.0, decode = 0.0;
+  std::uint64_t bytes_sent = 0;
+  double total() const { return comm + encode + decode; }
+};
+
+// One step of `layers` under `specs` (one per layer) on `ranks` ranks. With
+// include_latency = false the alpha terms are left out: the marginal cost of a layer whose
+// collectives are shared with others (all layers of a route share one collective).
+StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config>& specs, int ranks,
+                      const Network& net, const ComputeRates& rates, bool include_latency = true);
+
+// The same spec for every layer.
+StepCost predict_step(const std::vector<Layer>& layers, const Config& spec, int ranks,
+                      const Network& net, const ComputeRates& rates);
+
+}  // namespace thinwire::detail::model

@@ -1,0 +1,289 @@
+// The cost model (src/model/cost_model) against hand-computed cases, the auto policy's
+// choices at the extremes of bandwidth, and the "auto" spec.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/auto_policy.hpp"
+#include "model/codec_rates.hpp"
+#include "model/cost_model.hpp"
+#include "thinwire/config.hpp"
+#include "thinwire/error.hpp"
+
+namespace thinwire::detail::model {
+namespace {
+
+constexpr double kTol = 1e-12;
+
+Link link(double alpha, double beta) {
+  Link l;
+  l.latency_s = alpha;
+  l.bytes_per_s = beta;
+  return l;
+}
+
+// ---- collectives --------------------------------------------------------------------------
+
+TEST(CostModel, RingAllreduce) {
+  // 1 MiB on 4 ranks: 2(P-1) = 6 steps of alpha + (1 MiB / 4) / beta.
+  EXPECT_NEAR(allreduce_seconds(1 << 20, 4, link(1e-3, 1e6)), 6 * (1e-3 + 262144 / 1e6), kTol);
+  // 64 KiB is the ring's threshold (MpiTransport::kRingMinBytes).
+  EXPECT_NEAR(allreduce_seconds(65536, 2, link(0, 1e6)), 2 * 32768 / 1e6, kTol);
+}
+
+TEST(CostModel, SmallAllreduceIsRecursiveDoubling) {
+  // 1 KiB: ceil(log2 P) rounds of alpha + all the bytes.
+  EXPECT_NEAR(allreduce_seconds(1024, 4, link(1e-3, 1e6)), 2 * (1e-3 + 1024 / 1e6), kTol);
+  EXPECT_NEAR(allreduce_seconds(1024, 5, link(1e-3, 1e6)), 3 * (1e-3 + 1024 / 1e6), kTol);
+  EXPECT_NEAR(allreduce_seconds(65535, 2, link(0, 1e6)), 65535 / 1e6, kTol);
+}
+
+TEST(CostModel, AllgatherAndAlltoall) {
+  EXPECT_NEAR(allgather_seconds(1000, 8, link(1e-4, 1e6)), 7 * (1e-4 + 1e-3), kTol);
+  EXPECT_NEAR(alltoall_seconds(1000, 8, link(1e-4, 1e6)), 7 * (1e-4 + 1e-3), kTol);
+}
+
+TEST(CostModel, OneRankOrNothingCostsNothing) {
+  EXPECT_EQ(allreduce_seconds(1 << 20, 1, link(1, 1)), 0.0);
+  EXPECT_EQ(allreduce_seconds(0, 4, link(1, 1)), 0.0);
+  EXPECT_EQ(allgather_seconds(100, 1, link(1, 1)), 0.0);
+  EXPECT_EQ(alltoall_seconds(0, 4, link(1, 1)), 0.0);
+}
+
+// ---- one step -----------------------------------------------------------------------------
+
+// beta = 1e6 B/s, no latency, no compute: comm seconds = bytes on the critical path / 1e6.
+const Network kMegabyte = Network::uniform(link(0.0, 1e6));
+constexpr double kControl = 3 * 256 / 1e6;  // the control block allgather on 4 ranks
+
+TEST(CostModel, DenseStep) {
+  const std::vector<Layer> layers = {{"w", {1024, 1024}}};
+  const StepCost c = predict_step(layers, Config::parse("none"), 4, kMegabyte, ComputeRates{});
+  // Ring: 2 (P-1)/P * 4 MiB = 6 MiB sent; 256 B control block to each of 3 peers.
+  EXPECT_EQ(c.bytes_sent, 6291456u + 768u);
+  EXPECT_NEAR(c.comm, 6291456 / 1e6 + kControl, kTol);
+  EXPECT_EQ(c.encode + c.decode, 0.0);
+}
+
+TEST(CostModel, OnebitStep) {
+  const std::vector<Layer> layers = {{"w", {1 << 20}}};
+  ComputeRates r;
+  r.onebit_encode = 1e-9;
+  r.onebit_decode = 2e-9;
+  r.add = 0.5e-9;
+  const StepCost c = predict_step(layers, Config::parse("onebit"), 4, kMegabyte, r);
+  // Chunks of 262144: 32-byte header + f32 scale + 262144/8 sign bytes = 32804 per block;
+  // alltoall and allgather each send 3 blocks.
+  EXPECT_EQ(c.bytes_sent, 2u * 3u * 32804u + 768u);
+  EXPECT_NEAR(c.comm, 2 * 3 * 32804 / 1e6 + kControl, kTol);
+  const double n = 1 << 20;
+  EXPECT_NEAR(c.encode, n * 1e-9, kTol);
+  // Decode the P versions of my chunk (n elements in all), average + encode my chunk, then
+  // decode all P chunks.
+  EXPECT_NEAR(c.decode, n * 2e-9 + n / 4 * (0.5e-9 + 1e-9) + n * 2e-9, kTol);
+}
+
+TEST(CostModel, TopkStep) {
+  const std::vector<Layer> layers = {{"w", {100000}}};
+  ComputeRates r;
+  r.topk_encode = 3e-9;
+  r.topk_decode_zero = 1e-9;
+  r.topk_decode_entry = 5e-9;
+  const StepCost c = predict_step(layers, Config::parse("topk:0.01"), 4, kMegabyte, r);
+  // k = 1000: 32 + 8 * 1000 bytes, allgathered to 3 peers.
+  EXPECT_EQ(c.bytes_sent, 3u * 8032u + 768u);
+  EXPECT_NEAR(c.comm, 3 * 8032 / 1e6 + kControl, kTol);
+  EXPECT_NEAR(c.encode, 100000 * 3e-9, kTol);
+  EXPECT_NEAR(c.decode, 100000 * 1e-9 + 4 * 1000 * 5e-9, kTol);
+}
+
+TEST(CostModel, PowersgdStepAndItsDenseFallback) {
+  ComputeRates r;
+  r.powersgd_encode = 1e-9;
+  r.powersgd_decode = 2e-9;
+  r.copy = 0.25e-9;
+  r.add = 0.5e-9;
+  r.norm = 1e-9;
+  const std::vector<Layer> layers = {{"w", {1024, 1024}}, {"b", {1024}}};
+  const StepCost c = predict_step(layers, Config::parse("powersgd:4"), 4, kMegabyte, r);
+  // Factors P and Q of 1024 x 4 floats (16 KiB each: below the ring threshold, recursive
+  // doubling, 2 rounds); the bias goes dense (4 KiB, 2 rounds). Bytes as Stats counts them:
+  // ring formula 2 (P-1)/P.
+  EXPECT_EQ(c.bytes_sent, 2u * 24576u + 6144u + 768u);
+  EXPECT_NEAR(c.comm, 2 * (2 * 16384 / 1e6) + 2 * 4096 / 1e6 + kControl, kTol);
+  const double work = 1024.0 * 1024 * 4, n = 1024.0 * 1024;
+  // Encode: x = g + e, then M Q, Gram-Schmidt, M^T P.
+  EXPECT_NEAR(c.encode, work * 1e-9 + n * 0.5e-9, kTol);
+  // Decode: P Q^T, the error statistics, e <- M - P Q^T, the copy into the result; the dense
+  // bias: the ring's sums (3/4 of it) and the division by P.
+  EXPECT_NEAR(c.decode, work * 2e-9 + n * (1e-9 + 0.5e-9 + 0.25e-9) + 1024 * (0.75 + 1) * 0.5e-9,
+              kTol);
+  // Without error feedback, no x = g + e and no e update.
+  const StepCost plain = predict_step(layers, Config::parse("powersgd:4,ef=none"), 4, kMegabyte, r);
+  EXPECT_NEAR(c.encode - plain.encode, n * 0.5e-9, kTol);
+  EXPECT_NEAR(c.decode - plain.decode, n * 0.5e-9, kTol);
+}
+
+TEST(CostModel, LayersOfARouteShareOneCollective) {
+  // Two onebit layers: one alltoall + one allgather whose blocks hold both slots; their
+  // latency is paid once, not per layer.
+  const std::vector<Layer> one = {{"a", {4096}}}, two = {{"a", {4096}}, {"b", {4096}}};
+  const Network slow_start = Network::uniform(link(1.0, 1e12));
+  const double t1 = predict_step(one, Config::parse("onebit"), 4, slow_start, {}).comm;
+  const double t2 = predict_step(two, Config::parse("onebit"), 4, slow_start, {}).comm;
+  EXPECT_NEAR(t1, 3 + 3 + 3, 1e-6);  // alltoall, allgather, control: 3 messages each
+  EXPECT_NEAR(t2, t1, 1e-6);
+  // Without latencies: the marginal cost, bytes only.
+  EXPECT_NEAR(predict_step(one, {Config::parse("onebit")}, 4, slow_start, {}, false).comm,
+              (2 * 3 * (32 + 4 + 1024 / 8) + 768) / 1e12, 1e-15);
+}
+
+TEST(CostModel, RatesFromTheCodecBenchmark) {
+  const double n = 1000000;
+  nlohmann::json j = {{"n", n}, {"results", nlohmann::json::array()}};
+  auto add = [&](const char* name, double s) {
+    j["results"].push_back({{"name", name}, {"seconds", s}});
+  };
+  add("BM_memcpy", 2e-3);
+  add("BM_topk_ef_encode", 6e-3);
+  add("BM_topk_decode", 1.5e-3);
+  add("BM_onebit_ef_encode", 3e-3);
+  add("BM_onebit_decode", 2.5e-3);
+  add("BM_qsgd4_ef_encode", 30e-3);
+  add("BM_qsgd4_decode", 4e-3);
+  add("BM_powersgd4_encode", 20e-3);
+  add("BM_powersgd4_decode", 8e-3);
+  const ComputeRates r = rates_from_codec_json(j);
+  EXPECT_NEAR(r.copy, 2e-9, kTol);
+  EXPECT_NEAR(r.norm, 8e-9, kTol);  // 4 x memcpy (the benchmark has no such case)
+  EXPECT_NEAR(r.topk_encode, 6e-9, kTol);
+  EXPECT_NEAR(r.topk_decode_zero, 1e-9, kTol);
+  // 1.5 ms - 1 ms of zeroing, over k = 10000 entries.
+  EXPECT_NEAR(r.topk_decode_entry, 0.5e-3 / 10000, kTol);
+  EXPECT_NEAR(r.qsgd_encode, 30e-9, kTol);
+  EXPECT_NEAR(r.powersgd_encode, 20e-3 / (n * 4), kTol);
+  j["results"].erase(0);
+  EXPECT_THROW(rates_from_codec_json(j), Error);
+}
+
+// ---- auto -----------------------------------------------------------------------------------
+
+TEST(AutoSpec, ParsesFamiliesAndFloors) {
+  Config c = Config::parse("auto");
+  EXPECT_EQ(c.method, Method::automatic);
+  EXPECT_EQ(c.family, Method::onebit);
+  EXPECT_EQ(c.to_string(), "auto:onebit");
+  c = Config::parse("auto:topk");
+  EXPECT_EQ(c.density, 0.01);
+  EXPECT_EQ(c.to_string(), "auto:topk:0.01");
+  EXPECT_EQ(Config::parse("auto:qsgd:3").bits, 3);
+  EXPECT_EQ(Config::parse("auto:powersgd").rank, 4);
+  for (const char* s : {"auto", "auto:topk:0.002,select=sampled", "auto:qsgd:2,bucket=128",
+                        "auto:powersgd:1,ef=econtrol", "auto:onebit,nan=skip"})
+    EXPECT_EQ(Config::parse(Config::parse(s).to_string()), Config::parse(s)) << s;
+  for (const char* s : {"auto:onebit:2", "auto:none", "auto:adaptive", "auto:topk:0", "auto:qsgd:9",
+                        "auto:onebit,bucket=64", "auto:topk,period=5"})
+    EXPECT_THROW(Config::parse(s), Error) << s;
+}
+
+TEST(AutoPolicy, CandidatesGoFromDenseToTheFloor) {
+  std::vector<std::string> got;
+  for (const Config& c : auto_candidates(Config::parse("auto:topk:0.005,select=sampled")))
+    got.push_back(c.to_string());
+  EXPECT_EQ(got,
+            (std::vector<std::string>{"none", "topk:0.1,select=sampled", "topk:0.03,select=sampled",
+                                      "topk:0.01,select=sampled", "topk:0.005,select=sampled"}));
+  got.clear();
+  for (const Config& c : auto_candidates(Config::parse("auto:powersgd:8,nan=skip")))
+    got.push_back(c.to_string());
+  EXPECT_EQ(got, (std::vector<std::string>{"none,nan=skip", "powersgd:32,nan=skip",
+                                           "powersgd:16,nan=skip", "powersgd:8,nan=skip"}));
+  EXPECT_EQ(auto_candidates(Config::parse("auto")).size(), 2u);
+}
+
+// Realistic kernels (per element, one core), so that compression costs time to compute.
+ComputeRates realistic_rates() {
+  ComputeRates r;
+  r.copy = r.add = 0.2e-9;
+  r.topk_encode = 0.5e-9;
+  r.topk_decode_zero = 0.1e-9;
+  r.topk_decode_entry = 5e-9;
+  r.onebit_encode = 0.25e-9;
+  r.onebit_decode = 0.15e-9;
+  r.qsgd_encode = 2.3e-9;
+  r.qsgd_decode = 0.27e-9;
+  r.powersgd_encode = 0.4e-9;
+  r.powersgd_decode = 0.11e-9;
+  return r;
+}
+
+std::vector<Layer> model_layers() {
+  return {{"emb", {8192, 512}}, {"fc1", {2048, 512}}, {"fc1.bias", {2048}}, {"ln", {512}}};
+}
+
+Calibration calibration(double bytes_per_s, double latency_s) {
+  Calibration cal;
+  cal.net = Network::uniform(link(latency_s, bytes_per_s));
+  cal.rates = realistic_rates();
+  return cal;
+}
+
+TEST(AutoPolicy, InfiniteBandwidthChoosesDense) {
+  for (const char* spec : {"auto", "auto:topk", "auto:qsgd", "auto:powersgd"}) {
+    const AutoDecision d = decide(model_layers(), Config::parse(spec), 8, calibration(1e300, 0.0));
+    for (const Config& c : d.specs) EXPECT_EQ(c.method, Method::none) << spec;
+    EXPECT_EQ(d.predicted.total(), d.dense.total());
+  }
+}
+
+TEST(AutoPolicy, TinyBandwidthCompressesAtTheFloor) {
+  const struct {
+    const char* spec;
+    const char* chosen;
+  } cases[] = {{"auto", "onebit"},
+               {"auto:topk", "topk:0.01"},
+               {"auto:topk:0.001", "topk:0.001"},
+               {"auto:qsgd", "qsgd:4"},
+               {"auto:powersgd:2", "powersgd:2"}};
+  for (const auto& k : cases) {
+    const AutoDecision d = decide(model_layers(), Config::parse(k.spec), 8, calibration(1e3, 1e-5));
+    // The matrices are compressed at the floor; the small vectors (below min_numel, or
+    // vectors for PowerSGD) stay dense.
+    EXPECT_EQ(d.specs[0].to_string(), k.chosen) << k.spec;
+    EXPECT_EQ(d.specs[1].to_string(), k.chosen) << k.spec;
+    EXPECT_EQ(d.specs[3].method, Method::none) << k.spec;
+    EXPECT_LT(d.predicted.total() * 4, d.dense.total()) << k.spec;  // qsgd:4 sends 1/8
+  }
+}
+
+TEST(AutoPolicy, MoreBandwidthNeverMeansMoreCompression) {
+  // From a crawl to infinity, each layer's choice moves only towards dense (index 0 of the
+  // candidates), and the predicted step is never slower than all-dense.
+  for (const char* spec : {"auto", "auto:topk:0.001", "auto:qsgd:2", "auto:powersgd:1"}) {
+    std::vector<std::size_t> previous(model_layers().size(), 1000);
+    for (double beta = 1e3; beta < 1e13; beta *= 3) {
+      const AutoDecision d =
+          decide(model_layers(), Config::parse(spec), 8, calibration(beta, 1e-5));
+      EXPECT_LE(d.predicted.total(), d.dense.total()) << spec << " at " << beta;
+      for (std::size_t i = 0; i < previous.size(); ++i) {
+        EXPECT_LE(d.choice[i], previous[i]) << spec << " layer " << i << " at " << beta;
+        previous[i] = d.choice[i];
+      }
+    }
+    EXPECT_EQ(previous[0], 0u) << spec;  // dense in the end
+  }
+}
+
+TEST(AutoPolicy, LatencyThatDwarfsTheTransfersKeepsDense) {
+  // The compressed route's extra collectives cost more than the bytes they save.
+  const AutoDecision d = decide({{"w", {64, 64}}}, Config::parse("auto:onebit,min_numel=0"), 64,
+                                calibration(1e9, 1.0));
+  EXPECT_EQ(d.specs[0].method, Method::none);
+}
+
+}  // namespace
+}  // namespace thinwire::detail::model

@@ -1,0 +1,112 @@
+// Multi-rank tests of the cost model against the Reducer (the model's bytes are the library's),
+// and of `auto`: every rank makes the same choice, also after recalibrate(), and ends every
+// step with identical bits.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cctype>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "model/cost_model.hpp"
+#include "test_support.hpp"
+
+namespace thinwire::test {
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int s = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+
+std::vector<Layer> layers_for_model() {
+  return {{"emb", {300, 64}},      {"fc.weight", {129, 77}}, {"fc.bias", {129}}, {"ln", {64}},
+          {"conv", {16, 3, 5, 5}}, {"big.bias", {5000}},     {"empty", {0}},     {"scalar", {}}};
+}
+
+std::vector<std::vector<float>> gradients(const std::vector<Layer>& layers, int step, int rank) {
+  std::vector<std::vector<float>> g;
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    g.push_back(seeded_normal(77, rank, l, static_cast<std::uint64_t>(step), layers[l].numel()));
+  return g;
+}
+
+TEST(MpiCostModel, PredictedBytesAreWhatTheReducerSends) {
+  const std::vector<Layer> layers = layers_for_model();
+  const int p = world_size(), me = world_rank();
+  for (const char* spec :
+       {"none", "topk:0.01", "topk:0.3,min_numel=0", "onebit", "onebit,min_numel=0", "qsgd:4",
+        "qsgd:3,bucket=100", "powersgd:4", "powersgd:1,min_numel=0"}) {
+    Reducer r(Communicator::from_mpi(MPI_COMM_WORLD), layers, Config::parse(spec));
+    r.reset_stats();
+    auto g = gradients(layers, 0, me);
+    r.allreduce(views(g));
+    const detail::model::StepCost predicted = detail::model::predict_step(
+        layers, Config::parse(spec), p, detail::model::Network{}, detail::model::ComputeRates{});
+    EXPECT_EQ(r.stats().bytes_sent, predicted.bytes_sent) << spec;
+  }
+}
+
+// Every rank's view of every layer's spec, compared across ranks.
+bool same_specs_on_all_ranks(const Reducer& r) {
+  std::string all;
+  for (std::size_t i = 0; i < r.layers().size(); ++i) all += r.layer_spec(i) + ";";
+  return identical_on_all_ranks(all.data(), all.size(), MPI_COMM_WORLD);
+}
+
+class MpiAuto : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MpiAuto, EveryRankChoosesTheSameAndHoldsTheSameBits) {
+  const std::vector<Layer> layers = layers_for_model();
+  const int me = world_rank();
+  Reducer r(Communicator::from_mpi(MPI_COMM_WORLD), layers, Config::parse(GetParam()));
+  EXPECT_EQ(r.config().to_string(), Config::parse(GetParam()).to_string());
+  ASSERT_TRUE(same_specs_on_all_ranks(r)) << GetParam();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    // The choice is a plain spec: dense or the family's.
+    const Config c = Config::parse(r.layer_spec(i));
+    EXPECT_NE(c.method, Method::automatic);
+    EXPECT_TRUE(c.method == Method::none || c.method == Config::parse(GetParam()).family)
+        << r.layer_spec(i);
+    EXPECT_EQ(r.stats().layers[i].spec, r.layer_spec(i));
+  }
+  for (int step = 0; step < 6; ++step) {
+    if (step == 3) {
+      r.recalibrate();
+      ASSERT_TRUE(same_specs_on_all_ranks(r)) << GetParam();
+    }
+    auto g = gradients(layers, step, me);
+    r.allreduce(views(g));
+    ASSERT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << GetParam() << " step " << step;
+    for (const auto& layer : g)
+      for (float v : layer) ASSERT_TRUE(std::isfinite(v));
+  }
+  EXPECT_EQ(r.step(), 6u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Mpi, MpiAuto,
+                         ::testing::Values("auto", "auto:topk", "auto:qsgd:2,min_numel=0",
+                                           "auto:powersgd:1,ef=econtrol"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name;
+                           for (char c : param.param)
+                             name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
+
+TEST(MpiAutoRecalibrate, DoesNothingForOtherSpecs) {
+  const std::vector<Layer> layers = {{"w", {64, 64}}};
+  Reducer r(Communicator::from_mpi(MPI_COMM_WORLD), layers, Config::parse("onebit"));
+  r.recalibrate();
+  EXPECT_EQ(r.layer_spec(0), "onebit");
+}
+
+}  // namespace
+}  // namespace thinwire::test
