@@ -262,17 +262,6 @@ TEST(Adaptive, StatsReportTheChosenParameterPerLayer) {
   EXPECT_EQ(s.layers[4].route, "dense");
 }
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-
 bool specs_identical(const Reducer& r) {
   std::string all;
   for (std::size_t l = 0; l < r.layers().size(); ++l) all += r.layer_spec(l) + ";";

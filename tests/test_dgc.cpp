@@ -144,17 +144,6 @@ TEST(Dgc, ClipHappensBeforeAccumulation) {
   }
 }
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-
 // One-process model of DGC on P ranks, written from the paper: clip, u <- m u + g,
 // v <- v + u, send the top-k of v, zero u and v where sent; average the P payloads in rank
 // order. The top-k selection itself is the library's codec (tested on its own elsewhere).

@@ -15,17 +15,6 @@
 namespace thinwire::test {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-
 std::vector<Layer> layers_for_model() {
   return {{"emb", {300, 64}},      {"fc.weight", {129, 77}}, {"fc.bias", {129}}, {"ln", {64}},
           {"conv", {16, 3, 5, 5}}, {"big.bias", {5000}},     {"empty", {0}},     {"scalar", {}}};

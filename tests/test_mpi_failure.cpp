@@ -17,17 +17,6 @@
 namespace thinwire::test {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int p = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &p);
-  return p;
-}
-
 // The message without its "thinwire <component> error [rank R]: " prefix, which names the
 // raising rank and so differs between ranks.
 std::string without_prefix(const std::string& what) {

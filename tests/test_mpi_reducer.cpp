@@ -17,17 +17,6 @@
 namespace thinwire::test {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-
 // Matrices, vectors and sizes that divide by nothing in particular (ranks, 8, buckets).
 std::vector<Layer> mixed_layers() {
   return {{"fc1.weight", {37, 53}}, {"fc1.bias", {37}}, {"fc2.weight", {64, 129}},

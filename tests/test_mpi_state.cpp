@@ -14,12 +14,6 @@
 namespace thinwire::test {
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
 const std::vector<Layer>& layers() {
   static const std::vector<Layer> l = {{"w1", {48, 40}}, {"b1", {40}}, {"w2", {33, 70}}};
   return l;

@@ -37,6 +37,18 @@ bool identical_on_all_ranks(const std::vector<std::vector<float>>& tensors, MPI_
   return identical_on_all_ranks(flat.data(), flat.size() * sizeof(float), comm);
 }
 
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+int world_size() {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
 std::vector<TensorView> views(std::vector<std::vector<float>>& tensors) {
   std::vector<TensorView> v;
   for (auto& t : tensors) v.push_back(TensorView::host(t.data(), t.size()));

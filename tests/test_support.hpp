@@ -22,6 +22,10 @@ std::vector<float> seeded_normal(std::uint64_t seed, int rank, std::size_t layer
 bool identical_on_all_ranks(const void* data, std::size_t bytes, MPI_Comm comm);
 bool identical_on_all_ranks(const std::vector<std::vector<float>>& tensors, MPI_Comm comm);
 
+// This process's rank and the number of ranks in MPI_COMM_WORLD.
+int world_rank();
+int world_size();
+
 std::vector<TensorView> views(std::vector<std::vector<float>>& tensors);
 
 // ||a - b|| / ||b|| (0 when both are empty or zero).
