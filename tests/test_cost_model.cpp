@@ -190,6 +190,21 @@ TEST(AutoSpec, ParsesFamiliesAndFloors) {
     EXPECT_THROW(Config::parse(s), Error) << s;
 }
 
+// The second form: a method with auto=on is auto over that method's family, its
+// parameter the floor.
+TEST(AutoSpec, AutoOnKeyIsTheMethodAsFamily) {
+  EXPECT_EQ(Config::parse("topk:0.005,auto=on,select=sampled"),
+            Config::parse("auto:topk:0.005,select=sampled"));
+  EXPECT_EQ(Config::parse("qsgd:3,auto=on"), Config::parse("auto:qsgd:3"));
+  EXPECT_EQ(Config::parse("powersgd:2,auto=on,ef=econtrol"),
+            Config::parse("auto:powersgd:2,ef=econtrol"));
+  EXPECT_EQ(Config::parse("onebit,auto=on").to_string(), "auto:onebit");
+  EXPECT_EQ(Config::parse("topk:0.01,auto=off"), Config::parse("topk:0.01"));
+  for (const char* s : {"none,auto=on", "adaptive:topk,auto=on", "auto:topk,auto=on",
+                        "topk:0.01,auto=yes", "topk:0.01,auto=on,period=3"})
+    EXPECT_THROW(Config::parse(s), Error) << s;
+}
+
 TEST(AutoPolicy, CandidatesGoFromDenseToTheFloor) {
   std::vector<std::string> got;
   for (const Config& c : auto_candidates(Config::parse("auto:topk:0.005,select=sampled")))

@@ -70,7 +70,7 @@ constexpr const char* kMethods =
 constexpr const char* kKeys =
     "ef=none|ef|econtrol, eta=(0,1], min_numel=N, warmup=N, select=exact|sampled, dgc=on|off, "
     "momentum=[0,1), clip=X>=0, period=N>=1, bucket=N>=1, seed=N, nan=error|skip|propagate, "
-    "dgc_warmup=N, density=D|rank=R|bits=B (adaptive)";
+    "dgc_warmup=N, density=D|rank=R|bits=B (adaptive), auto=on|off";
 
 [[noreturn]] void bad(std::string_view spec, const std::string& why) {
   detail::fail_with(ErrorCode::invalid_argument, "config", -1, "bad compression spec '", spec,
@@ -222,6 +222,7 @@ Config Config::parse(std::string_view spec_in) {
   }
 
   std::vector<std::string_view> seen;
+  bool auto_on = false;
   for (std::size_t i = 1; i < parts.size(); ++i) {
     const std::string_view kv = parts[i];
     const std::size_t eq = kv.find('=');
@@ -302,9 +303,22 @@ Config Config::parse(std::string_view spec_in) {
       const std::uint64_t b = parse_count(spec, key, value);
       if (b < 2 || b > 8) bad(spec, cat("bits must be an integer in 2..8, got ", value));
       c.bits = static_cast<int>(b);
+    } else if (key == "auto") {
+      if (value != "on" && value != "off")
+        bad(spec, cat("auto must be on or off, got '", value, "'"));
+      auto_on = value == "on";
     } else {
       bad(spec, cat("unknown key '", key, "'; valid keys: ", kKeys));
     }
+  }
+
+  // "METHOD:PARAM,auto=on" is "auto:METHOD:PARAM": the parameter becomes auto's floor.
+  if (auto_on) {
+    if (c.method != Method::onebit && c.method != Method::topk && c.method != Method::qsgd &&
+        c.method != Method::powersgd)
+      bad(spec, "'auto=on' applies to onebit, topk, qsgd and powersgd");
+    c.family = c.method;
+    c.method = Method::automatic;
   }
 
   // Keys that only make sense for some methods: refuse rather than silently ignore them.
