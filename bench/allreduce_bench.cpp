@@ -36,6 +36,7 @@
 
 #include "bench_common.hpp"
 #include "bench_layers.hpp"
+#include "common/hash.hpp"
 #include "dense_baselines.hpp"
 #include "model/codec_rates.hpp"
 
@@ -79,22 +80,9 @@ void make_gradient(const thinwire::Layer& layer, std::size_t l, std::uint64_t se
     }
 }
 
-std::uint64_t hash_bytes(const void* data, std::size_t bytes) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  std::size_t i = 0;
-  for (; i + 8 <= bytes; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    h = (h ^ w) * 0x100000001b3ull;
-  }
-  for (; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return splitmix64(h);
-}
-
 bool identical_on_all_ranks(const std::vector<float>& x) {
   std::uint64_t h[2];
-  h[0] = hash_bytes(x.data(), x.size() * sizeof(float));
+  h[0] = thinwire::detail::Hasher().bytes(x.data(), x.size() * sizeof(float)).value();
   h[1] = ~h[0];
   MPI_Allreduce(MPI_IN_PLACE, h, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
   return h[0] == ~h[1];

@@ -44,6 +44,17 @@ const char* const kSpecs[] = {"none",
                               "adaptive:powersgd,period=2",
                               "adaptive:qsgd,period=2,ef=econtrol"};
 
+// Runs steps 0..2 of `rank`'s gradients through `r` and returns its saved state.
+std::stringstream state_after_three_steps(Reducer& r, int rank) {
+  for (std::uint64_t step = 0; step < 3; ++step) {
+    auto g = gradients(rank, step);
+    r.allreduce(views(g));
+  }
+  std::stringstream saved;
+  r.save_state(saved);
+  return saved;
+}
+
 // Train 3 steps, save, train 3 more; a fresh Reducer that loads the saved state and sees
 // the same 3 gradients must produce the same bits.
 TEST(MpiState, RestoredReducerContinuesBitForBit) {
@@ -51,12 +62,7 @@ TEST(MpiState, RestoredReducerContinuesBitForBit) {
   Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
   for (const char* spec : kSpecs) {
     Reducer a(comm, layers(), Config::parse(spec));
-    for (std::uint64_t step = 0; step < 3; ++step) {
-      auto g = gradients(me, step);
-      a.allreduce(views(g));
-    }
-    std::stringstream saved;
-    a.save_state(saved);
+    std::stringstream saved = state_after_three_steps(a, me);
     std::vector<std::vector<std::vector<float>>> expected;
     for (std::uint64_t step = 3; step < 6; ++step) {
       auto g = gradients(me, step);
@@ -157,12 +163,7 @@ TEST(MpiState, FilesWithoutTheNewFieldsStillLoad) {
   Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
   for (const char* spec : {"topk:0.05", "powersgd:3,ef=econtrol", "onebit"}) {
     Reducer a(comm, layers(), Config::parse(spec));
-    for (std::uint64_t step = 0; step < 3; ++step) {
-      auto g = gradients(me, step);
-      a.allreduce(views(g));
-    }
-    std::stringstream saved;
-    a.save_state(saved);
+    std::stringstream saved = state_after_three_steps(a, me);
     const std::string old = without_new_fields(saved.str());
     ASSERT_LT(old.size(), saved.str().size()) << spec;
     Reducer b(comm, layers(), Config::parse(spec));
