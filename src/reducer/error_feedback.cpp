@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "reducer/error_feedback_math.hpp"
+
 namespace thinwire::detail {
 
 namespace {
@@ -49,7 +51,7 @@ void prepare_input(StepLayer& sl) {
       const float eta = static_cast<float>(sl.plan->config.eta);
       const float *e = s.error.data(), *h = s.h.data(), *g = sl.g;
       float* x = s.input.data();
-      for (std::size_t i = 0; i < n; ++i) x[i] = eta * e[i] + g[i] - h[i];
+      for (std::size_t i = 0; i < n; ++i) x[i] = econtrol_input_of(e[i], g[i], h[i], eta);
       sl.x = x;
       sl.want_residual = true;
       break;
@@ -71,8 +73,9 @@ void after_encode(StepLayer& sl) {
   float *e = s.error.data(), *h = s.h.data();
   const float *g = sl.g, *r = sl.x;
   for (std::size_t i = 0; i < n; ++i) {
-    h[i] = eta * e[i] + g[i] - r[i];
-    e[i] = (1.0f - eta) * e[i] + r[i];
+    const EcontrolNext next = econtrol_next(e[i], g[i], r[i], eta);
+    h[i] = next.h;
+    e[i] = next.e;
   }
 }
 
@@ -82,8 +85,9 @@ void after_encode_with_delta(StepLayer& sl, const float* delta) {
   float *e = s.error.data(), *h = s.h.data();
   const float* x = sl.x;
   for (std::size_t i = 0; i < sl.n; ++i) {
-    h[i] += delta[i];
-    e[i] = (1.0f - eta) * e[i] + (x[i] - delta[i]);
+    const EcontrolNext next = econtrol_next_delta(e[i], h[i], x[i], delta[i], eta);
+    h[i] = next.h;
+    e[i] = next.e;
   }
 }
 

@@ -1,0 +1,2 @@
+// placeholder: filled in by the two_phase work
+#include "launch.hpp"

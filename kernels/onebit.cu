@@ -1,0 +1,2 @@
+// placeholder: filled in by the onebit work
+#include "launch.hpp"
