@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/philox.hpp"
+#include "compress/low_rank_math.hpp"
 
 namespace thinwire::detail::low_rank {
 
@@ -12,13 +13,6 @@ namespace {
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MapC = Eigen::Map<const RowMajor>;
 using Map = Eigen::Map<RowMajor>;
-
-// Box-Muller on two uniforms of the stream: element i uses draws 2i and 2i+1.
-float gaussian(const RandomStream& rng, std::uint64_t i) {
-  const float u1 = rng.uniform(2 * i), u2 = rng.uniform(2 * i + 1);
-  const double radius = std::sqrt(-2.0 * std::log(1.0 - static_cast<double>(u1)));  // 1-u1 in (0,1]
-  return static_cast<float>(radius * std::cos(6.283185307179586 * static_cast<double>(u2)));
-}
 }  // namespace
 
 void random_init(float* q, std::size_t cols, std::size_t r, std::uint64_t seed, std::uint32_t layer,
@@ -85,8 +79,7 @@ void orthonormalize(float* p, std::size_t rows, std::size_t r) {
     double after = 0.0;
     for (std::size_t i = 0; i < rows; ++i)
       after += static_cast<double>(p[i * r + c]) * p[i * r + c];
-    const bool degenerate = after == 0.0 || std::sqrt(after) < kEpsilon * std::sqrt(before);
-    const float inv = degenerate ? 0.0f : static_cast<float>(1.0 / std::sqrt(after));
+    const float inv = column_scale(before, after, kEpsilon);
     for (std::size_t i = 0; i < rows; ++i) p[i * r + c] *= inv;
   }
 }

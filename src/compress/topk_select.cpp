@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "common/philox_host.hpp"
+#include "compress/topk_math.hpp"
 #include "compress/topk_scan.hpp"
 
 namespace thinwire::detail {
@@ -230,24 +231,20 @@ void TopkSelector::sampled(Source src, std::size_t n, std::size_t k, const Rando
                            const TopkOutput& out) {
   const bool fused = src.e != nullptr;
   const float* x = fused ? src.e : src.x;
-  if (k == 0 || k >= n || n < 1024) {
+  if (k == 0 || k >= n || n < topk_math::kSampledMinN) {
     exact(src, n, k, out);
     return;
   }
   // A random sample of ~1% (at least 1024): one uniform position in each of m equal cells;
   // cell j draws rng.uniform(j). The positions come first, so that the reads can be
   // prefetched well ahead.
-  const std::size_t m = std::max<std::size_t>(1024, n / 100);
+  const std::size_t m = topk_math::sample_count(n);
   const std::size_t cell = n / m;
   sample_keys_.resize(m);
   uniforms_.resize(m);
   fill_uniforms(rng, 0, m, uniforms_.data());  // uniforms_[j] = rng.uniform(j)
   std::uint32_t* pos = sample_keys_.data();
-  for (std::size_t j = 0; j < m; ++j) {
-    const std::size_t offset =
-        std::min<std::size_t>(cell - 1, static_cast<std::size_t>(uniforms_[j] * cell));
-    pos[j] = static_cast<std::uint32_t>(j * cell + offset);
-  }
+  for (std::size_t j = 0; j < m; ++j) pos[j] = topk_math::sample_position(uniforms_[j], j, cell);
   constexpr std::size_t kAhead = 32;
   for (std::size_t j = 0; j < m; ++j) {
     if (j + kAhead < m) {
@@ -257,7 +254,7 @@ void TopkSelector::sampled(Source src, std::size_t n, std::size_t k, const Rando
     pos[j] = magnitude_key(src.at(pos[j]));
   }
   // The threshold: the (r+1)-th largest sample key.
-  const std::size_t r = std::min(m - 1, (k * m + n - 1) / n - 1);
+  const std::size_t r = topk_math::sample_rank(n, k, m);
   const std::uint32_t threshold = radix_threshold(sample_keys_.data(), m, r + 1, hist_).key;
 
   // One pass collects the entries at or above the threshold (the list grows as needed).

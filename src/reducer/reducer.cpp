@@ -14,6 +14,7 @@
 #include "common/logging.hpp"
 #include "common/timer.hpp"
 #include "compress/low_rank.hpp"
+#include "launch.hpp"
 #include "model/auto_policy.hpp"
 #include "reducer/dgc.hpp"
 #include "reducer/non_finite.hpp"
@@ -201,8 +202,8 @@ std::string ReducerImpl::describe(std::size_t i, const std::vector<TensorView>* 
   return s;
 }
 
-LocalStatus ReducerImpl::validate(const std::vector<TensorView>& grads, bool* non_finite) const {
-  *non_finite = false;
+LocalStatus ReducerImpl::check_tensors(const std::vector<TensorView>& grads, int* device) const {
+  *device = -1;
   if (grads.size() != layers_.size())
     return LocalStatus::failure(
         ErrorCode::invalid_argument,
@@ -220,41 +221,127 @@ LocalStatus ReducerImpl::validate(const std::vector<TensorView>& grads, bool* no
       return LocalStatus::failure(
           ErrorCode::invalid_argument,
           cat("layer ", i, " '", layers_[i].name, "': unknown dtype code ", int(v.dtype())));
-    if (!v.is_host())
-      return LocalStatus::failure(
-          ErrorCode::unsupported,
-          cat("layer ", i, " '", layers_[i].name, "': tensor on CUDA device ", v.device(),
-              ", but this version reduces host tensors only"));
   }
+  // Placement: all host tensors, or all on one CUDA device.
+  bool any_device = false;
+  for (const TensorView& v : grads) any_device = any_device || !v.is_host();
+  if (!any_device) return {};
+  const int d = grads.empty() ? -1 : grads[0].device();
+  for (std::size_t i = 0; i < grads.size(); ++i)
+    if (grads[i].device() != d)
+      return LocalStatus::failure(
+          ErrorCode::invalid_argument,
+          cat("layer ", i, " '", layers_[i].name, "' is on ",
+              grads[i].is_host() ? std::string("the host") : cat("CUDA device ", grads[i].device()),
+              " but layer 0 is on ", d < 0 ? std::string("the host") : cat("CUDA device ", d),
+              ": one allreduce() takes tensors in one place"));
+  std::string why;
+  const int count = kernels::device_count(&why);
+  if (count == 0)
+    return LocalStatus::failure(ErrorCode::unsupported,
+                                cat("layer 0 '", layers_[0].name, "' is a tensor on CUDA device ",
+                                    d, ", but no CUDA device is usable here: ", why));
+  if (d >= count)
+    return LocalStatus::failure(ErrorCode::invalid_argument,
+                                cat("layer 0 '", layers_[0].name, "' claims CUDA device ", d,
+                                    ", but this process sees ", count, " device(s)"));
+  for (std::size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].numel()) continue;
+    int owner = -1;
+    const std::string err = kernels::pointer_device(grads[i].data(), &owner);
+    if (!err.empty() || owner != d)
+      return LocalStatus::failure(ErrorCode::invalid_argument,
+                                  cat("layer ", i, " '", layers_[i].name,
+                                      "': the pointer given as CUDA device ", d, " memory is ",
+                                      !err.empty() ? cat("not known to CUDA (", err, ")")
+                                      : owner < 0  ? std::string("host memory")
+                                                   : cat("memory of device ", owner)));
+  }
+  *device = d;
+  return {};
+}
+
+LocalStatus ReducerImpl::check_finite(const std::vector<std::size_t>& first,
+                                      bool* non_finite) const {
   // nan=error|skip: look before encoding, so that a bad value never enters an error memory
   // or a payload, and tell every rank through the control exchange.
-  for (std::size_t i = 0; i < grads.size(); ++i) {
+  *non_finite = false;
+  for (std::size_t i = 0; i < first.size(); ++i) {
     const NanPolicy policy = plans_[i].config.nan;
-    if (policy == NanPolicy::propagate) continue;
-    const std::size_t at = first_non_finite(grads[i]);
-    if (at == kAllFinite) continue;
+    if (policy == NanPolicy::propagate || first[i] == kAllFinite) continue;
     if (policy == NanPolicy::skip) {
       *non_finite = true;
       continue;
     }
-    return LocalStatus::failure(ErrorCode::invalid_argument,
-                                cat("layer ", i, " '", layers_[i].name,
-                                    "' has a non-finite gradient (", "NaN or infinity) at element ",
-                                    at, "; nan=error stops here, nan=skip would drop the step"));
+    return LocalStatus::failure(
+        ErrorCode::invalid_argument,
+        cat("layer ", i, " '", layers_[i].name, "' has a non-finite gradient (",
+            "NaN or infinity) at element ", first[i],
+            "; nan=error stops here, nan=skip would drop the step"));
   }
   return {};
 }
 
-void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
+bool ReducerImpl::host_only_features() const {
+  if (adaptive_) return true;
+  for (const LayerPlan& plan : plans_)
+    if (plan.config.dgc || plan.config.clip > 0.0) return true;
+  return false;
+}
+
+DevicePipeline& ReducerImpl::device_pipeline(int device) {
+  if (device_ && device_->device() != device)
+    fail_with(ErrorCode::invalid_argument, "reducer", comm_.rank(),
+              "this Reducer reduced tensors on ", "CUDA device ", device_->device(),
+              " before; now they are on device ", device, " (use one Reducer per device)");
+  if (!device_) device_ = std::make_unique<DevicePipeline>(*this, device);
+  return *device_;
+}
+
+void ReducerImpl::sync_host_state() const {
+  if (device_ && device_->holds_state()) device_->download_state();
+}
+
+void ReducerImpl::allreduce(const std::vector<TensorView>& grads_in) {
   Timer total;
   PhaseTimes times;
+  int device = -1;
+  LocalStatus status = check_tensors(grads_in, &device);
+  // Device tensors under features that run on the host only (adaptive, DGC, clipping) are
+  // staged through host memory and reduced by the host pipeline.
+  std::vector<std::vector<std::uint8_t>> staged_bytes;
+  std::vector<TensorView> staged;
+  const std::vector<TensorView>* grads = &grads_in;
   bool non_finite = false;
-  const LocalStatus status = validate(grads, &non_finite);
+  // Everything local that can go wrong goes into the control exchange, so every rank fails.
+  try {
+    if (status.ok && device >= 0 && host_only_features()) {
+      device_pipeline(device).stage_in(grads_in, staged_bytes, staged);
+      grads = &staged;
+    }
+    const bool on_device = status.ok && grads == &grads_in && device >= 0;
+    if (status.ok) {
+      if (!on_device) sync_host_state();  // a host step after device steps
+      std::vector<std::size_t> first(layers_.size(), kAllFinite);
+      if (on_device) {
+        first = device_pipeline(device).begin(grads_in);
+      } else {
+        for (std::size_t i = 0; i < layers_.size(); ++i)
+          if (plans_[i].config.nan != NanPolicy::propagate)
+            first[i] = first_non_finite((*grads)[i]);
+      }
+      status = check_finite(first, &non_finite);
+    }
+  } catch (const Error& e) {
+    status = LocalStatus::failure(e.code(), e.what());
+  }
+  const bool on_device = status.ok && grads == &grads_in && device >= 0;
   std::vector<std::uint64_t> hashes(layers_.size());
   for (std::size_t i = 0; i < layers_.size(); ++i)
     hashes[i] = Hasher()
                     .u64(spec_hashes_[i])
-                    .u64(i < grads.size() ? static_cast<std::uint64_t>(grads[i].dtype()) : 0xff)
+                    .u64(i < grads->size() ? static_cast<std::uint64_t>((*grads)[i].dtype()) : 0xff)
+                    .u64(on_device ? 1 : 0)
                     .value();
   AgreementResult agreed;
   {
@@ -263,7 +350,10 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
         [&] {
           agreed = check_agreement(
               transport_, "step", status, step_, hashes,
-              [&](std::size_t i) { return describe(i, &grads); }, non_finite ? kFlagSkipStep : 0u);
+              [&](std::size_t i) {
+                return describe(i, grads) + (on_device ? " on a CUDA device" : " in host memory");
+              },
+              non_finite ? kFlagSkipStep : 0u);
         },
         [&] { return cat("step ", step_, ": control exchange before any payload"); });
   }
@@ -272,8 +362,13 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
   if (last_skipped_) {
     // Some rank saw a non-finite gradient under nan=skip: every rank drops the step the
     // same way, zero gradients and untouched error memories, and stays in step.
-    for (const TensorView& v : grads)
-      if (v.numel()) std::memset(v.data(), 0, v.bytes());
+    if (on_device) {
+      device_->zero(grads_in);
+    } else {
+      for (const TensorView& v : *grads)
+        if (v.numel()) std::memset(v.data(), 0, v.bytes());
+      if (grads != &grads_in) device_->stage_out(staged_bytes, grads_in);
+    }
     TW_LOG(warn, "step ", step_, " skipped: a rank had a non-finite gradient (nan=skip)");
     ++step_;
     ++stats_.steps;
@@ -282,7 +377,13 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
     stats_.seconds_total += total.seconds();
     return;
   }
+  run_step(*grads, on_device, times);
+  if (grads != &grads_in) device_->stage_out(staged_bytes, grads_in);
+  stats_.seconds_total += total.seconds();
+}
 
+void ReducerImpl::run_step(const std::vector<TensorView>& grads, bool on_device,
+                           PhaseTimes& times) {
   const int p = comm_.size();
   std::vector<StepLayer> step_layers(layers_.size());
   std::vector<StepLayer*> by_route[4];
@@ -300,7 +401,7 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
       sl.state = &state;
       sl.n = plans_[i].numel;
       sl.dtype = grads[i].dtype();
-      if (sl.n == 0) continue;  // nothing to move
+      if (sl.n == 0 || on_device) continue;  // nothing to move / the device pipeline's part
       if (sl.dtype == DType::f32) {
         sl.g = static_cast<float*>(grads[i].data());
       } else {
@@ -311,6 +412,7 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
       clip = clip || plans_[i].config.clip > 0.0;
       all.push_back(&sl);
     }
+    if (on_device) device_->prepare(grads, step_layers, times);
     // DGC's local clipping comes first: error feedback accumulates clipped gradients.
     if (clip) clip_gradients(all, p);
   }
@@ -356,19 +458,31 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
     const Route route = entry.first;
     Algorithm* const algorithm = entry.second;
     const std::vector<StepLayer*>& layers = by_route[static_cast<int>(route)];
-    with_context([&] { algorithm->run(layers, ctx); },
-                 [&] {
-                   return cat("step ", step_, ": ", to_string(route), " route, layers ",
-                              layer_list(layers));
-                 });
+    with_context(
+        [&] {
+          if (on_device)
+            device_->run_route(route, layers);
+          else
+            algorithm->run(layers, ctx);
+        },
+        [&] {
+          return cat("step ", step_, ": ", to_string(route), " route, layers ", layer_list(layers));
+        });
   }
 
   {
     ScopedTimer t(&times.decode);
-    for (StepLayer& sl : step_layers)  // DGC: ordinary momentum where the layer went dense
-      if (sl.n && sl.route == Route::dense && sl.plan->config.dgc) dgc_dense_momentum(sl);
-    for (std::size_t i = 0; i < layers_.size(); ++i)
-      if (step_layers[i].n && grads[i].dtype() != DType::f32) from_f32(step_layers[i].g, grads[i]);
+    if (on_device) {
+      with_context([&] { device_->finish(grads, step_layers); },
+                   [&] { return cat("step ", step_, ": waiting for the device"); });
+    } else {
+      for (StepLayer& sl : step_layers)  // DGC: ordinary momentum where the layer went dense
+        if (sl.n && sl.route == Route::dense && sl.plan->config.dgc) dgc_dense_momentum(sl);
+      for (std::size_t i = 0; i < layers_.size(); ++i)
+        if (step_layers[i].n && grads[i].dtype() != DType::f32)
+          from_f32(step_layers[i].g, grads[i]);
+      if (device_) device_->invalidate();  // host states_ moved on
+    }
   }
 
   ++step_;
@@ -390,7 +504,6 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
     stats_.bytes_sent += sl.bytes_sent;
     stats_.bytes_dense += allreduce_bytes(4 * sl.n, p);
   }
-  stats_.seconds_total += total.seconds();
   TW_LOG(trace, "step ", step_ - 1, ": encode ", times.encode, " s, comm ", times.comm,
          " s, decode ", times.decode, " s");
 }
@@ -435,14 +548,20 @@ bool Reducer::last_step_skipped() const {
 }
 
 void Reducer::save_state(std::ostream& out) const {
+  impl_->sync_host_state();
   impl_->save_state(out);
 }
 void Reducer::load_state(std::istream& in) {
+  impl_->sync_host_state();
   impl_->load_state(in);
+  if (impl_->device_) impl_->device_->invalidate();
 }
 
 void Reducer::recalibrate() {
-  if (impl_->config_.method == Method::automatic) detail::model::apply_auto(*impl_);
+  if (impl_->config_.method != Method::automatic) return;
+  impl_->sync_host_state();
+  if (impl_->device_) impl_->device_->invalidate();  // plans and their states may change
+  detail::model::apply_auto(*impl_);
 }
 
 void Reducer::reset_stats() {

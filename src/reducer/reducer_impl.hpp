@@ -19,6 +19,8 @@
 #include "reducer/layer_state.hpp"
 #include "thinwire/reducer.hpp"
 
+#include "device/device_pipeline.hpp"
+
 namespace thinwire::detail {
 
 // The digest of a layer under a spec that the agreement exchange and checkpoints compare:
@@ -37,13 +39,17 @@ class ReducerImpl {
   void save_state(std::ostream& out) const;
   void load_state(std::istream& in);
 
+  // Brings states_ up to date where device steps hold the current state.
+  void sync_host_state() const;
+
   Communicator comm_;
   Transport& transport_;
   std::vector<Layer> layers_;
   Config config_;
   std::vector<LayerPlan> plans_;
   std::vector<std::uint64_t> spec_hashes_;  // per layer: name, shape, spec, version
-  std::vector<LayerState> states_;
+  // mutable: a const checkpoint may first fetch the current state from the device.
+  mutable std::vector<LayerState> states_;
   std::map<std::string, std::unique_ptr<Compressor>> codecs_;  // by spec
   DenseAllreduce dense_;
   SparseAllgather sparse_;
@@ -54,9 +60,19 @@ class ReducerImpl {
   Stats stats_;
   std::unique_ptr<LgrecoPolicy> adaptive_;  // adaptive:<family> specs
   std::vector<LayerPlan> warm_plans_;       // this step's DGC warm-up density, per layer
+  std::unique_ptr<DevicePipeline> device_;  // created by the first step on device tensors
 
  private:
-  LocalStatus validate(const std::vector<TensorView>& grads, bool* non_finite) const;
+  // Sizes, dtypes and placement (all host, or all on one usable CUDA device); *device = the
+  // device index, or -1 for host tensors.
+  LocalStatus check_tensors(const std::vector<TensorView>& grads, int* device) const;
+  // The nan policies against each layer's first non-finite element (kAllFinite: none).
+  LocalStatus check_finite(const std::vector<std::size_t>& first, bool* non_finite) const;
+  // Features that run on the host only: device tensors are staged through host memory.
+  bool host_only_features() const;
+  DevicePipeline& device_pipeline(int device);
+  // The step after the control exchange, on host or device tensors.
+  void run_step(const std::vector<TensorView>& grads, bool on_device, PhaseTimes& times);
   std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;
   Compressor* codec_for(const Config& config);
   std::uint64_t spec_hash(std::size_t i) const;

@@ -1,0 +1,417 @@
+// The device algorithms: the host's DenseAllreduce, SparseAllgather, TwoPhase and
+// LowRankAllreduce (algorithm/*.cpp) step for step, with kernels for the passes over the
+// numbers and the device transport for the collectives. Comments here say only where the
+// device differs; the host files say why each step is there.
+#include <algorithm>
+
+#include "algorithm/two_phase.hpp"
+#include "common/bytes.hpp"
+#include "common/timer.hpp"
+#include "compress/topk_codec.hpp"
+#include "device/device_pipeline.hpp"
+#include "launch.hpp"
+#include "reducer/layer_state.hpp"
+#include "transport/device_transport.hpp"
+
+namespace thinwire::detail {
+
+namespace {
+
+void ok(const std::string& err, const char* what, const DeviceStep& ctx) {
+  check_device(err, what, ctx.rank);
+}
+
+DeviceLayerState& state_of(const StepLayer& sl, DeviceStep& ctx) {
+  return (*ctx.states)[sl.index];
+}
+kernels::DecodeStatus* status_of(const StepLayer& sl, const DeviceStep& ctx) {
+  return static_cast<kernels::DecodeStatus*>(ctx.status) + sl.index;
+}
+double* stats_of(const StepLayer& sl, const DeviceStep& ctx) {
+  return ctx.stats + 2 * static_cast<std::size_t>(sl.index);
+}
+float eta_of(const StepLayer& sl) {
+  return static_cast<float>(sl.plan->config.eta);
+}
+
+void copy_floats(float* dst, const float* src, std::size_t n, const DeviceStep& ctx) {
+  ok(kernels::copy_async(dst, src, n * sizeof(float), ctx.stream), "copy", ctx);
+}
+
+// error_feedback.cpp's prepare_input(), after_encode() and finish() on the device.
+void prepare_input(StepLayer& sl, DeviceStep& ctx) {
+  DeviceLayerState& s = state_of(sl, ctx);
+  const std::size_t n = sl.n;
+  switch (sl.feedback) {
+    case StepFeedback::none:
+    case StepFeedback::econtrol_first:
+      sl.x = sl.g;
+      sl.want_residual = false;
+      break;
+    case StepFeedback::ef: {
+      float* e = s.error.ensure(n, ctx.stream, ctx.rank);
+      ok(kernels::ef_accumulate(e, sl.g, n, ctx.stream), "ef_accumulate", ctx);
+      sl.x = e;
+      sl.want_residual = true;
+      break;
+    }
+    case StepFeedback::econtrol: {
+      const float* e = s.error.ensure(n, ctx.stream, ctx.rank);
+      const float* h = s.h.ensure(n, ctx.stream, ctx.rank);
+      float* x = s.input.resize(n, ctx.rank);
+      ok(kernels::econtrol_input(x, e, sl.g, h, eta_of(sl), n, ctx.stream), "econtrol_input", ctx);
+      sl.x = x;
+      sl.want_residual = true;
+      break;
+    }
+  }
+}
+
+void after_encode(StepLayer& sl, DeviceStep& ctx) {
+  DeviceLayerState& s = state_of(sl, ctx);
+  const std::size_t n = sl.n;
+  if (sl.feedback == StepFeedback::econtrol_first) {
+    copy_floats(s.h.resize(n, ctx.rank), sl.g, n, ctx);
+    s.error.ensure(n, ctx.stream, ctx.rank);
+  } else if (sl.feedback == StepFeedback::econtrol) {
+    ok(kernels::econtrol_after_encode(s.error.data(), s.h.data(), sl.g, sl.x, eta_of(sl), n,
+                                      ctx.stream),
+       "econtrol_after_encode", ctx);
+  }
+}
+
+void finish(StepLayer& sl, DeviceStep& ctx) {
+  DeviceLayerState& s = state_of(sl, ctx);
+  if (sl.feedback == StepFeedback::econtrol_first) {
+    copy_floats(s.global.resize(sl.n, ctx.rank), sl.g, sl.n, ctx);
+    sl.state->econtrol_started = true;
+  } else if (sl.feedback == StepFeedback::econtrol) {
+    ok(kernels::econtrol_finish(s.global.ensure(sl.n, ctx.stream, ctx.rank), sl.g, sl.n,
+                                ctx.stream),
+       "econtrol_finish", ctx);
+  }
+}
+
+kernels::ChunkCodec chunk_codec(const Config& c) {
+  kernels::ChunkCodec codec;
+  codec.method = static_cast<std::uint8_t>(c.method);
+  codec.bits = c.bits;
+  codec.bucket = c.bucket;
+  codec.contractive = c.ef != ErrorFeedback::none;
+  return codec;
+}
+
+std::uint8_t* bytes_at(const DeviceBuffer& b, std::size_t offset) {
+  return b.as<std::uint8_t>() + offset;
+}
+
+}  // namespace
+
+void DeviceAlgorithms::dense(const std::vector<StepLayer*>& layers, DeviceStep& ctx) {
+  if (layers.empty()) return;
+  const float p = static_cast<float>(ctx.size);
+  std::size_t total = 0;
+  for (StepLayer* sl : layers) total += sl->n;
+  const bool in_place = layers.size() == 1;
+  float* buf = nullptr;
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (StepLayer* sl : layers) prepare_input(*sl, ctx);
+    if (in_place) {
+      buf = layers[0]->x;
+    } else {
+      send_.reserve(total * sizeof(float), ctx.rank);
+      buf = send_.as<float>();
+      std::size_t off = 0;
+      for (StepLayer* sl : layers) {
+        copy_floats(buf + off, sl->x, sl->n, ctx);
+        off += sl->n;
+      }
+    }
+    for (StepLayer* sl : layers) after_encode(*sl, ctx);
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport->allreduce(buf, total, ElementType::f32, ReduceOp::sum);
+  }
+  ScopedTimer t(&ctx.times->decode);
+  std::size_t off = 0;
+  for (StepLayer* sl : layers) {
+    ok(kernels::divide(sl->g, buf + off, p, sl->n, ctx.stream), "divide", ctx);
+    off += sl->n;
+    sl->bytes_sent = allreduce_bytes(4 * sl->n, ctx.size);
+    finish(*sl, ctx);
+  }
+}
+
+void DeviceAlgorithms::topk(const std::vector<StepLayer*>& layers, DeviceStep& ctx) {
+  if (layers.empty()) return;
+  const std::size_t pu = static_cast<std::size_t>(ctx.size);
+  std::vector<std::size_t> offset(layers.size() + 1, 0), ks(layers.size());
+  std::size_t workspace = 0;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const StepLayer& sl = *layers[l];
+    ks[l] = topk_count(sl.plan->config.density, sl.n);
+    offset[l + 1] = offset[l] + sl.plan->codec->encoded_bytes(sl.n);
+    workspace = std::max(workspace, kernels::topk_workspace_bytes(sl.n, ks[l]));
+  }
+  const std::size_t block = offset.back();
+  send_.reserve(block, ctx.rank);
+  recv_.reserve(block * pu, ctx.rank);
+  workspace_.reserve(workspace, ctx.rank);
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      const Config& c = sl.plan->config;
+      kernels::TopkEncode a;
+      if (sl.feedback == StepFeedback::ef) {
+        // x = e + g fused into the selection; e becomes the residual (encode_ef on the host).
+        a.x = state_of(sl, ctx).error.ensure(sl.n, ctx.stream, ctx.rank);
+        a.g = sl.g;
+        a.residual = a.x;
+        sl.x = a.x;
+        sl.want_residual = true;
+      } else {
+        prepare_input(sl, ctx);
+        a.x = sl.x;
+        a.residual = sl.want_residual ? sl.x : nullptr;
+      }
+      a.n = sl.n;
+      a.k = ks[l];
+      a.sampled = c.select == Selection::sampled;
+      a.seed = c.seed;
+      a.step = ctx.step;
+      a.layer = sl.index;
+      a.rank = static_cast<std::uint32_t>(ctx.rank);
+      a.dtype = sl.dtype;
+      a.out = bytes_at(send_, offset[l]);
+      a.stats = stats_of(sl, ctx);
+      a.workspace = workspace_.get();
+      a.workspace_bytes = workspace_.capacity();
+      ok(kernels::topk_encode(a, ctx.stream), "topk_encode", ctx);
+      sl.bytes_sent = allgather_bytes(offset[l + 1] - offset[l], ctx.size);
+      after_encode(sl, ctx);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport->allgather(send_.get(), recv_.get(), block);
+  }
+  ScopedTimer t(&ctx.times->decode);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    StepLayer& sl = *layers[l];
+    ok(kernels::topk_decode_average(bytes_at(recv_, offset[l]), block, offset[l + 1] - offset[l],
+                                    ctx.size, sl.n, ks[l], sl.g, status_of(sl, ctx), ctx.stream),
+       "topk_decode_average", ctx);
+    finish(sl, ctx);
+  }
+}
+
+void DeviceAlgorithms::two_phase(const std::vector<StepLayer*>& layers, DeviceStep& ctx) {
+  if (layers.empty()) return;
+  const int p = ctx.size, me = ctx.rank;
+  const std::size_t pu = static_cast<std::size_t>(p);
+  std::vector<std::size_t> slot(layers.size() + 1, 0);
+  std::size_t workspace = 0, scratch = 0;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const StepLayer& sl = *layers[l];
+    const kernels::ChunkCodec codec = chunk_codec(sl.plan->config);
+    slot[l + 1] = slot[l] + two_phase_slot_bytes(*sl.plan->codec, sl.n, p);
+    const std::size_t len = chunk_begin(sl.n, me + 1, p) - chunk_begin(sl.n, me, p);
+    workspace = std::max({workspace, kernels::chunk_workspace_bytes(codec, sl.n, p),
+                          kernels::chunk_workspace_bytes(codec, len, 1)});
+    scratch = std::max(scratch, len);
+  }
+  const std::size_t block = slot.back();
+  send_.reserve(block * pu, ctx.rank);
+  recv_.reserve(block * pu, ctx.rank);
+  gather_send_.reserve(block, ctx.rank);
+  gather_recv_.reserve(block * pu, ctx.rank);
+  workspace_.reserve(workspace, ctx.rank);
+  scratch_.reserve(scratch * sizeof(float), ctx.rank);
+  // Slots are padded to the largest chunk: zero the padding, so the bytes on the wire are a
+  // function of the payloads alone.
+  ok(kernels::zero_async(send_.get(), block * pu, ctx.stream), "zero", ctx);
+  ok(kernels::zero_async(gather_send_.get(), block, ctx.stream), "zero", ctx);
+
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      const Config& c = sl.plan->config;
+      kernels::ChunkEncode a;
+      a.codec = chunk_codec(c);
+      if (sl.feedback == StepFeedback::ef) {
+        a.x = state_of(sl, ctx).error.ensure(sl.n, ctx.stream, ctx.rank);  // x = e + g, fused
+        a.g = sl.g;
+        a.residual = a.x;
+        sl.x = a.x;
+        sl.want_residual = true;
+      } else {
+        prepare_input(sl, ctx);
+        a.x = sl.x;
+        a.residual = sl.want_residual ? sl.x : nullptr;
+      }
+      a.n = sl.n;
+      a.parts = p;
+      a.out = bytes_at(send_, slot[l]);
+      a.stride = block;
+      a.seed = c.seed;
+      a.step = ctx.step;
+      a.offset = 0;
+      a.layer = sl.index;
+      a.rank = static_cast<std::uint32_t>(me);
+      a.phase = kPhaseWorker;
+      a.dtype = sl.dtype;
+      a.stats = stats_of(sl, ctx);
+      a.workspace = workspace_.get();
+      a.workspace_bytes = workspace_.capacity();
+      ok(kernels::chunk_encode(a, ctx.stream), "chunk_encode", ctx);
+      sl.bytes_sent = 2 * allgather_bytes(slot[l + 1] - slot[l], p);
+      after_encode(sl, ctx);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport->alltoall(send_.get(), recv_.get(), block);
+  }
+  {
+    // Serve chunk `me` of every layer. A rejected payload turns this rank's block for the
+    // layer into a poison block that every rank decodes, so all raise the same error.
+    ScopedTimer t(&ctx.times->decode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      const Config& c = sl.plan->config;
+      const std::size_t b = chunk_begin(sl.n, me, p), len = chunk_begin(sl.n, me + 1, p) - b;
+      kernels::ChunkServe a;
+      a.codec = chunk_codec(c);
+      a.in = bytes_at(recv_, slot[l]);
+      a.stride = block;
+      a.size = slot[l + 1] - slot[l];
+      a.p = p;
+      a.len = len;
+      a.server_error = c.ef != ErrorFeedback::none
+                           ? state_of(sl, ctx).server_error.ensure(len, ctx.stream, ctx.rank)
+                           : nullptr;
+      a.scratch = scratch_.as<float>();
+      a.out = bytes_at(gather_send_, slot[l]);
+      a.seed = c.seed;
+      a.step = ctx.step;
+      a.offset = b;
+      a.layer = sl.index;
+      a.rank = static_cast<std::uint32_t>(me);
+      a.dtype = sl.dtype;
+      a.status = status_of(sl, ctx);
+      a.workspace = workspace_.get();
+      a.workspace_bytes = workspace_.capacity();
+      ok(kernels::chunk_serve(a, ctx.stream), "chunk_serve", ctx);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport->allgather(gather_send_.get(), gather_recv_.get(), block);
+  }
+  ScopedTimer t(&ctx.times->decode);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    StepLayer& sl = *layers[l];
+    ok(kernels::chunk_decode(chunk_codec(sl.plan->config), bytes_at(gather_recv_, slot[l]), block,
+                             slot[l + 1] - slot[l], sl.n, p, sl.g, status_of(sl, ctx), ctx.stream),
+       "chunk_decode", ctx);
+    finish(sl, ctx);
+  }
+}
+
+void DeviceAlgorithms::low_rank(const std::vector<StepLayer*>& layers, DeviceStep& ctx) {
+  if (layers.empty()) return;
+  const float fp = static_cast<float>(ctx.size);
+  std::vector<std::size_t> p_off(layers.size() + 1, 0), q_off(layers.size() + 1, 0);
+  std::size_t max_n = 0;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const LayerPlan& plan = *layers[l]->plan;
+    p_off[l + 1] = p_off[l] + plan.rows * plan.rank;
+    q_off[l + 1] = q_off[l] + plan.cols * plan.rank;
+    max_n = std::max(max_n, layers[l]->n);
+  }
+  p_.reserve(p_off.back() * sizeof(float), ctx.rank);
+  q_.reserve(q_off.back() * sizeof(float), ctx.rank);
+  q_local_.reserve(q_off.back() * sizeof(float), ctx.rank);
+  scratch_.reserve(max_n * sizeof(float), ctx.rank);
+  float* const P = p_.as<float>();
+  float* const Q = q_.as<float>();
+  float* const delta = scratch_.as<float>();
+  {
+    ScopedTimer t(&ctx.times->encode);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      StepLayer& sl = *layers[l];
+      const LayerPlan& plan = *sl.plan;
+      prepare_input(sl, ctx);
+      DeviceFloats& q = state_of(sl, ctx).q;
+      if (q.size() != plan.cols * plan.rank) {
+        q.resize(plan.cols * plan.rank, ctx.rank);
+        ok(kernels::lowrank_random_init(q.data(), plan.cols, plan.rank, plan.config.seed, sl.index,
+                                        0, ctx.stream),
+           "lowrank_random_init", ctx);
+      } else {
+        ok(kernels::lowrank_refresh_zero_columns(q.data(), plan.cols, plan.rank, plan.config.seed,
+                                                 sl.index, ctx.step + 1, ctx.stream),
+           "lowrank_refresh_zero_columns", ctx);
+      }
+      ok(kernels::lowrank_project(ctx.blas, sl.x, plan.rows, plan.cols, q.data(), plan.rank,
+                                  P + p_off[l], ctx.stream),
+         "lowrank_project", ctx);
+    }
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport->allreduce(P, p_off.back(), ElementType::f32, ReduceOp::sum);
+  }
+  {
+    ScopedTimer t(&ctx.times->encode);
+    ok(kernels::divide(P, P, fp, p_off.back(), ctx.stream), "divide", ctx);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const LayerPlan& plan = *layers[l]->plan;
+      ok(kernels::lowrank_orthonormalize(P + p_off[l], plan.rows, plan.rank, ctx.stream),
+         "lowrank_orthonormalize", ctx);
+      ok(kernels::lowrank_back_project(ctx.blas, layers[l]->x, plan.rows, plan.cols, P + p_off[l],
+                                       plan.rank, Q + q_off[l], ctx.stream),
+         "lowrank_back_project", ctx);
+    }
+    copy_floats(q_local_.as<float>(), Q, q_off.back(), ctx);  // for EControl's own increment
+  }
+  {
+    ScopedTimer t(&ctx.times->comm);
+    ctx.transport->allreduce(Q, q_off.back(), ElementType::f32, ReduceOp::sum);
+  }
+  ScopedTimer t(&ctx.times->decode);
+  ok(kernels::divide(Q, Q, fp, q_off.back(), ctx.stream), "divide", ctx);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    StepLayer& sl = *layers[l];
+    const LayerPlan& plan = *sl.plan;
+    copy_floats(state_of(sl, ctx).q.data(), Q + q_off[l], plan.cols * plan.rank, ctx);
+    sl.bytes_sent = allreduce_bytes(4 * plan.rows * plan.rank, ctx.size) +
+                    allreduce_bytes(4 * plan.cols * plan.rank, ctx.size);
+    ok(kernels::lowrank_reconstruct(ctx.blas, P + p_off[l], Q + q_off[l], plan.rows, plan.cols,
+                                    plan.rank, delta, ctx.stream),
+       "lowrank_reconstruct", ctx);
+    ok(kernels::residual_norms(sl.x, delta, sl.n, stats_of(sl, ctx), ctx.stream), "residual_norms",
+       ctx);
+    if (sl.feedback == StepFeedback::econtrol) {
+      copy_floats(sl.g, delta, sl.n, ctx);
+      ok(kernels::lowrank_reconstruct(ctx.blas, P + p_off[l], q_local_.as<float>() + q_off[l],
+                                      plan.rows, plan.cols, plan.rank, delta, ctx.stream),
+         "lowrank_reconstruct", ctx);
+      DeviceLayerState& s = state_of(sl, ctx);
+      ok(kernels::econtrol_after_delta(s.error.data(), s.h.data(), sl.x, delta, eta_of(sl), sl.n,
+                                       ctx.stream),
+         "econtrol_after_delta", ctx);
+    } else {
+      if (sl.want_residual)
+        ok(kernels::subtract(sl.x, delta, sl.n, ctx.stream), "subtract", ctx);  // e <- M - M_hat
+      copy_floats(sl.g, delta, sl.n, ctx);
+    }
+    finish(sl, ctx);
+  }
+}
+
+}  // namespace thinwire::detail
