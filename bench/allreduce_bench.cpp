@@ -16,6 +16,18 @@
 // rank, so that compression has something to find and rel_err (against the exact average,
 // computed in double) means something. rel_err is that of a method's first call, with fresh
 // error memories.
+//
+// --device N: the gradients live in device memory (kernels::device_alloc) on CUDA device N
+// (`local`: the rank's index on its node, modulo the devices it sees). They are generated on
+// the host and uploaded before every call, outside the timed span, as host mode copies them;
+// the timed span is the same: from a barrier to the return of Reducer::allreduce on the
+// device tensors, which synchronises before it returns. The dense baseline is then the
+// Communicator's device transport's allreduce of the same bytes ("nccl allreduce": one
+// ncclAllReduce; "staged mpi allreduce" under THINWIRE_TRANSPORT=mpi: device -> pinned host
+// -> MPI -> device), waited for within the call; the MPI_Allreduce candidates on host memory
+// are not measured. The same binary linked with the CPU emulation of the kernels
+// (thinwire-bench-allreduce-emulated) runs the device path with host memory as "device"
+// memory, for tests: its times say nothing about a GPU.
 #include <mpi.h>
 
 #include <algorithm>
@@ -38,7 +50,10 @@
 #include "bench_layers.hpp"
 #include "common/hash.hpp"
 #include "dense_baselines.hpp"
+#include "launch.hpp"
 #include "model/codec_rates.hpp"
+#include "transport/communicator_state.hpp"
+#include "transport/device_transport.hpp"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -88,6 +103,49 @@ bool identical_on_all_ranks(const std::vector<float>& x) {
   return h[0] == ~h[1];
 }
 
+// A launcher's failure (kernels/launch.hpp reports them as strings) as an exception.
+void check_kernels(const std::string& err, const char* what) {
+  if (!err.empty()) throw std::runtime_error(std::string(what) + ": " + err);
+}
+
+// Device memory (host memory under the emulation), freed on scope exit.
+class DeviceMemory {
+ public:
+  explicit DeviceMemory(std::size_t bytes) {
+    check_kernels(thinwire::kernels::device_alloc(&p_, bytes), "device_alloc");
+  }
+  ~DeviceMemory() { thinwire::kernels::device_free(p_); }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  float* floats() const { return static_cast<float*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// The dense baseline of device tensors: the Communicator's device transport's in-place f32
+// sum (ncclAllReduce, or staged through the host over MPI), on the benchmark's stream, waited
+// for before the call returns as Reducer::allreduce waits for its step.
+class DeviceTransportAllreduce final : public tb::DenseBaseline {
+ public:
+  DeviceTransportAllreduce(thinwire::detail::DeviceTransport& t, void* stream)
+      : t_(t),
+        stream_(stream),
+        name_(std::string(t.name()) == "nccl" ? "nccl allreduce" : "staged mpi allreduce") {}
+  const std::string& name() const override { return name_; }
+  void allreduce(float* data, std::size_t n) override {
+    // The transport serves the Reducers of the Communicator too; each sets its own stream.
+    t_.set_stream(stream_);
+    t_.allreduce(data, n, thinwire::ElementType::f32, thinwire::ReduceOp::sum);
+    t_.synchronize("the benchmark's dense baseline");
+  }
+
+ private:
+  thinwire::detail::DeviceTransport& t_;
+  void* stream_;
+  std::string name_;
+};
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0.0;
   std::sort(v.begin(), v.end());
@@ -98,9 +156,9 @@ double median(std::vector<double> v) {
 // One thing to time: a dense baseline or a thinwire method.
 struct Candidate {
   std::string name;
-  bool dense_baseline = false;  // competes for the baseline
-  bool requested = false;       // one of --methods (reported as a result)
-  tb::DenseBaseline* mpi = nullptr;
+  bool dense_baseline = false;         // competes for the baseline
+  bool requested = false;              // one of --methods (reported as a result)
+  tb::DenseBaseline* dense = nullptr;  // a baseline outside thinwire (MPI, NCCL)
   std::unique_ptr<thinwire::Reducer> reducer;
   std::vector<double> times;  // per timed call, this rank
   // Filled after the runs.
@@ -123,6 +181,7 @@ struct Options {
   std::vector<std::string> baselines = {"default", "ring", "thinwire"};
   std::uint64_t seed = 1;
   double progress_s = 10.0;
+  int device = -1;  // --device: -1 host tensors, else the CUDA device of the gradients
 };
 
 std::string fmt(const char* f, double v) {
@@ -144,12 +203,39 @@ class Bench {
       : o_(o), comm_(std::move(comm)), out_(std::move(provenance)) {
     rank_ = comm_.rank();
     size_ = comm_.size();
-    for (auto& b : tb::make_mpi_baselines(MPI_COMM_WORLD, &notes_)) {
-      const std::string kind = b->name() == "MPI_Allreduce(ring)" ? "ring" : "default";
-      if (std::find(o_.baselines.begin(), o_.baselines.end(), kind) != o_.baselines.end())
+    const auto wanted = [&](const char* kind) {
+      return std::find(o_.baselines.begin(), o_.baselines.end(), kind) != o_.baselines.end();
+    };
+    std::string device_name = "host";
+    if (o_.device < 0) {
+      for (auto& b : tb::make_mpi_baselines(MPI_COMM_WORLD, &notes_)) {
+        const std::string kind = b->name() == "MPI_Allreduce(ring)" ? "ring" : "default";
+        if (wanted(kind.c_str()))
+          baselines_.push_back(std::move(b));
+        else
+          notes_.push_back(b->name() + ": not measured (--baselines)");
+      }
+    } else {
+      namespace tk = thinwire::kernels;
+      check_kernels(tk::set_device(o_.device), "set_device");
+      check_kernels(tk::device_name(o_.device, &device_name), "device_name");
+      check_kernels(tk::stream_create(&stream_), "stream_create");
+      // Collective: every rank builds the Communicator's device transport here, which the
+      // Reducers' device steps use too.
+      transport_ = &comm_.state()->device_transport(o_.device);
+      auto b = std::make_unique<DeviceTransportAllreduce>(*transport_, stream_);
+      if (wanted("default"))
         baselines_.push_back(std::move(b));
       else
         notes_.push_back(b->name() + ": not measured (--baselines)");
+      if (wanted("ring"))
+        notes_.push_back(
+            "MPI_Allreduce(default), MPI_Allreduce(ring): host memory, not measured for device "
+            "tensors (--baselines default is the device transport's allreduce)");
+      if (tk::emulated())
+        notes_.push_back(
+            "device tensors are host memory under the CPU emulation of the kernels: the times "
+            "say nothing about a GPU");
     }
     const char* rate = std::getenv("THINWIRE_EMULATE_RATE");
     out_["ranks"] = size_;
@@ -159,19 +245,39 @@ class Bench {
       la >> one >> five >> fifteen;
       out_["load_average_at_start"] = {one, five, fifteen};
     }
-    out_["device"] = "host";
+    out_["device"] = device_name;
+    out_["tensors"] = o_.device < 0 ? "host" : "device";
+    if (o_.device >= 0) {
+      out_["device_index"] = o_.device;
+      out_["device_transport"] = transport_->name();
+      out_["device_emulated"] = thinwire::kernels::emulated();
+    }
     out_["layers"] = o_.layers;
     out_["iters"] = o_.iters;
     out_["warmup"] = o_.warmup;
     out_["link"] = {{"emulated", rate != nullptr}, {"rate", rate ? rate : "not shaped"}};
     out_["baseline_rule"] =
-        "per size, the dense candidate with the lowest median time among those measured "
-        "(--baselines): MPI_Allreduce(default), MPI_Allreduce(ring) when Open MPI lets it be "
-        "forced, thinwire none";
+        o_.device < 0
+            ? "per size, the dense candidate with the lowest median time among those measured "
+              "(--baselines): MPI_Allreduce(default), MPI_Allreduce(ring) when Open MPI lets it "
+              "be forced, thinwire none"
+            : "per size, the dense candidate with the lowest median time among those measured "
+              "(--baselines): the device transport's allreduce (nccl allreduce, or staged mpi "
+              "allreduce), thinwire none; all on device tensors";
     out_["notes"] = notes_;
     out_["results"] = json::array();
     out_["baselines"] = json::array();
   }
+
+  ~Bench() {
+    if (stream_) {
+      // Reducers are gone (run_size owns them); the transport must not keep our stream.
+      if (transport_) transport_->set_stream(nullptr);
+      thinwire::kernels::stream_destroy(stream_);
+    }
+  }
+  Bench(const Bench&) = delete;
+  Bench& operator=(const Bench&) = delete;
 
   void run() {
     measure_latency();
@@ -220,6 +326,12 @@ class Bench {
     std::printf(
         "# baseline: per size the fastest dense candidate (marked *); speedup = "
         "baseline time / time\n");
+    if (o_.device >= 0)
+      std::printf("# tensors: device %d (%s), device transport %s\n", o_.device,
+                  out_["device"].get<std::string>().c_str(),
+                  out_["device_transport"].get<std::string>().c_str());
+    else
+      std::printf("# tensors: host memory\n");
     std::printf("# small-message latency: alltoall of 4 KiB blocks %.3f ms\n",
                 1e3 * out_["latency_probe"]["seconds"].get<double>());
     for (const std::string& n : notes_) std::printf("# note: %s\n", n.c_str());
@@ -255,9 +367,18 @@ class Bench {
       exact_sq += x * x;
     }
     const json rates = measure_compute_rates(layers);
+    // --device: the gradients every call reduces, in device memory; `work` then receives the
+    // first call's result for the checks.
+    const bool on_device = o_.device >= 0;
+    std::unique_ptr<DeviceMemory> device_work;
+    if (on_device) device_work = std::make_unique<DeviceMemory>(bytes);
+    float* const grads = on_device ? device_work->floats() : work.data();
     std::vector<thinwire::TensorView> views;
     for (std::size_t l = 0; l < layers.size(); ++l)
-      views.push_back(thinwire::TensorView::host(work.data() + offset[l], layers[l].numel()));
+      views.push_back(on_device
+                          ? thinwire::TensorView::cuda(grads + offset[l], layers[l].numel(),
+                                                       thinwire::DType::f32, o_.device, stream_)
+                          : thinwire::TensorView::host(grads + offset[l], layers[l].numel()));
 
     // The candidates: MPI baselines, thinwire `none` (a baseline, and a result if asked
     // for), then the methods in the order given.
@@ -266,7 +387,7 @@ class Bench {
       Candidate c;
       c.name = b->name();
       c.dense_baseline = true;
-      c.mpi = b.get();
+      c.dense = b.get();
       cands.push_back(std::move(c));
     }
     const thinwire::Config dense_spec = thinwire::Config::parse("none");
@@ -292,7 +413,7 @@ class Bench {
                      [](const Candidate& c) { return c.dense_baseline; }))
       throw std::runtime_error("no dense baseline to measure (see the notes: --baselines)");
     for (Candidate& c : cands)
-      if (!c.mpi) {
+      if (!c.dense) {
         MPI_Barrier(MPI_COMM_WORLD);
         const double t0 = MPI_Wtime();
         c.reducer =
@@ -307,12 +428,18 @@ class Bench {
              " timed) calls, interleaved  [size " + std::to_string(s + 1) + "/" +
              std::to_string(o_.sizes.size()) + "]");
 
+    namespace tk = thinwire::kernels;
     auto call = [&](Candidate& c) {
-      std::memcpy(work.data(), pristine.data(), bytes);
+      if (on_device) {
+        check_kernels(tk::copy_async(grads, pristine.data(), bytes, stream_), "upload");
+        check_kernels(tk::stream_synchronize(stream_), "upload");
+      } else {
+        std::memcpy(work.data(), pristine.data(), bytes);
+      }
       MPI_Barrier(MPI_COMM_WORLD);
       const double t0 = MPI_Wtime();
-      if (c.mpi)
-        c.mpi->allreduce(work.data(), n);
+      if (c.dense)
+        c.dense->allreduce(grads, n);
       else
         c.reducer->allreduce(views);
       return MPI_Wtime() - t0;
@@ -321,7 +448,11 @@ class Bench {
     // First call of each candidate: correctness (error, same bits), then the warm-up.
     for (Candidate& c : cands) {
       call(c);
-      if (c.mpi)
+      if (on_device) {
+        check_kernels(tk::copy_async(work.data(), grads, bytes, stream_), "download");
+        check_kernels(tk::stream_synchronize(stream_), "download");
+      }
+      if (c.dense)
         for (float& x : work) x /= static_cast<float>(size_);
       c.identical = identical_on_all_ranks(work);
       double err = 0;
@@ -367,6 +498,8 @@ class Bench {
                                      {"time_min_s", c.min_s},
                                      {"algbw_GBps", bytes / c.median_s / 1e9},
                                      {"busbw_GBps", bytes / c.median_s / 1e9 * bus},
+                                     {"rel_err", c.rel_err},
+                                     {"identical", c.identical},
                                      {"chosen", &c == base}});
       }
       if (c.requested) {
@@ -387,11 +520,12 @@ class Bench {
                   {"bytes_sent", c.bytes_sent},
                   {"compression_ratio", c.ratio},
                   {"rel_err", c.rel_err},
-                  {"identical", c.identical}};
+                  {"identical", c.identical},
+                  {"tensors", on_device ? "device" : "host"}};
         if (!c.chosen.empty()) r["layer_specs"] = c.chosen;
-        if (!c.mpi) r["setup_s"] = c.setup_s;
+        if (!c.dense) r["setup_s"] = c.setup_s;
         r["compute_rates"] = rates;
-        if (!c.mpi)
+        if (!c.dense)
           r["phases_s"] = {{"encode", c.phase[0]}, {"comm", c.phase[1]}, {"decode", c.phase[2]}};
         out_["results"].push_back(r);
       }
@@ -437,7 +571,7 @@ class Bench {
     c.min_s = slowest.empty() ? 0 : *std::min_element(slowest.begin(), slowest.end());
     c.max_s = slowest.empty() ? 0 : *std::max_element(slowest.begin(), slowest.end());
     const double bytes = static_cast<double>(tb::total_bytes(layers));
-    if (c.mpi) {
+    if (c.dense) {
       c.bytes_sent = size_ > 1 ? 2.0 * bytes * (size_ - 1) / size_ : 0.0;
       c.ratio = 1.0;
       c.spec = "dense";
@@ -482,6 +616,10 @@ class Bench {
   int rank_ = 0, size_ = 1;
   std::vector<std::unique_ptr<tb::DenseBaseline>> baselines_;
   std::vector<std::string> notes_;
+  // --device: the stream of the gradients and of the dense baseline, and the device transport
+  // (owned by comm_'s state).
+  void* stream_ = nullptr;
+  thinwire::detail::DeviceTransport* transport_ = nullptr;
 };
 
 }  // namespace
@@ -521,7 +659,10 @@ int main(int argc, char** argv) {
                                     po::value<double>(&o.progress_s)->default_value(o.progress_s),
                                     "seconds between progress lines on stderr during long sizes")(
       "device", po::value<std::string>(&device)->default_value(device),
-      "host (device tensors and the ncclAllReduce baseline need the NCCL transport)");
+      "where the gradients live: host, a CUDA device index N (device tensors; the dense "
+      "baseline is then the device transport's allreduce: ncclAllReduce, or staged over MPI "
+      "with THINWIRE_TRANSPORT=mpi), or local (the rank's index on its node modulo the "
+      "devices)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -531,10 +672,18 @@ int main(int argc, char** argv) {
       MPI_Finalize();
       return 0;
     }
-    if (device != "host")
-      throw po::error("--device " + device +
-                      ": this version reduces host tensors only; the device path and its "
-                      "ncclAllReduce baseline come with thinwire's NCCL transport");
+    if (device != "host" && device != "local") {
+      std::size_t end = 0;
+      int index = -1;
+      try {
+        index = std::stoi(device, &end);
+      } catch (const std::exception&) {
+        end = 0;
+      }
+      if (end != device.size() || index < 0)
+        throw po::error("--device " + device + ": expected host, local or a device index >= 0");
+      o.device = index;
+    }
     if (o.iters < 1 || o.warmup < 1) throw po::error("--iters and --warmup must be >= 1");
     o.baselines = tb::split_specs(baselines);
     for (const std::string& b : o.baselines)
@@ -567,9 +716,44 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Device tensors: a usable device on every rank, or a clear refusal on every rank (exit 2).
+  // The CPU emulation (thinwire-bench-allreduce-emulated) has its one emulated device 0.
+  if (device != "host") {
+    std::string why;
+    const int count = thinwire::kernels::device_count(&why);
+    if (device == "local") {  // collective: on every rank, whatever it sees
+      MPI_Comm node;
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node);
+      int local = 0;
+      MPI_Comm_rank(node, &local);
+      MPI_Comm_free(&node);
+      o.device = count > 0 ? local % count : 0;
+    }
+    if (count == 0)
+      why = "no usable CUDA device: " + why +
+            " (thinwire-bench-allreduce-emulated runs device tensors on the CPU emulation of "
+            "the kernels)";
+    else if (o.device >= count)
+      why = "device " + std::to_string(o.device) + " does not exist: this process sees " +
+            std::to_string(count) + " device(s)";
+    else
+      why.clear();
+    int ok = why.empty() ? 1 : 0;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!ok) {
+      if (!why.empty())
+        std::fprintf(stderr, "thinwire-bench-allreduce: rank %d: --device %s: %s\n", world_rank,
+                     device.c_str(), why.c_str());
+      MPI_Finalize();
+      return 2;
+    }
+  }
+
   try {
-    Bench bench(o, thinwire::Communicator::from_mpi(MPI_COMM_WORLD), tb::provenance(argc, argv));
-    bench.run();
+    {
+      Bench bench(o, thinwire::Communicator::from_mpi(MPI_COMM_WORLD), tb::provenance(argc, argv));
+      bench.run();
+    }  // Reducers, device transport and stream go before MPI
     MPI_Finalize();
     return 0;
   } catch (const thinwire::Error& e) {

@@ -133,6 +133,12 @@ std::string last_error() {
   return e == cudaSuccess ? std::string() : std::string(cudaGetErrorString(e));
 }
 
+// A failed call's own code (cleared from the last-error slot, so later calls are not blamed).
+std::string error_of(cudaError_t e) {
+  cudaGetLastError();
+  return std::string("topk_encode: ") + cudaGetErrorString(e);
+}
+
 __device__ __forceinline__ unsigned long long pack_flags(std::uint32_t key, std::uint32_t t,
                                                          bool tie_le) {
   return (static_cast<unsigned long long>(tkm::topk_greater(key, t)) << 32) |
@@ -464,7 +470,8 @@ std::string topk_encode(const TopkEncode& a, void* stream) {
   auto* sample_keys = reinterpret_cast<std::uint32_t*>(ws + l.sample_keys);
   const unsigned level_offset[tkm::kRadixLevels] = {0, 2048, 3072};
 
-  if (cudaMemsetAsync(ws, 0, l.zero_bytes, s) != cudaSuccess) return last_error();
+  if (const cudaError_t e = cudaMemsetAsync(ws, 0, l.zero_bytes, s); e != cudaSuccess)
+    return error_of(e);
   if (a.g)
     first_pass_kernel<true><<<hist_grid(n), kThreads, 0, s>>>(a.x, a.g, n, hist_main, a.stats);
   else
@@ -499,10 +506,14 @@ std::string topk_encode(const TopkEncode& a, void* stream) {
   tile_count_kernel<<<static_cast<unsigned>(tiles), kThreads, 0, s>>>(a.x, n, &ctl->main,
                                                                       tile_counts);
   std::size_t temp_bytes = l.temp_bytes;
-  if (cub::DeviceScan::ExclusiveSum(ws + l.temp, temp_bytes,
-                                    static_cast<const unsigned long long*>(tile_counts),
-                                    tile_offsets, static_cast<int>(tiles), s) != cudaSuccess)
-    return last_error();
+  // Report the code CUB returns, not cudaGetLastError(): CUB can fail without a runtime
+  // error being recorded (e.g. cudaErrorInvalidValue for too little temp storage), and then
+  // topk_encode returned "" (success) without ever writing the payload.
+  if (const cudaError_t e = cub::DeviceScan::ExclusiveSum(
+          ws + l.temp, temp_bytes, static_cast<const unsigned long long*>(tile_counts),
+          tile_offsets, static_cast<int>(tiles), s);
+      e != cudaSuccess)
+    return error_of(e);
   emit_kernel<<<static_cast<unsigned>(tiles), kThreads, 0, s>>>(
       a.x, a.residual, n, k, &ctl->main, tile_offsets, a.out, static_cast<std::uint8_t>(a.dtype),
       a.stats);

@@ -76,8 +76,9 @@ TW_API tw_status tw_reducer_create(tw_comm* comm, int n_layers, const char* cons
 
 /* Collective, in place: data[i] points to layer i's gradient (as many elements as the layer
  * has, of type dtype). device is -1 for host memory, else a CUDA device index, with
- * cuda_stream a cudaStream_t or NULL (this version reduces host memory only and returns
- * TW_UNSUPPORTED for device pointers). On TW_OK every rank holds the same bits: the average
+ * cuda_stream a cudaStream_t or NULL (the stream the gradients were produced on; the call
+ * returns when the results are complete). Device pointers where no CUDA device is usable
+ * return TW_UNSUPPORTED. On TW_OK every rank holds the same bits: the average
  * over ranks of what was transmitted, error feedback applied. */
 TW_API tw_status tw_reducer_allreduce(tw_reducer* r, void* const* data, tw_dtype dtype, int device,
                                       void* cuda_stream);

@@ -76,6 +76,7 @@ bool validate(const ChunkCodec& c, const std::uint8_t* in, std::size_t stride, s
   std::vector<std::uint8_t> codes;
   for (int r = 0; r < count; ++r) {
     const std::size_t n = len(r);
+    if (n == 0) continue;  // an empty chunk (n < parts) has no codes
     const std::uint8_t* packed = in + r * stride + detail::kHeaderBytes + 4 * ceil_div(n, c.bucket);
     codes.resize(n);
     detail::qsgd::unpack_codes(packed, ceil_div(n * static_cast<std::size_t>(c.bits), 8), 0, n,

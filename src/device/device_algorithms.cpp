@@ -92,6 +92,24 @@ void finish(StepLayer& sl, DeviceStep& ctx) {
   }
 }
 
+// What an encoder reads and where its residual goes. Under error feedback the sum
+// x = e + g is fused into the encoder's first pass and e becomes the residual (the host's
+// encode_ef / OnebitErrorMemory); otherwise the input prepare_input() leaves.
+struct EncoderInput {
+  float* x;
+  const float* g;
+  float* residual;
+};
+EncoderInput encoder_input(StepLayer& sl, DeviceStep& ctx) {
+  if (sl.feedback == StepFeedback::ef) {
+    sl.x = state_of(sl, ctx).error.ensure(sl.n, ctx.stream, ctx.rank);
+    sl.want_residual = true;
+    return {sl.x, sl.g, sl.x};
+  }
+  prepare_input(sl, ctx);
+  return {sl.x, nullptr, sl.want_residual ? sl.x : nullptr};
+}
+
 kernels::ChunkCodec chunk_codec(const Config& c) {
   kernels::ChunkCodec codec;
   codec.method = static_cast<std::uint8_t>(c.method);
@@ -165,18 +183,10 @@ void DeviceAlgorithms::topk(const std::vector<StepLayer*>& layers, DeviceStep& c
       StepLayer& sl = *layers[l];
       const Config& c = sl.plan->config;
       kernels::TopkEncode a;
-      if (sl.feedback == StepFeedback::ef) {
-        // x = e + g fused into the selection; e becomes the residual (encode_ef on the host).
-        a.x = state_of(sl, ctx).error.ensure(sl.n, ctx.stream, ctx.rank);
-        a.g = sl.g;
-        a.residual = a.x;
-        sl.x = a.x;
-        sl.want_residual = true;
-      } else {
-        prepare_input(sl, ctx);
-        a.x = sl.x;
-        a.residual = sl.want_residual ? sl.x : nullptr;
-      }
+      const EncoderInput in = encoder_input(sl, ctx);
+      a.x = in.x;
+      a.g = in.g;
+      a.residual = in.residual;
       a.n = sl.n;
       a.k = ks[l];
       a.sampled = c.select == Selection::sampled;
@@ -242,17 +252,10 @@ void DeviceAlgorithms::two_phase(const std::vector<StepLayer*>& layers, DeviceSt
       const Config& c = sl.plan->config;
       kernels::ChunkEncode a;
       a.codec = chunk_codec(c);
-      if (sl.feedback == StepFeedback::ef) {
-        a.x = state_of(sl, ctx).error.ensure(sl.n, ctx.stream, ctx.rank);  // x = e + g, fused
-        a.g = sl.g;
-        a.residual = a.x;
-        sl.x = a.x;
-        sl.want_residual = true;
-      } else {
-        prepare_input(sl, ctx);
-        a.x = sl.x;
-        a.residual = sl.want_residual ? sl.x : nullptr;
-      }
+      const EncoderInput in = encoder_input(sl, ctx);
+      a.x = in.x;
+      a.g = in.g;
+      a.residual = in.residual;
       a.n = sl.n;
       a.parts = p;
       a.out = bytes_at(send_, slot[l]);

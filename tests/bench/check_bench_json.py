@@ -3,6 +3,12 @@
 a small thinwire-cost-model sweep.
 
     check_bench_json.py BENCH_JSON RANKS METHODS SIZES COST_MODEL_JSON
+                        [--tensors host|device] [--device-baseline NAME]
+
+COST_MODEL_JSON "-" skips the cost model. --tensors device (a --device run): the JSON names the
+device and its transport, the dense candidates are the device transport's allreduce (named
+NAME when given: "nccl allreduce" or "staged mpi allreduce") and thinwire none, and no
+MPI_Allreduce on host memory.
 """
 import json
 import math
@@ -23,18 +29,51 @@ def number(r, key, where, positive=False):
     return v
 
 
+DEVICE_BASELINES = ("nccl allreduce", "staged mpi allreduce")
+
+
 def main():
-    bench_path, ranks, methods, sizes, model_path = sys.argv[1:6]
+    args = sys.argv[1:]
+    options = {"--tensors": "host", "--device-baseline": None}
+    positional = []
+    while args:
+        a = args.pop(0)
+        if a in options:
+            if not args:
+                fail(f"{a} needs a value")
+            options[a] = args.pop(0)
+        else:
+            positional.append(a)
+    if len(positional) != 5 or options["--tensors"] not in ("host", "device"):
+        fail(f"usage: {__doc__}")
+    tensors, device_baseline = options["--tensors"], options["--device-baseline"]
+    bench_path, ranks, methods, sizes, model_path = positional
     ranks, methods, sizes = int(ranks), methods.split(";"), [int(s) for s in sizes.split(";")]
     d = json.load(open(bench_path))
-    for key in ("results", "commit", "host", "command", "baselines", "baseline_rule", "link"):
+    for key in ("results", "commit", "host", "command", "baselines", "baseline_rule", "link",
+                "device", "tensors"):
         if key not in d:
             fail(f"top level has no '{key}'")
-    for key in ("commit", "host", "command"):
+    for key in ("commit", "host", "command", "device"):
         if not isinstance(d[key], str) or not d[key]:
             fail(f"'{key}' should be a non-empty string")
     if "--json" not in d["command"]:
         fail("'command' should be the command line that wrote the file")
+    if d["tensors"] != tensors:
+        fail(f"'tensors' is {d['tensors']!r}, expected {tensors!r}")
+    if tensors == "host" and d["device"] != "host":
+        fail(f"a host run should say 'device': 'host', got {d['device']!r}")
+    if tensors == "device":
+        if d["device"] == "host":
+            fail("a device run should name its device")
+        if "--device" not in d["command"]:
+            fail("a device run's command should have --device")
+        if not isinstance(d.get("device_index"), int) or d["device_index"] < 0:
+            fail(f"'device_index' should be a device index, got {d.get('device_index')!r}")
+        if not isinstance(d.get("device_transport"), str) or not d["device_transport"]:
+            fail(f"'device_transport' should name the transport, got {d.get('device_transport')!r}")
+        if not isinstance(d.get("device_emulated"), bool):
+            fail(f"'device_emulated' should be a bool, got {d.get('device_emulated')!r}")
     seen = set()
     for r in d["results"]:
         where = f"result {r.get('method')}@{r.get('size_bytes')}"
@@ -54,6 +93,8 @@ def main():
         err = number(r, "rel_err", where)
         number(r, "algbw_GBps", where, positive=True)
         number(r, "busbw_GBps", where, positive=True)
+        if r.get("tensors") != tensors:
+            fail(f"{where}: 'tensors' is {r.get('tensors')!r}, expected {tensors!r}")
         if not r["identical"]:
             fail(f"{where}: ranks ended with different bits")
         if r["method"] == "none" and (err > 1e-6 or abs(ratio - 1) > 0.1):
@@ -68,8 +109,31 @@ def main():
     if seen != want:
         fail(f"results cover {sorted(seen)}, expected {sorted(want)}")
     names = {b["name"] for b in d["baselines"]}
-    if "MPI_Allreduce(default)" not in names:
-        fail(f"baselines {names} should include MPI_Allreduce(default)")
+    if tensors == "host":
+        if "MPI_Allreduce(default)" not in names:
+            fail(f"baselines {names} should include MPI_Allreduce(default)")
+    else:
+        if any(n.startswith("MPI_Allreduce") for n in names):
+            fail(f"baselines {names}: MPI_Allreduce on host memory is no device baseline")
+        device_names = names & set(DEVICE_BASELINES)
+        if len(device_names) != 1:
+            fail(f"baselines {names} should include one of {DEVICE_BASELINES}")
+        if device_baseline is not None and device_names != {device_baseline}:
+            fail(f"baselines {names}: expected {device_baseline!r}")
+        if not names <= set(DEVICE_BASELINES) | {"thinwire none"}:
+            fail(f"baselines {names}: unexpected dense candidates for device tensors")
+    # Every dense candidate: the exact average (up to f32 rounding), the same bits everywhere
+    # (2 ranks: a + b = b + a, whatever the algorithm).
+    for b in d["baselines"]:
+        where = f"baseline {b.get('name')}@{b.get('size_bytes')}"
+        number(b, "time_median_s", where, positive=True)
+        err = number(b, "rel_err", where)
+        if err > 1e-6:
+            fail(f"{where}: a dense allreduce should be exact, rel_err {err}")
+        if not isinstance(b.get("identical"), bool):
+            fail(f"{where}: 'identical' should be bool, got {b.get('identical')!r}")
+        if ranks <= 2 and not b["identical"]:
+            fail(f"{where}: ranks ended with different bits")
     for s in sizes:
         chosen = [b for b in d["baselines"] if b["size_bytes"] == s and b["chosen"]]
         if len(chosen) != 1:
@@ -82,6 +146,10 @@ def main():
         if chosen[0]["time_median_s"] != fastest:
             fail(f"size {s}: the chosen baseline is not the fastest dense candidate")
 
+    if model_path == "-":
+        print(f"PASS: {len(d['results'])} results, {len(d['baselines'])} baselines "
+              f"({tensors} tensors on {d['device']})")
+        return
     m = json.load(open(model_path))
     preds = m.get("predictions", [])
     if not preds:
@@ -92,8 +160,8 @@ def main():
         number(p, "speedup", where, positive=True)
         if p["method"] == "none" and abs(p["speedup"] - 1) > 1e-12:
             fail(f"{where}: dense speedup over itself should be 1")
-    print(f"PASS: {len(d['results'])} results, {len(d['baselines'])} baselines, "
-          f"{len(preds)} predictions")
+    print(f"PASS: {len(d['results'])} results, {len(d['baselines'])} baselines "
+          f"({tensors} tensors on {d['device']}), {len(preds)} predictions")
 
 
 main()

@@ -51,6 +51,37 @@ def torch_tensors_in_place():
 
 
 @test
+def cuda_tensors_match_cpu_tensors():
+    """CUDA tensors go through the device pipeline; top-k gives the CPU tensors' bits, the
+    others agree to rounding (README "GPU path"). Skips, saying so, without a CUDA device."""
+    if not torch.cuda.is_available():
+        print(f"[rank {RANK}] *** SKIP cuda_tensors_match_cpu_tensors: torch sees no CUDA device ***")
+        return
+    torch.cuda.set_device(0 if torch.cuda.device_count() < SIZE else RANK)
+    if torch.cuda.device_count() < SIZE:  # NCCL refuses two ranks on one GPU: stage over MPI
+        os.environ["THINWIRE_TRANSPORT"] = "mpi"
+    c = thinwire.Communicator.from_mpi()
+    for spec, exact in (("topk:0.1", True), ("onebit", False), ("powersgd:2", False)):
+        for dtype in (torch.float32, torch.bfloat16):
+            on_cpu, on_gpu = thinwire.Reducer(c, LAYERS, spec), thinwire.Reducer(c, LAYERS, spec)
+            for step in range(3):
+                cpu = grads(step, dtype)
+                gpu = [t.cuda() for t in cpu]
+                on_cpu.allreduce(cpu)
+                on_gpu.allreduce(gpu)
+                back = [t.cpu() for t in gpu]
+                for a, b in zip(cpu, back):
+                    assert same_on_all_ranks(b.view(torch.int16).numpy() if dtype != torch.float32
+                                             else b.numpy())
+                    if exact:
+                        assert torch.equal(a, b), f"{spec} {dtype} step {step}: CUDA != CPU"
+                    else:
+                        err = (a.float() - b.float()).norm() / max(a.float().norm(), 1e-12)
+                        assert err < 1e-2, f"{spec} {dtype} step {step}: relative difference {err}"
+    os.environ.pop("THINWIRE_TRANSPORT", None)
+
+
+@test
 def bad_torch_tensors():
     red = thinwire.Reducer(comm, LAYERS, "none")
     for why, spoil in {"not contiguous": lambda t: t.t(), "dtype torch.float64": lambda t: t.double(),
