@@ -229,6 +229,23 @@ std::string lowrank_back_project(void* blas, const float* m, std::size_t rows, s
 std::string lowrank_reconstruct(void* blas, const float* p, const float* q, std::size_t rows,
                                 std::size_t cols, std::size_t r, float* out,
                                 void* stream);  // out = P Q^T
+// The same three products over `count` matrices of one shape (cublasSgemmBatched): element b
+// of each pointer array is the b-th matrix's buffer, e.g. P[b] = M[b] Q[b]. The pointer arrays
+// themselves must be in DEVICE memory (cuBLAS reads them on the device; in the emulation,
+// whose device memory is host memory, any host memory will do), stay unchanged until the
+// stream has passed the call, and must not alias each other's outputs. The math mode and the
+// row-major mapping are the single launchers'; in the emulation each element is the single
+// launcher's result bit for bit, on a GPU cuBLAS may pick another kernel (another summation
+// order) for the batched call, so the results agree to rounding. count == 0 does nothing.
+std::string lowrank_project_batched(void* blas, const float* const* m, std::size_t rows,
+                                    std::size_t cols, const float* const* q, std::size_t r,
+                                    float* const* p, std::size_t count, void* stream);
+std::string lowrank_back_project_batched(void* blas, const float* const* m, std::size_t rows,
+                                         std::size_t cols, const float* const* p, std::size_t r,
+                                         float* const* q, std::size_t count, void* stream);
+std::string lowrank_reconstruct_batched(void* blas, const float* const* p, const float* const* q,
+                                        std::size_t rows, std::size_t cols, std::size_t r,
+                                        float* const* out, std::size_t count, void* stream);
 // low_rank::orthonormalize on the device (Gram-Schmidt twice, double accumulation,
 // epsilon-guarded): p's non-zero columns end orthonormal.
 std::string lowrank_orthonormalize(float* p, std::size_t rows, std::size_t r, void* stream);

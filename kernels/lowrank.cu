@@ -4,6 +4,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <map>
 #include <mutex>
@@ -57,6 +58,51 @@ std::string gemm(void* blas, cublasOperation_t ta, cublasOperation_t tb, std::si
   return check_blas(
       cublasSgemm(h, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &one, a,
                   static_cast<int>(lda), b, static_cast<int>(ldb), &zero, c, static_cast<int>(ldc)),
+      what);
+}
+
+// zero_batched_kernel's grid: x over the elements, y over the batch.
+constexpr unsigned kZeroBlock = 256;
+constexpr std::size_t kMaxGridY = 65535;
+
+// c[b][0 .. elems) = 0 for b < count; the pointers are read on the device.
+__global__ void zero_batched_kernel(float* const* c, std::size_t count, std::size_t elems) {
+  for (std::size_t b = blockIdx.y; b < count; b += gridDim.y) {
+    float* out = c[b];
+    for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < elems;
+         i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+      out[i] = 0.0f;
+  }
+}
+
+// gemm() over `count` problems of one shape: c[b] = op(a[b]) op(b[b]), with the pointer arrays
+// in device memory. An empty sum (k == 0) zeroes every c[b] in a kernel, as the pointers
+// cannot be read on the host.
+std::string gemm_batched(void* blas, cublasOperation_t ta, cublasOperation_t tb, std::size_t m,
+                         std::size_t n, std::size_t k, const float* const* a, std::size_t lda,
+                         const float* const* b, std::size_t ldb, float* const* c, std::size_t ldc,
+                         std::size_t count, void* stream, const char* what) {
+  if (m == 0 || n == 0 || count == 0) return {};
+  auto s = static_cast<cudaStream_t>(stream);
+  if (k == 0) {  // c is m x n with ldc == m, as in gemm()'s memset
+    const std::size_t elems = m * n;
+    const std::size_t blocks_x = std::min<std::size_t>((elems + kZeroBlock - 1) / kZeroBlock, 1024);
+    const dim3 grid(static_cast<unsigned>(blocks_x),
+                    static_cast<unsigned>(std::min(count, kMaxGridY)));
+    zero_batched_kernel<<<grid, kZeroBlock, 0, s>>>(c, count, elems);
+    return status(what);
+  }
+  const std::size_t kMax = INT_MAX;
+  if (m > kMax || n > kMax || k > kMax || lda > kMax || ldb > kMax || ldc > kMax || count > kMax)
+    return std::string(what) + ": dimension beyond cuBLAS's int range";
+  auto h = static_cast<cublasHandle_t>(blas);
+  std::string err = check_blas(cublasSetStream(h, s), "cublasSetStream");
+  if (!err.empty()) return err;
+  const float one = 1.0f, zero = 0.0f;
+  return check_blas(
+      cublasSgemmBatched(h, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                         &one, a, static_cast<int>(lda), b, static_cast<int>(ldb), &zero, c,
+                         static_cast<int>(ldc), static_cast<int>(count)),
       what);
 }
 
@@ -307,6 +353,28 @@ std::string lowrank_reconstruct(void* blas, const float* p, const float* q, std:
                                 std::size_t cols, std::size_t r, float* out, void* stream) {
   return gemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, cols, rows, r, q, r, p, r, out, cols, stream,
               "lowrank_reconstruct: cublasSgemm");
+}
+
+// The batched products: the single launchers' arguments, pointer array by pointer array.
+std::string lowrank_project_batched(void* blas, const float* const* m, std::size_t rows,
+                                    std::size_t cols, const float* const* q, std::size_t r,
+                                    float* const* p, std::size_t count, void* stream) {
+  return gemm_batched(blas, CUBLAS_OP_N, CUBLAS_OP_N, r, rows, cols, q, r, m, cols, p, r, count,
+                      stream, "lowrank_project_batched: cublasSgemmBatched");
+}
+
+std::string lowrank_back_project_batched(void* blas, const float* const* m, std::size_t rows,
+                                         std::size_t cols, const float* const* p, std::size_t r,
+                                         float* const* q, std::size_t count, void* stream) {
+  return gemm_batched(blas, CUBLAS_OP_N, CUBLAS_OP_T, r, cols, rows, p, r, m, cols, q, r, count,
+                      stream, "lowrank_back_project_batched: cublasSgemmBatched");
+}
+
+std::string lowrank_reconstruct_batched(void* blas, const float* const* p, const float* const* q,
+                                        std::size_t rows, std::size_t cols, std::size_t r,
+                                        float* const* out, std::size_t count, void* stream) {
+  return gemm_batched(blas, CUBLAS_OP_T, CUBLAS_OP_N, cols, rows, r, q, r, p, r, out, cols, count,
+                      stream, "lowrank_reconstruct_batched: cublasSgemmBatched");
 }
 
 std::string lowrank_orthonormalize(float* p, std::size_t rows, std::size_t r, void* stream) {

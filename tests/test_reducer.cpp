@@ -97,7 +97,9 @@ TEST(Reducer, WarmupStepsGoDense) {
     const auto before = g;
     r.allreduce(views(g));
     EXPECT_EQ(r.stats().layers[0].route, step < 2 ? "dense" : "topk");
-    if (step < 2) EXPECT_EQ(g, before);
+    if (step < 2) {
+      EXPECT_EQ(g, before);
+    }
   }
 }
 

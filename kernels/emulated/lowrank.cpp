@@ -40,6 +40,31 @@ std::string lowrank_reconstruct(void*, const float* p, const float* q, std::size
   return {};
 }
 
+// The batched products: the single ones in order (the pointer arrays are host memory here).
+std::string lowrank_project_batched(void*, const float* const* m, std::size_t rows,
+                                    std::size_t cols, const float* const* q, std::size_t r,
+                                    float* const* p, std::size_t count, void*) {
+  for (std::size_t b = 0; b < count; ++b)
+    detail::low_rank::project(m[b], rows, cols, q[b], r, p[b]);
+  return {};
+}
+
+std::string lowrank_back_project_batched(void*, const float* const* m, std::size_t rows,
+                                         std::size_t cols, const float* const* p, std::size_t r,
+                                         float* const* q, std::size_t count, void*) {
+  for (std::size_t b = 0; b < count; ++b)
+    detail::low_rank::back_project(m[b], rows, cols, p[b], r, q[b]);
+  return {};
+}
+
+std::string lowrank_reconstruct_batched(void*, const float* const* p, const float* const* q,
+                                        std::size_t rows, std::size_t cols, std::size_t r,
+                                        float* const* out, std::size_t count, void*) {
+  for (std::size_t b = 0; b < count; ++b)
+    detail::low_rank::reconstruct(p[b], q[b], rows, cols, r, out[b]);
+  return {};
+}
+
 std::string lowrank_orthonormalize(float* p, std::size_t rows, std::size_t r, void*) {
   detail::low_rank::orthonormalize(p, rows, r);
   return {};

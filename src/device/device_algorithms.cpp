@@ -3,6 +3,8 @@
 // numbers and the device transport for the collectives. Comments here say only where the
 // device differs; the host files say why each step is there.
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include "algorithm/two_phase.hpp"
 #include "common/bytes.hpp"
@@ -122,6 +124,10 @@ kernels::ChunkCodec chunk_codec(const Config& c) {
 std::uint8_t* bytes_at(const DeviceBuffer& b, std::size_t offset) {
   return b.as<std::uint8_t>() + offset;
 }
+
+// low_rank(): a group of same-shaped layers reconstructs at most this many floats at once (or
+// one layer), so that batching does not grow the scratch beyond max(this, the largest layer).
+constexpr std::size_t kReconstructFloats = std::size_t{1} << 24;  // 64 MiB
 
 }  // namespace
 
@@ -325,6 +331,10 @@ void DeviceAlgorithms::two_phase(const std::vector<StepLayer*>& layers, DeviceSt
   }
 }
 
+// The host's LowRankAllreduce, with the products of layers of one shape (rows, cols, rank)
+// batched into one cuBLAS call each. A "unit" is such a group, or a layer alone; each layer
+// still sees its own operations in the host's order, and layers only move relative to one
+// another (they share nothing but disjoint slices of P, Q and the scratch).
 void DeviceAlgorithms::low_rank(const std::vector<StepLayer*>& layers, DeviceStep& ctx) {
   if (layers.empty()) return;
   const float fp = static_cast<float>(ctx.size);
@@ -336,13 +346,61 @@ void DeviceAlgorithms::low_rank(const std::vector<StepLayer*>& layers, DeviceSte
     q_off[l + 1] = q_off[l] + plan.cols * plan.rank;
     max_n = std::max(max_n, layers[l]->n);
   }
+  // Units in the order of their first layers. A unit of c layers reconstructs `chunk` of them
+  // at a time, into as many slots of the scratch.
+  std::vector<std::vector<std::size_t>> units;
+  {
+    std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::size_t> unit_of;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const LayerPlan& plan = *layers[l]->plan;
+      const auto it =
+          unit_of.emplace(std::make_tuple(plan.rows, plan.cols, plan.rank), units.size());
+      if (it.second) units.emplace_back();
+      units[it.first->second].push_back(l);
+    }
+  }
+  std::vector<std::size_t> chunk(units.size());
+  std::size_t scratch = max_n;
+  for (std::size_t u = 0; u < units.size(); ++u) {
+    const LayerPlan& plan = *layers[units[u][0]]->plan;
+    const std::size_t n = std::max<std::size_t>(plan.rows * plan.cols, 1);
+    chunk[u] = std::max<std::size_t>(std::min(units[u].size(), kReconstructFloats / n), 1);
+    scratch = std::max(scratch, chunk[u] * plan.rows * plan.cols);
+  }
   p_.reserve(p_off.back() * sizeof(float), ctx.rank);
   q_.reserve(q_off.back() * sizeof(float), ctx.rank);
   q_local_.reserve(q_off.back() * sizeof(float), ctx.rank);
-  scratch_.reserve(max_n * sizeof(float), ctx.rank);
+  scratch_.reserve(scratch * sizeof(float), ctx.rank);
   float* const P = p_.as<float>();
   float* const Q = q_.as<float>();
+  float* const q_local = q_local_.as<float>();
   float* const delta = scratch_.as<float>();
+  // Slot of the i-th layer of unit u in the scratch.
+  auto slot = [&](std::size_t u, std::size_t i) {
+    const LayerPlan& plan = *layers[units[u][0]]->plan;
+    return delta + (i % chunk[u]) * plan.rows * plan.cols;
+  };
+  auto econtrol_members = [&](const std::vector<std::size_t>& unit) {
+    std::vector<std::size_t> members;
+    for (std::size_t i = 0; i < unit.size(); ++i)
+      if (layers[unit[i]]->feedback == StepFeedback::econtrol) members.push_back(i);
+    return members;
+  };
+
+  // The pointer arrays of a unit of c >= 2 layers, from its offset in the table: x, Q state,
+  // P slices, Q slices, scratch slots (c each), then for its e EControl layers (if e >= 2)
+  // P slices, local Q slices and scratch slots (e each).
+  enum Array { kX, kQState, kP, kQ, kDelta, kArrays };
+  std::vector<std::size_t> table(units.size(), 0);
+  std::vector<float*> host_table;
+  float** device_table = nullptr;
+  auto array = [&](std::size_t u, std::size_t which) {
+    return device_table + table[u] + which * units[u].size();
+  };
+  auto econtrol_array = [&](std::size_t u, std::size_t which, std::size_t e) {
+    return device_table + table[u] + kArrays * units[u].size() + which * e;
+  };
+
   {
     ScopedTimer t(&ctx.times->encode);
     for (std::size_t l = 0; l < layers.size(); ++l) {
@@ -360,9 +418,47 @@ void DeviceAlgorithms::low_rank(const std::vector<StepLayer*>& layers, DeviceSte
                                                  sl.index, ctx.step + 1, ctx.stream),
            "lowrank_refresh_zero_columns", ctx);
       }
-      ok(kernels::lowrank_project(ctx.blas, sl.x, plan.rows, plan.cols, q.data(), plan.rank,
-                                  P + p_off[l], ctx.stream),
-         "lowrank_project", ctx);
+    }
+    // Every pointer is final now (x and the Q state were just settled): one table, one copy.
+    for (std::size_t u = 0; u < units.size(); ++u) {
+      const std::vector<std::size_t>& unit = units[u];
+      if (unit.size() < 2) continue;
+      table[u] = host_table.size();
+      for (const std::size_t l : unit) host_table.push_back(layers[l]->x);
+      for (const std::size_t l : unit) host_table.push_back(state_of(*layers[l], ctx).q.data());
+      for (const std::size_t l : unit) host_table.push_back(P + p_off[l]);
+      for (const std::size_t l : unit) host_table.push_back(Q + q_off[l]);
+      for (std::size_t i = 0; i < unit.size(); ++i) host_table.push_back(slot(u, i));
+      const std::vector<std::size_t> members = econtrol_members(unit);
+      if (members.size() < 2) continue;
+      for (const std::size_t i : members) host_table.push_back(P + p_off[unit[i]]);
+      for (const std::size_t i : members) host_table.push_back(q_local + q_off[unit[i]]);
+      for (const std::size_t i : members) host_table.push_back(slot(u, i));
+    }
+    if (!host_table.empty()) {
+      const std::size_t bytes = host_table.size() * sizeof(float*);
+      batch_host_.reserve(bytes, ctx.rank);
+      batch_device_.reserve(bytes, ctx.rank);
+      std::copy(host_table.begin(), host_table.end(), batch_host_.as<float*>());
+      ok(kernels::copy_async(batch_device_.get(), batch_host_.get(), bytes, ctx.stream), "copy",
+         ctx);
+      device_table = batch_device_.as<float*>();
+    }
+    for (std::size_t u = 0; u < units.size(); ++u) {
+      const std::vector<std::size_t>& unit = units[u];
+      const LayerPlan& plan = *layers[unit[0]]->plan;
+      if (unit.size() >= 2) {
+        ok(kernels::lowrank_project_batched(ctx.blas, array(u, kX), plan.rows, plan.cols,
+                                            array(u, kQState), plan.rank, array(u, kP), unit.size(),
+                                            ctx.stream),
+           "lowrank_project_batched", ctx);
+      } else {
+        const std::size_t l = unit[0];
+        ok(kernels::lowrank_project(ctx.blas, layers[l]->x, plan.rows, plan.cols,
+                                    state_of(*layers[l], ctx).q.data(), plan.rank, P + p_off[l],
+                                    ctx.stream),
+           "lowrank_project", ctx);
+      }
     }
   }
   {
@@ -372,15 +468,25 @@ void DeviceAlgorithms::low_rank(const std::vector<StepLayer*>& layers, DeviceSte
   {
     ScopedTimer t(&ctx.times->encode);
     ok(kernels::divide(P, P, fp, p_off.back(), ctx.stream), "divide", ctx);
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-      const LayerPlan& plan = *layers[l]->plan;
-      ok(kernels::lowrank_orthonormalize(P + p_off[l], plan.rows, plan.rank, ctx.stream),
-         "lowrank_orthonormalize", ctx);
-      ok(kernels::lowrank_back_project(ctx.blas, layers[l]->x, plan.rows, plan.cols, P + p_off[l],
-                                       plan.rank, Q + q_off[l], ctx.stream),
-         "lowrank_back_project", ctx);
+    for (std::size_t u = 0; u < units.size(); ++u) {
+      const std::vector<std::size_t>& unit = units[u];
+      const LayerPlan& plan = *layers[unit[0]]->plan;
+      for (const std::size_t l : unit)
+        ok(kernels::lowrank_orthonormalize(P + p_off[l], plan.rows, plan.rank, ctx.stream),
+           "lowrank_orthonormalize", ctx);
+      if (unit.size() >= 2) {
+        ok(kernels::lowrank_back_project_batched(ctx.blas, array(u, kX), plan.rows, plan.cols,
+                                                 array(u, kP), plan.rank, array(u, kQ), unit.size(),
+                                                 ctx.stream),
+           "lowrank_back_project_batched", ctx);
+      } else {
+        const std::size_t l = unit[0];
+        ok(kernels::lowrank_back_project(ctx.blas, layers[l]->x, plan.rows, plan.cols, P + p_off[l],
+                                         plan.rank, Q + q_off[l], ctx.stream),
+           "lowrank_back_project", ctx);
+      }
     }
-    copy_floats(q_local_.as<float>(), Q, q_off.back(), ctx);  // for EControl's own increment
+    copy_floats(q_local, Q, q_off.back(), ctx);  // for EControl's own increment
   }
   {
     ScopedTimer t(&ctx.times->comm);
@@ -388,32 +494,69 @@ void DeviceAlgorithms::low_rank(const std::vector<StepLayer*>& layers, DeviceSte
   }
   ScopedTimer t(&ctx.times->decode);
   ok(kernels::divide(Q, Q, fp, q_off.back(), ctx.stream), "divide", ctx);
-  for (std::size_t l = 0; l < layers.size(); ++l) {
-    StepLayer& sl = *layers[l];
-    const LayerPlan& plan = *sl.plan;
-    copy_floats(state_of(sl, ctx).q.data(), Q + q_off[l], plan.cols * plan.rank, ctx);
-    sl.bytes_sent = allreduce_bytes(4 * plan.rows * plan.rank, ctx.size) +
-                    allreduce_bytes(4 * plan.cols * plan.rank, ctx.size);
-    ok(kernels::lowrank_reconstruct(ctx.blas, P + p_off[l], Q + q_off[l], plan.rows, plan.cols,
-                                    plan.rank, delta, ctx.stream),
-       "lowrank_reconstruct", ctx);
-    ok(kernels::residual_norms(sl.x, delta, sl.n, stats_of(sl, ctx), ctx.stream), "residual_norms",
-       ctx);
-    if (sl.feedback == StepFeedback::econtrol) {
-      copy_floats(sl.g, delta, sl.n, ctx);
-      ok(kernels::lowrank_reconstruct(ctx.blas, P + p_off[l], q_local_.as<float>() + q_off[l],
-                                      plan.rows, plan.cols, plan.rank, delta, ctx.stream),
-         "lowrank_reconstruct", ctx);
-      DeviceLayerState& s = state_of(sl, ctx);
-      ok(kernels::econtrol_after_delta(s.error.data(), s.h.data(), sl.x, delta, eta_of(sl), sl.n,
-                                       ctx.stream),
-         "econtrol_after_delta", ctx);
-    } else {
-      if (sl.want_residual)
-        ok(kernels::subtract(sl.x, delta, sl.n, ctx.stream), "subtract", ctx);  // e <- M - M_hat
-      copy_floats(sl.g, delta, sl.n, ctx);
+  for (std::size_t u = 0; u < units.size(); ++u) {
+    const std::vector<std::size_t>& unit = units[u];
+    const LayerPlan& plan = *layers[unit[0]]->plan;
+    for (const std::size_t l : unit) {
+      StepLayer& sl = *layers[l];
+      copy_floats(state_of(sl, ctx).q.data(), Q + q_off[l], plan.cols * plan.rank, ctx);
+      sl.bytes_sent = allreduce_bytes(4 * plan.rows * plan.rank, ctx.size) +
+                      allreduce_bytes(4 * plan.cols * plan.rank, ctx.size);
     }
-    finish(sl, ctx);
+    const std::vector<std::size_t> members = econtrol_members(unit);
+    std::size_t e0 = 0;  // the first EControl member of the chunk, in `members`
+    for (std::size_t c0 = 0; c0 < unit.size(); c0 += chunk[u]) {
+      const std::size_t c1 = std::min(c0 + chunk[u], unit.size());
+      if (c1 - c0 >= 2) {
+        ok(kernels::lowrank_reconstruct_batched(ctx.blas, array(u, kP) + c0, array(u, kQ) + c0,
+                                                plan.rows, plan.cols, plan.rank,
+                                                array(u, kDelta) + c0, c1 - c0, ctx.stream),
+           "lowrank_reconstruct_batched", ctx);
+      } else {
+        const std::size_t l = unit[c0];
+        ok(kernels::lowrank_reconstruct(ctx.blas, P + p_off[l], Q + q_off[l], plan.rows, plan.cols,
+                                        plan.rank, slot(u, c0), ctx.stream),
+           "lowrank_reconstruct", ctx);
+      }
+      for (std::size_t i = c0; i < c1; ++i) {
+        StepLayer& sl = *layers[unit[i]];
+        float* const d = slot(u, i);
+        ok(kernels::residual_norms(sl.x, d, sl.n, stats_of(sl, ctx), ctx.stream), "residual_norms",
+           ctx);
+        if (sl.feedback == StepFeedback::econtrol) {
+          copy_floats(sl.g, d, sl.n, ctx);
+          continue;  // the rest after its own increment, below
+        }
+        if (sl.want_residual)
+          ok(kernels::subtract(sl.x, d, sl.n, ctx.stream), "subtract", ctx);  // e <- M - M_hat
+        copy_floats(sl.g, d, sl.n, ctx);
+        finish(sl, ctx);
+      }
+      // EControl: M_hat of this rank's own Q (before the allreduce) into the same slots.
+      std::size_t e1 = e0;
+      while (e1 < members.size() && members[e1] < c1) ++e1;
+      const std::size_t e = members.size();
+      if (e1 - e0 >= 2) {
+        ok(kernels::lowrank_reconstruct_batched(
+               ctx.blas, econtrol_array(u, 0, e) + e0, econtrol_array(u, 1, e) + e0, plan.rows,
+               plan.cols, plan.rank, econtrol_array(u, 2, e) + e0, e1 - e0, ctx.stream),
+           "lowrank_reconstruct_batched", ctx);
+      } else if (e1 - e0 == 1) {
+        const std::size_t l = unit[members[e0]];
+        ok(kernels::lowrank_reconstruct(ctx.blas, P + p_off[l], q_local + q_off[l], plan.rows,
+                                        plan.cols, plan.rank, slot(u, members[e0]), ctx.stream),
+           "lowrank_reconstruct", ctx);
+      }
+      for (std::size_t k = e0; k < e1; ++k) {
+        StepLayer& sl = *layers[unit[members[k]]];
+        DeviceLayerState& s = state_of(sl, ctx);
+        ok(kernels::econtrol_after_delta(s.error.data(), s.h.data(), sl.x, slot(u, members[k]),
+                                         eta_of(sl), sl.n, ctx.stream),
+           "econtrol_after_delta", ctx);
+        finish(sl, ctx);
+      }
+      e0 = e1;
+    }
   }
 }
 

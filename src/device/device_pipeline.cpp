@@ -99,6 +99,8 @@ void DevicePipeline::zero(const std::vector<TensorView>& grads) {
 
 void DevicePipeline::prepare(const std::vector<TensorView>& grads, std::vector<StepLayer>& layers,
                              PhaseTimes& times) {
+  if (!step_drained_) stream_.synchronize(rank_);  // the last step ended in an error
+  step_drained_ = false;
   if (!device_current_) upload_state();
   const std::size_t n_layers = layers.size();
   status_.reserve(n_layers * sizeof(kernels::DecodeStatus), rank_);
@@ -172,6 +174,7 @@ void DevicePipeline::finish(const std::vector<TensorView>& grads, std::vector<St
   // The step's collectives complete within the deadline, or the transport aborts and says so.
   transport_->synchronize("the step's collectives");
   stream_.synchronize(rank_);
+  step_drained_ = true;
   device_current_ = true;
 
   const auto* status = host_status_.as<kernels::DecodeStatus>();

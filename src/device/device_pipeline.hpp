@@ -62,6 +62,11 @@ class DeviceAlgorithms {
 
  private:
   DeviceBuffer send_, recv_, gather_send_, gather_recv_, workspace_, scratch_, p_, q_, q_local_;
+  // low_rank(): the pointer arrays of the batched products (layers of one shape), written
+  // into pinned memory once per step and copied to the device before the first product. The
+  // step's end synchronises the stream before the next step writes them again.
+  PinnedBuffer batch_host_;
+  DeviceBuffer batch_device_;
 };
 
 class DevicePipeline {
@@ -115,6 +120,9 @@ class DevicePipeline {
   DeviceBuffer status_, stats_, first_;
   PinnedBuffer host_status_, host_stats_, host_first_;
   bool device_current_ = false;  // the device holds the current state (host copies may lag)
+  // False from prepare() until finish() waited for the step: a step that threw may have
+  // left work (copies from pinned buffers the next step rewrites) on the stream.
+  bool step_drained_ = true;
 };
 
 }  // namespace thinwire::detail

@@ -4,15 +4,19 @@
 // Gram-Schmidt (double sums in another order) are compared within tolerances, and the random
 // numbers bit for bit (see RandomInitMatchesHostBits).
 #include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/half.hpp"
 #include "compress/low_rank.hpp"
+#include "device_reducer_support.hpp"
 #include "device_test_support.hpp"
 
 namespace thinwire::test {
@@ -130,6 +134,172 @@ TEST_F(LowRankDevice, ProductsMatchHost) {
       expect_product(out.download(), want, scale, "reconstruct");
     }
   }
+}
+
+// The batched products against the single ones on `kBatch` matrices of each shape (the
+// empty sums included: their outputs start as garbage). In the emulation the batched
+// launchers are the single ones in a loop: equal bit for bit. On a GPU cublasSgemmBatched
+// may run another kernel than cublasSgemm (e.g. the single call may split the sum over k
+// where the batched one does not), so each element is allowed the difference of two f32
+// sums of the same k terms in different orders: 2 (k + 1) 2^-24 times the sum of the
+// terms' magnitudes (a rigorous bound, so the test cannot flake).
+TEST_F(LowRankDevice, BatchedProductsMatchSingle) {
+  TW_REQUIRE_DEVICE();
+  constexpr std::size_t kBatch = 4;
+  const Shape shapes[] = {{1, 1, 1}, {7, 5, 3}, {64, 96, 2}, {300, 17, 8},
+                          {0, 5, 2}, {5, 0, 2}, {6, 4, 0}};
+  // got[b] against want[b]; terms[b][i] is the sum of magnitudes of element i's k terms.
+  auto expect_same =
+      [](const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& want,
+         const std::vector<std::vector<double>>& terms, std::size_t k, const char* what) {
+        for (std::size_t b = 0; b < got.size(); ++b) {
+          ASSERT_EQ(got[b].size(), want[b].size());
+          if (kernels::emulated()) {
+            const std::size_t at = first_bit_difference(got[b], want[b]);
+            EXPECT_EQ(at, got[b].size()) << what << " matrix " << b << ": differs at " << at;
+            continue;
+          }
+          const double ulp = std::ldexp(1.0, -24);
+          for (std::size_t i = 0; i < got[b].size(); ++i)
+            ASSERT_NEAR(got[b][i], want[b][i], 2.0 * (k + 1) * ulp * terms[b][i] + 1e-30)
+                << what << " matrix " << b << " element " << i;
+        }
+      };
+  for (const Shape& s : shapes) {
+    SCOPED_TRACE(::testing::Message() << s.rows << " x " << s.cols << ", r = " << s.r);
+    std::vector<std::vector<float>> m(kBatch), q(kBatch), p(kBatch);
+    std::vector<DeviceArray<float>> dm(kBatch), dq(kBatch), dp(kBatch);
+    for (std::size_t b = 0; b < kBatch; ++b) {
+      const auto seed = static_cast<std::uint32_t>(10 * b);
+      m[b] = random_floats(s.rows * s.cols, seed + 1);
+      q[b] = random_floats(s.cols * s.r, seed + 2);
+      p[b] = random_floats(s.rows * s.r, seed + 3);
+      dm[b].resize(m[b].size());  // never empty: upload() would keep a null pointer
+      dq[b].resize(q[b].size());
+      dp[b].resize(p[b].size());
+      dm[b].upload(m[b]);
+      dq[b].upload(q[b]);
+      dp[b].upload(p[b]);
+    }
+    // Pointer arrays in device memory, as cuBLAS wants them.
+    auto pointers = [](const std::vector<DeviceArray<float>>& a) {
+      std::vector<float*> v;
+      for (const DeviceArray<float>& x : a) v.push_back(x.get());
+      return v;
+    };
+    DeviceArray<float*> pm, pq, pp;
+    pm.upload(pointers(dm));
+    pq.upload(pointers(dq));
+    pp.upload(pointers(dp));
+    // Runs one product both ways: single(b, out) per matrix and batched(out pointers) at once.
+    auto both = [&](std::size_t elems, const auto& single, const auto& batched,
+                    std::vector<std::vector<float>>* want, std::vector<std::vector<float>>* got) {
+      const std::vector<float> garbage(elems, 7.0f);
+      std::vector<DeviceArray<float>> one(kBatch), many(kBatch);
+      for (std::size_t b = 0; b < kBatch; ++b) {
+        one[b].resize(elems);
+        many[b].resize(elems);
+        one[b].upload(garbage);
+        many[b].upload(garbage);
+        TW_ASSERT_OK(single(b, one[b].get()));
+      }
+      DeviceArray<float*> out;
+      out.upload(pointers(many));
+      TW_ASSERT_OK(batched(out.get()));
+      sync();
+      want->clear();
+      got->clear();
+      for (std::size_t b = 0; b < kBatch; ++b) {
+        want->push_back(one[b].download());
+        got->push_back(many[b].download());
+      }
+    };
+    std::vector<std::vector<float>> want, got;
+    std::vector<std::vector<double>> terms(kBatch);
+    {  // P = M Q
+      both(
+          s.rows * s.r,
+          [&](std::size_t b, float* out) {
+            return kernels::lowrank_project(blas_, dm[b].get(), s.rows, s.cols, dq[b].get(), s.r,
+                                            out, stream_);
+          },
+          [&](float* const* out) {
+            return kernels::lowrank_project_batched(blas_, pm.get(), s.rows, s.cols, pq.get(), s.r,
+                                                    out, kBatch, stream_);
+          },
+          &want, &got);
+      for (std::size_t b = 0; b < kBatch; ++b) {
+        terms[b].assign(s.rows * s.r, 0.0);
+        for (std::size_t i = 0; i < s.rows; ++i)
+          for (std::size_t j = 0; j < s.r; ++j)
+            for (std::size_t k = 0; k < s.cols; ++k)
+              terms[b][i * s.r + j] += std::fabs(double(m[b][i * s.cols + k]) * q[b][k * s.r + j]);
+      }
+      expect_same(got, want, terms, s.cols, "project");
+      if (s.cols == 0) {
+        for (const std::vector<float>& g : got)
+          for (const float v : g) EXPECT_EQ(v, 0.0f) << "project: an empty sum";
+      }
+    }
+    {  // Q = M^T P
+      both(
+          s.cols * s.r,
+          [&](std::size_t b, float* out) {
+            return kernels::lowrank_back_project(blas_, dm[b].get(), s.rows, s.cols, dp[b].get(),
+                                                 s.r, out, stream_);
+          },
+          [&](float* const* out) {
+            return kernels::lowrank_back_project_batched(blas_, pm.get(), s.rows, s.cols, pp.get(),
+                                                         s.r, out, kBatch, stream_);
+          },
+          &want, &got);
+      for (std::size_t b = 0; b < kBatch; ++b) {
+        terms[b].assign(s.cols * s.r, 0.0);
+        for (std::size_t i = 0; i < s.cols; ++i)
+          for (std::size_t j = 0; j < s.r; ++j)
+            for (std::size_t k = 0; k < s.rows; ++k)
+              terms[b][i * s.r + j] += std::fabs(double(m[b][k * s.cols + i]) * p[b][k * s.r + j]);
+      }
+      expect_same(got, want, terms, s.rows, "back_project");
+      if (s.rows == 0) {
+        for (const std::vector<float>& g : got)
+          for (const float v : g) EXPECT_EQ(v, 0.0f) << "back_project: an empty sum";
+      }
+    }
+    {  // out = P Q^T
+      both(
+          s.rows * s.cols,
+          [&](std::size_t b, float* out) {
+            return kernels::lowrank_reconstruct(blas_, dp[b].get(), dq[b].get(), s.rows, s.cols,
+                                                s.r, out, stream_);
+          },
+          [&](float* const* out) {
+            return kernels::lowrank_reconstruct_batched(blas_, pp.get(), pq.get(), s.rows, s.cols,
+                                                        s.r, out, kBatch, stream_);
+          },
+          &want, &got);
+      for (std::size_t b = 0; b < kBatch; ++b) {
+        terms[b].assign(s.rows * s.cols, 0.0);
+        for (std::size_t i = 0; i < s.rows; ++i)
+          for (std::size_t j = 0; j < s.cols; ++j)
+            for (std::size_t k = 0; k < s.r; ++k)
+              terms[b][i * s.cols + j] += std::fabs(double(p[b][i * s.r + k]) * q[b][j * s.r + k]);
+      }
+      expect_same(got, want, terms, s.r, "reconstruct");
+      if (s.r == 0) {
+        for (const std::vector<float>& g : got)
+          for (const float v : g) EXPECT_EQ(v, 0.0f) << "reconstruct: an empty sum";
+      }
+    }
+  }
+  // count == 0 touches nothing (null arrays are never read).
+  TW_ASSERT_OK(
+      kernels::lowrank_project_batched(blas_, nullptr, 4, 4, nullptr, 2, nullptr, 0, stream_));
+  TW_ASSERT_OK(
+      kernels::lowrank_back_project_batched(blas_, nullptr, 4, 4, nullptr, 2, nullptr, 0, stream_));
+  TW_ASSERT_OK(
+      kernels::lowrank_reconstruct_batched(blas_, nullptr, nullptr, 4, 4, 2, nullptr, 0, stream_));
+  sync();
 }
 
 // Column j of the row-major rows x r matrix p is all zeros.
@@ -285,6 +455,65 @@ TEST_F(LowRankDevice, RefreshRedrawsOnlyZeroColumnsLikeHost) {
   TW_ASSERT_OK(kernels::lowrank_refresh_zero_columns(empty.get(), 0, 4, seed, 4, 1, stream_));
   TW_ASSERT_OK(kernels::lowrank_random_init(empty.get(), 0, 4, seed, 4, 1, stream_));
   sync();
+}
+
+// run_host_and_device() on `layers`: the device equals the host (bit for bit where
+// device_matches_bitwise() says so), every layer but "bias" went low-rank.
+void expect_low_rank_matches_host(const std::vector<Layer>& layers, const char* spec, int steps) {
+  SCOPED_TRACE(spec);
+  const Config config = Config::parse(spec);
+  const PairRun run = run_host_and_device(layers, spec, steps, DType::f32, MPI_COMM_SELF);
+  ASSERT_EQ(run.host.size(), run.device.size());
+  if (device_matches_bitwise(config)) {
+    for (std::size_t s = 0; s < run.host.size(); ++s)
+      for (std::size_t l = 0; l < run.host[s].size(); ++l) {
+        const std::vector<float>& h = run.host[s][l];
+        const std::vector<float>& d = run.device[s][l];
+        ASSERT_EQ(h.size(), d.size());
+        for (std::size_t i = 0; i < h.size(); ++i)
+          ASSERT_EQ(std::memcmp(&h[i], &d[i], 4), 0)
+              << backend_name() << ": step " << s << " layer " << layers[l].name << " element " << i
+              << ": host " << h[i] << " device " << d[i];
+      }
+  } else {
+    EXPECT_LT(max_relative_difference(run), 1e-3) << backend_name();
+  }
+  EXPECT_EQ(run.host_stats.bytes_sent, run.device_stats.bytes_sent);
+  ASSERT_EQ(run.device_stats.layers.size(), layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const LayerStats& h = run.host_stats.layers[l];
+    const LayerStats& d = run.device_stats.layers[l];
+    EXPECT_EQ(d.route, layers[l].name == "bias" ? "dense" : "powersgd") << layers[l].name;
+    EXPECT_EQ(h.route, d.route) << layers[l].name;
+    EXPECT_NEAR(h.sq_error, d.sq_error, 1e-6 * (1.0 + h.sq_norm)) << layers[l].name;
+    EXPECT_NEAR(h.sq_norm, d.sq_norm, 1e-6 * (1.0 + h.sq_norm)) << layers[l].name;
+  }
+}
+
+// The Reducer's PowerSGD route on the device batches the products of layers of one shape
+// (DeviceAlgorithms::low_rank): two groups of same-shaped matrices, interleaved with each
+// other, with a singleton of the transposed shape and with a dense bias, must give the
+// host backend's results (bit for bit in the emulation) under every error feedback:
+// {a, b, c} (64 x 96) and {d, e, g} (32 x 40, g as a 32 x 4 x 10 tensor) run batched, f
+// (40 x 32) alone.
+TEST(LowRankDeviceReducer, SameShapedLayersMatchTheHostBackend) {
+  TW_REQUIRE_DEVICE();
+  const std::vector<Layer> layers = {{"a", {64, 96}}, {"d", {32, 40}},   {"b", {64, 96}},
+                                     {"f", {40, 32}}, {"c", {64, 96}},   {"bias", {37}},
+                                     {"e", {32, 40}}, {"g", {32, 4, 10}}};
+  for (const char* spec : {"powersgd:2", "powersgd:2,ef=none", "powersgd:2,ef=econtrol"})
+    expect_low_rank_matches_host(layers, spec, 4);
+}
+
+// Layers so large that a group reconstructs two at a time (2^24 floats of scratch hold two
+// of 2048 x 2731, just not three): batched pairs {a, b}, {c, d}, then e alone. EControl's
+// first low-rank step is its second.
+TEST(LowRankDeviceReducer, LargeSameShapedLayersReconstructInChunks) {
+  TW_REQUIRE_DEVICE();
+  const std::vector<Layer> layers = {{"a", {2048, 2731}}, {"bias", {37}},      {"b", {2048, 2731}},
+                                     {"c", {2048, 2731}}, {"d", {2048, 2731}}, {"e", {2048, 2731}}};
+  expect_low_rank_matches_host(layers, "powersgd:2", 1);
+  expect_low_rank_matches_host(layers, "powersgd:2,ef=econtrol", 2);
 }
 
 }  // namespace
