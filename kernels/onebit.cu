@@ -114,20 +114,6 @@ struct Layout {
   }
 };
 
-// Worker input: x = x + g (written back when g is given).
-struct EncodeSource {
-  float* x;
-  const float* g;
-  __device__ __forceinline__ float operator()(std::uint64_t i) const {
-    float v = x[i];
-    if (g) {
-      v = v + g[i];
-      x[i] = v;
-    }
-    return v;
-  }
-};
-
 // Server input: y = (sum of the P payloads' values in rank order) / P + server_error,
 // written to scratch.
 struct ServeSource {
@@ -299,8 +285,8 @@ std::string chunk_encode(const ChunkEncode& a, void* stream) {
   auto* partial = static_cast<double*>(a.workspace);
   auto* scales = reinterpret_cast<float*>(partial + static_cast<std::uint64_t>(a.parts) * tiles);
   const Layout lay{a.n, a.parts};
-  sum_squares_kernel<<<grid(tiles, a.parts), kThreads, 0, s>>>(EncodeSource{a.x, a.g}, lay, partial,
-                                                               tiles, nullptr);
+  sum_squares_kernel<<<grid(tiles, a.parts), kThreads, 0, s>>>(two_phase::EncodeSource{a.x, a.g},
+                                                               lay, partial, tiles, nullptr);
   err = two_phase::launch_status();
   if (!err.empty()) return err;
   return onebit_finish(a.x, lay, partial, tiles, scales, a.out, a.stride, a.dtype, a.residual,

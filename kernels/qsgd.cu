@@ -106,20 +106,6 @@ __device__ __forceinline__ std::uint32_t lane_of(const detail::Philox4& b, unsig
   return l == 0 ? b.v[0] : l == 1 ? b.v[1] : l == 2 ? b.v[2] : b.v[3];
 }
 
-// Worker input: x = x + g (written back when g is given).
-struct EncodeSource {
-  float* x;
-  const float* g;
-  __device__ __forceinline__ float operator()(std::uint64_t i) const {
-    float v = x[i];
-    if (g) {
-      v = v + g[i];
-      x[i] = v;
-    }
-    return v;
-  }
-};
-
 // Server input: y = (sum of the P payloads' values in rank order) / P + server_error,
 // written to scratch. Payloads hold `len` elements.
 struct ServeSource {

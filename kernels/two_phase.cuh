@@ -91,6 +91,21 @@ std::string qsgd_decode(const ChunkCodec& c, const std::uint8_t* in, std::size_t
                         std::size_t n, int parts, float* out, const DecodeStatus* status,
                         cudaStream_t s);
 
+// Worker input of both codecs: x = x + g (the f32 sum, x first; written back when g is
+// given, so that x becomes the error-feedback input the residual is taken from).
+struct EncodeSource {
+  float* x;
+  const float* g;
+  __device__ __forceinline__ float operator()(std::uint64_t i) const {
+    float v = x[i];
+    if (g) {
+      v = v + g[i];
+      x[i] = v;
+    }
+    return v;
+  }
+};
+
 inline std::string launch_status() {
   const cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? std::string() : std::string(cudaGetErrorString(e));
