@@ -11,36 +11,28 @@ void check_device(const std::string& err, const char* what, int rank) {
   if (!err.empty()) fail_with(ErrorCode::internal, "device", rank, what, ": ", err);
 }
 
-DeviceBuffer::~DeviceBuffer() {
-  release();
-}
-
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
-    : p_(std::exchange(other.p_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
-  if (this != &other) {
-    release();
-    p_ = std::exchange(other.p_, nullptr);
-    bytes_ = std::exchange(other.bytes_, 0);
-  }
-  return *this;
-}
-
-void DeviceBuffer::reserve(std::size_t bytes, int rank) {
+template <MemoryKind kKind>
+void GrowBuffer<kKind>::reserve(std::size_t bytes, int rank) {
   if (p_ && bytes <= bytes_) return;
   release();
   void* p = nullptr;
-  check_device(kernels::device_alloc(&p, bytes), cat("allocating ", bytes, " bytes").c_str(), rank);
+  const bool device = kKind == MemoryKind::device;
+  check_device(device ? kernels::device_alloc(&p, bytes) : kernels::pinned_alloc(&p, bytes),
+               cat("allocating ", bytes, device ? " bytes" : " pinned bytes").c_str(), rank);
   p_ = p;
   bytes_ = bytes;
 }
 
-void DeviceBuffer::release() noexcept {
-  if (p_) kernels::device_free(p_);  // frees synchronise: no kernel still uses the memory
+template <MemoryKind kKind>
+void GrowBuffer<kKind>::release() noexcept {
+  // The frees synchronise: no kernel or copy still uses the memory.
+  if (p_) kKind == MemoryKind::device ? kernels::device_free(p_) : kernels::pinned_free(p_);
   p_ = nullptr;
   bytes_ = 0;
 }
+
+template class GrowBuffer<MemoryKind::device>;
+template class GrowBuffer<MemoryKind::pinned>;
 
 float* DeviceFloats::ensure(std::size_t n, void* stream, int rank) {
   if (n_ == n && buffer_.get()) return data();
@@ -55,22 +47,6 @@ float* DeviceFloats::resize(std::size_t n, int rank) {
   buffer_.reserve(n * sizeof(float), rank);
   n_ = n;
   return data();
-}
-
-PinnedBuffer::~PinnedBuffer() {
-  if (p_) kernels::pinned_free(p_);
-}
-
-void PinnedBuffer::reserve(std::size_t bytes, int rank) {
-  if (p_ && bytes <= bytes_) return;
-  if (p_) kernels::pinned_free(p_);
-  p_ = nullptr;
-  bytes_ = 0;
-  void* p = nullptr;
-  check_device(kernels::pinned_alloc(&p, bytes), cat("allocating ", bytes, " pinned bytes").c_str(),
-               rank);
-  p_ = p;
-  bytes_ = bytes;
 }
 
 DeviceStream::DeviceStream(int rank) {

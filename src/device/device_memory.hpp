@@ -5,22 +5,36 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 
 namespace thinwire::detail {
 
 // Throws Error(internal) "thinwire device error [rank R]: <what>: <err>" unless err is empty.
 void check_device(const std::string& err, const char* what, int rank);
 
-// Grow-only device buffer: reserve() keeps the memory when it is large enough, else frees it
-// and allocates anew (contents are lost). Not copyable.
-class DeviceBuffer {
+// Where a GrowBuffer's memory lives.
+enum class MemoryKind { device, pinned };
+
+// Grow-only buffer: reserve() keeps the memory when it is large enough, else frees it and
+// allocates anew (contents are lost). Device memory, or page-locked host memory for
+// transfers. Not copyable.
+template <MemoryKind kKind>
+class GrowBuffer {
  public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer&& other) noexcept;
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  GrowBuffer() = default;
+  ~GrowBuffer() { release(); }
+  GrowBuffer(GrowBuffer&& other) noexcept
+      : p_(std::exchange(other.p_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  GrowBuffer& operator=(GrowBuffer&& other) noexcept {
+    if (this != &other) {
+      release();
+      p_ = std::exchange(other.p_, nullptr);
+      bytes_ = std::exchange(other.bytes_, 0);
+    }
+    return *this;
+  }
+  GrowBuffer(const GrowBuffer&) = delete;
+  GrowBuffer& operator=(const GrowBuffer&) = delete;
 
   void reserve(std::size_t bytes, int rank);
   void release() noexcept;
@@ -35,6 +49,9 @@ class DeviceBuffer {
   void* p_ = nullptr;
   std::size_t bytes_ = 0;
 };
+
+using DeviceBuffer = GrowBuffer<MemoryKind::device>;
+using PinnedBuffer = GrowBuffer<MemoryKind::pinned>;
 
 // A device array of n floats that remembers n: an error-feedback memory, h, Q...
 // ensure(n) gives n zeros when it held another size (as the host's std::vector states do).
@@ -55,24 +72,6 @@ class DeviceFloats {
  private:
   DeviceBuffer buffer_;
   std::size_t n_ = 0;
-};
-
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer();
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  void reserve(std::size_t bytes, int rank);
-  void* get() const { return p_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(p_);
-  }
-
- private:
-  void* p_ = nullptr;
-  std::size_t bytes_ = 0;
 };
 
 // A non-blocking stream and an event, created on the current device.
