@@ -41,6 +41,8 @@ const char* const kDeviceSpecs[] = {
     "topk:0.05,dgc=on,momentum=0.9",
     "onebit,clip=1",
     "adaptive:topk,period=2",
+    "auto",
+    "topk:0.05,auto=on",
 };
 
 void expect_match(const PairRun& run, const Config& config, const std::string& what) {
@@ -91,6 +93,43 @@ TEST(DeviceReducerDtypes, HalfAndBfloat16MatchTheHostBackend) {
       const PairRun run = run_host_and_device(device_test_layers(), spec, 3, dtype, MPI_COMM_SELF);
       expect_match(run, Config::parse(spec), std::string(spec) + " " + to_string(dtype));
     }
+}
+
+// auto on device tensors: re-calibration moves the state to the host and back.
+TEST(DeviceReducerState, RecalibrationKeepsTheDeviceState) {
+  TW_REQUIRE_DEVICE();
+  const std::vector<Layer> layers = device_test_layers();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_SELF);
+  Reducer host(comm, layers, Config::parse("onebit,auto=on"));
+  Reducer device(comm, layers, Config::parse("onebit,auto=on"));
+  std::vector<DeviceArray<float>> d(layers.size());
+  std::vector<bool> same(layers.size(), true);  // the same spec on both in every step so far
+  for (int step = 0; step < 4; ++step) {
+    if (step == 2) {
+      host.recalibrate();
+      device.recalibrate();
+    }
+    std::vector<std::vector<float>> g;
+    std::vector<TensorView> dv;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      g.push_back(seeded_normal(9, 0, l, static_cast<std::uint64_t>(step), layers[l].numel()));
+      d[l].upload(g.back());
+      dv.push_back(TensorView::cuda(d[l].get(), layers[l].numel(), DType::f32, 0));
+    }
+    std::vector<TensorView> hv = views(g);
+    host.allreduce(hv);
+    device.allreduce(dv);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      // auto's choice depends on timings: compare only layers both ran the same way.
+      same[l] = same[l] && host.layer_spec(l) == device.layer_spec(l);
+      if (!same[l]) continue;
+      const std::vector<float> out = d[l].download();
+      if (device_matches_bitwise(Config::parse(host.layer_spec(l))))
+        EXPECT_EQ(out, g[l]) << "step " << step << " layer " << l;
+      else
+        EXPECT_LT(relative_error(out, g[l]), 1e-3) << "step " << step << " layer " << l;
+    }
+  }
 }
 
 // Device steps, a checkpoint, then host steps from it: the same results as staying on the
@@ -157,8 +196,11 @@ TEST(DeviceReducerErrors, NonFiniteGradientsFollowThePolicy) {
     EXPECT_NE(std::string(err->what()).find("'w'"), std::string::npos) << err->what();
     EXPECT_NE(std::string(err->what()).find("element 1000"), std::string::npos) << err->what();
   }
-  {
-    Reducer r(comm, layers, Config::parse("onebit,nan=skip"));
+  for (const char* spec : {"onebit,nan=skip", "topk:0.1,dgc=on,momentum=0.9,nan=skip"}) {
+    SCOPED_TRACE(spec);  // the second stages through host memory (DGC runs on the host)
+    dw.upload(w);
+    db.upload(b);
+    Reducer r(comm, layers, Config::parse(spec));
     r.allreduce(v);
     EXPECT_TRUE(r.last_step_skipped());
     EXPECT_EQ(r.stats().skipped_steps, 1u);
