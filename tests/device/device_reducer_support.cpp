@@ -1,8 +1,11 @@
 #include "device_reducer_support.hpp"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "common/half.hpp"
 #include "device_test_support.hpp"
@@ -100,6 +103,24 @@ double max_relative_difference(const PairRun& run) {
         worst = std::max(worst, std::fabs(static_cast<double>(h[i]) - d[i]) / scale);
     }
   return worst;
+}
+
+void expect_device_matches_host(const PairRun& run, const Config& config, const std::string& what) {
+  ASSERT_EQ(run.host.size(), run.device.size()) << what;
+  if (!device_matches_bitwise(config)) {
+    EXPECT_LT(max_relative_difference(run), 1e-3) << what << " (" << backend_name() << ")";
+    return;
+  }
+  for (std::size_t s = 0; s < run.host.size(); ++s)
+    for (std::size_t l = 0; l < run.host[s].size(); ++l) {
+      const std::vector<float>& h = run.host[s][l];
+      const std::vector<float>& d = run.device[s][l];
+      ASSERT_EQ(h.size(), d.size()) << what;
+      for (std::size_t i = 0; i < h.size(); ++i)
+        ASSERT_EQ(std::memcmp(&h[i], &d[i], 4), 0)
+            << what << " (" << backend_name() << "): step " << s << " layer " << l << " element "
+            << i << ": host " << h[i] << " device " << d[i];
+    }
 }
 
 }  // namespace thinwire::test

@@ -34,4 +34,8 @@ bool device_matches_bitwise(const Config& config);
 // max |a - b| / max(|b|, floor) over all steps and layers.
 double max_relative_difference(const PairRun& run);
 
+// The device's results equal the host's: bit for bit where device_matches_bitwise(config)
+// says so (the first differing element is reported), else within 1e-3 relative.
+void expect_device_matches_host(const PairRun& run, const Config& config, const std::string& what);
+
 }  // namespace thinwire::test

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,9 +17,9 @@
 namespace thinwire::test {
 
 // Fails the current test with the launcher's message unless it is empty.
-#define TW_ASSERT_OK(expr)                                  \
-  do {                                                      \
-    const std::string tw_err_ = (expr);                     \
+#define TW_ASSERT_OK(expr)                                    \
+  do {                                                        \
+    const std::string tw_err_ = (expr);                       \
     ASSERT_TRUE(tw_err_.empty()) << #expr << ": " << tw_err_; \
   } while (0)
 
@@ -26,13 +28,32 @@ namespace thinwire::test {
 bool device_available(std::string* why);
 
 // Skips the current test, loudly, when no device is usable.
-#define TW_REQUIRE_DEVICE()                                                              \
-  do {                                                                                   \
-    std::string tw_why_;                                                                 \
-    if (!::thinwire::test::device_available(&tw_why_))                                   \
+#define TW_REQUIRE_DEVICE()                                                               \
+  do {                                                                                    \
+    std::string tw_why_;                                                                  \
+    if (!::thinwire::test::device_available(&tw_why_))                                    \
       GTEST_SKIP() << "NO USABLE CUDA DEVICE (" << tw_why_ << "): the CUDA path was not " \
-                   << "tested on this machine";                                          \
+                   << "tested on this machine";                                           \
   } while (0)
+
+// Sets an environment variable for the scope, restoring the previous value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
 
 // "cpu-emulation" or "cuda", for messages.
 const char* backend_name();

@@ -46,21 +46,7 @@ const char* const kDeviceSpecs[] = {
 };
 
 void expect_match(const PairRun& run, const Config& config, const std::string& what) {
-  ASSERT_EQ(run.host.size(), run.device.size());
-  if (device_matches_bitwise(config)) {
-    for (std::size_t s = 0; s < run.host.size(); ++s)
-      for (std::size_t l = 0; l < run.host[s].size(); ++l) {
-        const std::vector<float>& h = run.host[s][l];
-        const std::vector<float>& d = run.device[s][l];
-        ASSERT_EQ(h.size(), d.size());
-        for (std::size_t i = 0; i < h.size(); ++i)
-          ASSERT_EQ(std::memcmp(&h[i], &d[i], 4), 0)
-              << what << " (" << backend_name() << "): step " << s << " layer " << l << " element "
-              << i << ": host " << h[i] << " device " << d[i];
-      }
-  } else {
-    EXPECT_LT(max_relative_difference(run), 1e-3) << what << " (" << backend_name() << ")";
-  }
+  expect_device_matches_host(run, config, what);
   EXPECT_EQ(run.host_stats.bytes_sent, run.device_stats.bytes_sent) << what;
   EXPECT_EQ(run.host_stats.bytes_dense, run.device_stats.bytes_dense) << what;
   ASSERT_EQ(run.host_stats.layers.size(), run.device_stats.layers.size());

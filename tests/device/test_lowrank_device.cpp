@@ -463,21 +463,7 @@ void expect_low_rank_matches_host(const std::vector<Layer>& layers, const char* 
   SCOPED_TRACE(spec);
   const Config config = Config::parse(spec);
   const PairRun run = run_host_and_device(layers, spec, steps, DType::f32, MPI_COMM_SELF);
-  ASSERT_EQ(run.host.size(), run.device.size());
-  if (device_matches_bitwise(config)) {
-    for (std::size_t s = 0; s < run.host.size(); ++s)
-      for (std::size_t l = 0; l < run.host[s].size(); ++l) {
-        const std::vector<float>& h = run.host[s][l];
-        const std::vector<float>& d = run.device[s][l];
-        ASSERT_EQ(h.size(), d.size());
-        for (std::size_t i = 0; i < h.size(); ++i)
-          ASSERT_EQ(std::memcmp(&h[i], &d[i], 4), 0)
-              << backend_name() << ": step " << s << " layer " << layers[l].name << " element " << i
-              << ": host " << h[i] << " device " << d[i];
-      }
-  } else {
-    EXPECT_LT(max_relative_difference(run), 1e-3) << backend_name();
-  }
+  expect_device_matches_host(run, config, spec);
   EXPECT_EQ(run.host_stats.bytes_sent, run.device_stats.bytes_sent);
   ASSERT_EQ(run.device_stats.layers.size(), layers.size());
   for (std::size_t l = 0; l < layers.size(); ++l) {

@@ -28,25 +28,6 @@ using detail::DeviceTransportKind;
 
 constexpr double kTimeout = 120;
 
-// Sets an environment variable for the scope, restoring the previous value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 std::unique_ptr<DeviceTransport> staged_over(Transport& host) {
   return detail::make_device_transport(DeviceTransportKind::staged, host, 0, kTimeout);
 }

@@ -44,24 +44,6 @@ using detail::DeviceTransportKind;
     }                                                                                        \
   } while (0)
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 std::unique_ptr<DeviceTransport> nccl_over(Transport& host, double timeout_s) {
   return detail::make_device_transport(DeviceTransportKind::nccl, host, 0, timeout_s);
 }
