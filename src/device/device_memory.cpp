@@ -49,6 +49,18 @@ float* DeviceFloats::resize(std::size_t n, int rank) {
   return data();
 }
 
+DeviceGuard::DeviceGuard(int device, int rank) {
+  int current = -1;
+  if (kernels::get_device(&current).empty()) previous_ = current;
+  if (current != device) check_device(kernels::set_device(device), "cudaSetDevice", rank);
+}
+
+DeviceGuard::~DeviceGuard() {
+  int current = -1;
+  if (previous_ >= 0 && kernels::get_device(&current).empty() && current != previous_)
+    kernels::set_device(previous_);
+}
+
 DeviceStream::DeviceStream(int rank) {
   check_device(kernels::stream_create(&stream_), "creating a stream", rank);
   const std::string err = kernels::event_create(&event_);

@@ -74,6 +74,20 @@ class DeviceFloats {
   std::size_t n_ = 0;
 };
 
+// Makes `device` the calling thread's current CUDA device for the scope and restores the
+// previous one after it (as PyTorch's device guards do), so a step leaves the caller's
+// current device as it found it.
+class DeviceGuard {
+ public:
+  DeviceGuard(int device, int rank);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 // A non-blocking stream and an event, created on the current device.
 class DeviceStream {
  public:

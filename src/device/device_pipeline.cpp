@@ -55,6 +55,8 @@ DevicePipeline::DevicePipeline(ReducerImpl& reducer, int device)
 }
 
 DevicePipeline::~DevicePipeline() {
+  // The Communicator's device transport outlives this Reducer: leave it no dangling stream.
+  if (transport_ && transport_->stream() == stream_.get()) transport_->set_stream(nullptr);
   if (blas_) kernels::blas_destroy(blas_);
 }
 
@@ -270,7 +272,7 @@ void DevicePipeline::upload_state() {
 
 void DevicePipeline::download_state() {
   if (!device_current_) return;
-  check_device(kernels::set_device(device_), "cudaSetDevice", rank_);
+  DeviceGuard guard(device_, rank_);  // also called outside a step (checkpoints)
   for (std::size_t i = 0; i < states_.size(); ++i) {
     LayerState& s = r_.states_[i];
     const DeviceLayerState& d = states_[i];

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <optional>
 
 #include "common/bytes.hpp"
 #include "common/fail.hpp"
@@ -307,6 +308,15 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads_in) {
   PhaseTimes times;
   int device = -1;
   LocalStatus status = check_tensors(grads_in, &device);
+  // Device steps run with the tensors' device current, and leave the caller's as it was.
+  std::optional<DeviceGuard> guard;
+  if (status.ok && device >= 0) {
+    try {
+      guard.emplace(device, comm_.rank());
+    } catch (const Error& e) {
+      status = LocalStatus::failure(e.code(), e.what());
+    }
+  }
   // Device tensors under features that run on the host only (adaptive, DGC, clipping) are
   // staged through host memory and reduced by the host pipeline.
   std::vector<std::vector<std::uint8_t>> staged_bytes;
