@@ -54,6 +54,7 @@
 #include "model/codec_rates.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/device_transport.hpp"
+#include "transport/mpi_transport.hpp"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -203,6 +204,8 @@ class Bench {
       : o_(o), comm_(std::move(comm)), out_(std::move(provenance)) {
     rank_ = comm_.rank();
     size_ = comm_.size();
+    if (auto* mpi = dynamic_cast<thinwire::detail::MpiTransport*>(&comm_.state()->host.inner()))
+      mpi_segment_bytes_ = mpi->segment_bytes();
     const auto wanted = [&](const char* kind) {
       return std::find(o_.baselines.begin(), o_.baselines.end(), kind) != o_.baselines.end();
     };
@@ -265,6 +268,7 @@ class Bench {
               "(--baselines): the device transport's allreduce (nccl allreduce, or staged mpi "
               "allreduce), thinwire none; all on device tensors";
     out_["notes"] = notes_;
+    out_["mpi_segment_bytes"] = mpi_segment_bytes_;
     out_["results"] = json::array();
     out_["baselines"] = json::array();
   }
@@ -616,6 +620,8 @@ class Bench {
   int rank_ = 0, size_ = 1;
   std::vector<std::unique_ptr<tb::DenseBaseline>> baselines_;
   std::vector<std::string> notes_;
+  // THINWIRE_MPI_SEGMENT_BYTES as the MPI transport agreed it (0: whole messages).
+  std::uint64_t mpi_segment_bytes_ = 0;
   // --device: the stream of the gradients and of the dense baseline, and the device transport
   // (owned by comm_'s state).
   void* stream_ = nullptr;

@@ -6,8 +6,11 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <string>
 
 #include "test_support.hpp"
+#include "transport/communicator_state.hpp"
+#include "transport/mpi_transport.hpp"
 
 namespace thinwire::test {
 namespace {
@@ -34,6 +37,41 @@ TEST(MpiTransport, SumOfFloatsIsCorrectAndIdenticalForManySizes) {
     ASSERT_TRUE(identical_on_all_ranks(x.data(), n * 4, MPI_COMM_WORLD)) << n;
     for (std::size_t i = 0; i < n; ++i)
       ASSERT_NEAR(x[i], exact[i], 1e-5 * (1 + std::fabs(exact[i]))) << n << " " << i;
+  }
+}
+
+// THINWIRE_MPI_SEGMENT_BYTES cuts large transfers into messages: ranks asking for different
+// sizes agree on the smallest, and every collective gives the same bits as whole messages.
+TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
+  const int me = world_rank();
+  const char* old = std::getenv("THINWIRE_MPI_SEGMENT_BYTES");
+  const std::string saved = old ? old : "";
+  setenv("THINWIRE_MPI_SEGMENT_BYTES", std::to_string(1000 + 24 * me).c_str(), 1);
+  Communicator segmented = Communicator::from_mpi(MPI_COMM_WORLD);
+  setenv("THINWIRE_MPI_SEGMENT_BYTES", "0", 1);
+  Communicator whole = Communicator::from_mpi(MPI_COMM_WORLD);
+  if (old)
+    setenv("THINWIRE_MPI_SEGMENT_BYTES", saved.c_str(), 1);
+  else
+    unsetenv("THINWIRE_MPI_SEGMENT_BYTES");
+  auto& seg = dynamic_cast<detail::MpiTransport&>(segmented.state()->host.inner());
+  auto& one = dynamic_cast<detail::MpiTransport&>(whole.state()->host.inner());
+  EXPECT_EQ(seg.segment_bytes(), 1000u);  // rank 0's, the smallest
+  EXPECT_EQ(one.segment_bytes(), 0u);
+  const int p = world_size();
+  for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{16385}, std::size_t{100003}}) {
+    std::vector<float> a = seeded_normal(12, me, n, 0, n), b = a;
+    seg.allreduce(a.data(), n, ElementType::f32, ReduceOp::sum);
+    one.allreduce(b.data(), n, ElementType::f32, ReduceOp::sum);
+    ASSERT_EQ(a, b) << n;
+    std::vector<float> block = seeded_normal(13, me, n, 0, n * static_cast<std::size_t>(p));
+    std::vector<float> ra(block.size()), rb(block.size());
+    seg.alltoall(block.data(), ra.data(), n * 4);
+    one.alltoall(block.data(), rb.data(), n * 4);
+    ASSERT_EQ(ra, rb) << n;
+    seg.allgather(block.data(), ra.data(), n * 4);
+    one.allgather(block.data(), rb.data(), n * 4);
+    ASSERT_EQ(ra, rb) << n;
   }
 }
 

@@ -159,13 +159,15 @@ export OMPI_MCA_btl_tcp_sndbuf=${OMPI_MCA_btl_tcp_sndbuf:-4194304}
 export OMPI_MCA_btl_tcp_rcvbuf=${OMPI_MCA_btl_tcp_rcvbuf:-4194304}
 # Programs can record what link they ran on (thinwire-bench-allreduce puts it in its JSON).
 export THINWIRE_EMULATE_RATE=$rate THINWIRE_EMULATE_RANKS=$ranks
+# thinwire's segmentation of large messages (README "Environment variables"), when set.
+forward=(-x THINWIRE_EMULATE_RATE -x THINWIRE_EMULATE_RANKS)
+[[ -n ${THINWIRE_MPI_SEGMENT_BYTES:-} ]] && forward+=(-x THINWIRE_MPI_SEGMENT_BYTES)
 set +e
 ip netns exec "${hosts[0]}" unshare --uts /bin/sh -c 'hostname launcher && exec "$@"' sh \
   mpirun --allow-run-as-root --hostfile "$work/hostfile" -np "$ranks" --map-by node \
   --bind-to none --mca plm_rsh_agent "$work/agent" --mca pml ob1 --mca btl tcp,self \
   --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include "$subnet.0/24" \
-  -x THINWIRE_EMULATE_RATE -x THINWIRE_EMULATE_RANKS \
-  "${mpirun_args[@]}" "$@" &
+  "${forward[@]}" "${mpirun_args[@]}" "$@" &
 launcher=$!
 wait "$launcher"
 status=$?

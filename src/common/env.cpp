@@ -13,7 +13,7 @@ std::string env_string(const char* name, const std::string& fallback) {
   return v && *v ? std::string(v) : fallback;
 }
 
-double env_seconds(const char* name, double fallback) {
+double env_number(const char* name, double fallback, const char* unit) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
   double x = 0;
@@ -21,8 +21,12 @@ double env_seconds(const char* name, double fallback) {
   auto [ptr, ec] = std::from_chars(v, end, x);
   if (ec != std::errc() || ptr != end || !std::isfinite(x) || x < 0)
     fail_with(ErrorCode::invalid_argument, "environment", -1, name, "='", v,
-              "' is not a number of seconds >= 0");
+              "' is not a number of ", unit, " >= 0");
   return x;
+}
+
+double env_seconds(const char* name, double fallback) {
+  return env_number(name, fallback, "seconds");
 }
 
 double collective_timeout_s() {

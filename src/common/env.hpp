@@ -7,7 +7,8 @@ namespace thinwire::detail {
 
 // The value, or `fallback` when unset or empty.
 std::string env_string(const char* name, const std::string& fallback);
-// A number >= 0; throws Error naming the variable on anything else.
+// A number >= 0; throws Error naming the variable and `unit` on anything else.
+double env_number(const char* name, double fallback, const char* unit);
 double env_seconds(const char* name, double fallback);
 
 // THINWIRE_TIMEOUT_S: seconds a collective may take; 0 disables the deadline.

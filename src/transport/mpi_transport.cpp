@@ -2,10 +2,14 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <limits>
+#include <set>
 
+#include "common/env.hpp"
 #include "common/fail.hpp"
 #include "common/logging.hpp"
 
@@ -84,6 +88,8 @@ class ByteBlock {
 }  // namespace
 
 MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout_s) {
+  const double asked =
+      env_number("THINWIRE_MPI_SEGMENT_BYTES", static_cast<double>(kDefaultSegmentBytes), "bytes");
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized)
@@ -111,6 +117,22 @@ MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout
     std::memcpy(&comm_, handle.data(), sizeof comm_);
   }
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  // Sender and receiver must cut a transfer into the same messages: take the smallest
+  // segment size any rank asks for.
+  unsigned long long segment = asked > 0 ? static_cast<unsigned long long>(asked) : 0;
+  if (segment == 0) segment = std::numeric_limits<unsigned long long>::max();  // whole messages
+  if (timeout_s_ <= 0) {
+    check(MPI_Allreduce(MPI_IN_PLACE, &segment, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_),
+          "MPI_Allreduce (segment size)");
+  } else {
+    MPI_Request r;
+    check(MPI_Iallreduce(MPI_IN_PLACE, &segment, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_, &r),
+          "MPI_Iallreduce (segment size)");
+    wait_all(&r, 1, "agreement on the message segment size (Communicator::from_mpi)", 8, -1);
+  }
+  segment_bytes_ = segment == std::numeric_limits<unsigned long long>::max()
+                       ? 0
+                       : static_cast<std::size_t>(segment);
 }
 
 MpiTransport::~MpiTransport() {
@@ -203,22 +225,46 @@ void MpiTransport::wait_all(MPI_Request* requests, int n, const char* what, std:
   }
 }
 
+// A transfer goes as messages of at most segment_bytes_ (MPI delivers messages with one
+// source, tag and communicator in order, and every rank cuts at the same sizes). Why: under
+// Open MPI's TCP transport a message above the eager limit (64 KiB by default, headers
+// included: 32 KiB segments stay below it) waits for the
+// receiver's rendezvous reply, and that reply travels in the same TCP connection as the
+// receiver's own bulk data to this rank. When two ranks exchange large messages with each
+// other (the ring at 2 ranks, every pair in an alltoall or allgather) one reply can wait
+// behind megabytes of the other direction's data, and the two directions no longer overlap:
+// measured on 2 emulated hosts at 200 Mbit/s, a 16 MiB ring allreduce took 1050 ms instead
+// of 700 ms in about half the runs. Eager-sized messages need no reply.
 void MpiTransport::post_recv(void* buf, std::size_t bytes, int peer, int tag) {
-  ByteBlock block(bytes);
-  MPI_Request r;
-  check(MPI_Irecv(buf, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Irecv");
-  ops_.requests.push_back(r);
-  ops_.peers.push_back(peer);
-  ops_.receives.push_back(1);
+  auto* p = static_cast<unsigned char*>(buf);
+  const std::size_t segment = segment_bytes_ ? segment_bytes_ : bytes;
+  std::size_t off = 0;
+  do {
+    const std::size_t len = std::min(segment, bytes - off);
+    ByteBlock block(len);
+    MPI_Request r;
+    check(MPI_Irecv(p + off, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Irecv");
+    ops_.requests.push_back(r);
+    ops_.peers.push_back(peer);
+    ops_.receives.push_back(1);
+    off += len;
+  } while (off < bytes);
 }
 
 void MpiTransport::post_send(const void* buf, std::size_t bytes, int peer, int tag) {
-  ByteBlock block(bytes);
-  MPI_Request r;
-  check(MPI_Isend(buf, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Isend");
-  ops_.requests.push_back(r);
-  ops_.peers.push_back(peer);
-  ops_.receives.push_back(0);
+  const auto* p = static_cast<const unsigned char*>(buf);
+  const std::size_t segment = segment_bytes_ ? segment_bytes_ : bytes;
+  std::size_t off = 0;
+  do {
+    const std::size_t len = std::min(segment, bytes - off);
+    ByteBlock block(len);
+    MPI_Request r;
+    check(MPI_Isend(p + off, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Isend");
+    ops_.requests.push_back(r);
+    ops_.peers.push_back(peer);
+    ops_.receives.push_back(0);
+    off += len;
+  } while (off < bytes);
 }
 
 void MpiTransport::wait_peers(PeerOps& ops, const char* what, std::size_t bytes) {
@@ -238,11 +284,14 @@ void MpiTransport::wait_peers(PeerOps& ops, const char* what, std::size_t bytes)
     if (timeout_s_ > 0 && (spins & 63) == 0 &&
         std::chrono::duration<double>(clock::now() - start).count() > timeout_s_) {
       std::string silent, undelivered;
+      std::set<int> silent_peers, undelivered_peers;  // a transfer may be several messages
       for (int i = 0; i < n; ++i) {
-        if (ops.requests[static_cast<std::size_t>(i)] == MPI_REQUEST_NULL) continue;
-        std::string& list = ops.receives[static_cast<std::size_t>(i)] ? silent : undelivered;
-        list += cat(list.empty() ? "" : ", ", ops.peers[static_cast<std::size_t>(i)]);
+        const auto k = static_cast<std::size_t>(i);
+        if (ops.requests[k] == MPI_REQUEST_NULL) continue;
+        (ops.receives[k] ? silent_peers : undelivered_peers).insert(ops.peers[k]);
       }
+      for (int peer : silent_peers) silent += cat(silent.empty() ? "" : ", ", peer);
+      for (int peer : undelivered_peers) undelivered += cat(undelivered.empty() ? "" : ", ", peer);
       std::string who;
       if (!silent.empty()) who += "; nothing arrived from rank(s) " + silent;
       if (!undelivered.empty()) who += "; not yet taken by rank(s) " + undelivered;

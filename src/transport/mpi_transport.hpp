@@ -42,6 +42,11 @@ class MpiTransport final : public Transport {
 
   MPI_Comm comm() const { return comm_; }
   double timeout_s() const { return timeout_s_; }
+  // Point-to-point transfers above this size travel as messages of at most this size
+  // (THINWIRE_MPI_SEGMENT_BYTES, default kDefaultSegmentBytes, 0 = whole messages; the
+  // smallest value of any rank, agreed at construction). See post_send().
+  std::size_t segment_bytes() const { return segment_bytes_; }
+  static constexpr std::size_t kDefaultSegmentBytes = 0;  // opt-in: see post_send()
 
  private:
   // Waits for all requests, polling, until the deadline; on expiry throws Error(timeout)
@@ -73,6 +78,7 @@ class MpiTransport final : public Transport {
   int rank_ = 0;
   int size_ = 1;
   double timeout_s_ = 0;
+  std::size_t segment_bytes_ = kDefaultSegmentBytes;
   std::vector<float> ring_scratch_;
   std::vector<unsigned char> copy_;  // nonblocking collectives run on this copy
   PeerOps ops_;
