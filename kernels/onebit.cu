@@ -13,6 +13,7 @@
 // scalar and coalesced rather than vectorised.
 #include <cuda_runtime.h>
 
+#include "chunk_codec.hpp"
 #include "compress/onebit_math.hpp"
 #include "compress/wire_check.hpp"
 #include "launch.hpp"
@@ -25,29 +26,14 @@ namespace {
 
 using two_phase::Lengths;
 
-constexpr auto kOnebit = static_cast<std::uint8_t>(Method::onebit);
-constexpr auto kQsgd = static_cast<std::uint8_t>(Method::qsgd);
+using chunk::body_bytes;
+using chunk::ceil_div;
+using chunk::kOnebit;
+using chunk::kQsgd;
 
 constexpr int kThreads = 256;
 constexpr std::uint64_t kTile = 4096;  // elements per block of the onebit passes
 constexpr std::uint64_t kHeader = 32;  // wire_format.hpp's kHeaderBytes
-
-__host__ __device__ __forceinline__ std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) {
-  return a / b + (a % b != 0);
-}
-
-__host__ __device__ __forceinline__ std::uint64_t body_bytes(const ChunkCodec& c, std::uint64_t n) {
-  if (c.method == kOnebit) return 4 + ceil_div(n, 8);
-  return 4 * ceil_div(n, c.bucket) + ceil_div(n * static_cast<std::uint64_t>(c.bits), 8);
-}
-
-std::string check_codec(const ChunkCodec& c) {
-  if (c.method == kOnebit) return {};
-  if (c.method != kQsgd) return "two-phase codec: method must be onebit or qsgd";
-  if (c.bits < 2 || c.bits > 8) return "two-phase codec: qsgd bits must be in 2..8";
-  if (c.bucket < 1) return "two-phase codec: qsgd bucket must be >= 1";
-  return {};
-}
 
 std::uint64_t onebit_tiles(std::uint64_t len) {
   return ceil_div(len, kTile);
@@ -67,13 +53,7 @@ __global__ void check_headers_kernel(ChunkCodec c, const std::uint8_t* in, std::
   if (status->code != kDecodeOk) return;
   for (int r = 0; r < count; ++r) {
     const std::uint64_t n = len.of(r);
-    detail::WireExpect e{};
-    e.method = c.method;
-    e.n = n;
-    e.param = c.method == kOnebit ? 1u : static_cast<std::uint32_t>(c.bits);
-    e.aux = c.method == kOnebit ? 0u : static_cast<std::uint32_t>(c.bucket);
-    e.check_aux = c.method == kQsgd;
-    e.body_bytes = body_bytes(c, n);
+    const detail::WireExpect e = chunk::wire_expect(c, n);
     std::uint64_t detail = 0;
     const std::uint32_t code =
         detail::wire_check_header(in + static_cast<std::uint64_t>(r) * stride, size, e, &detail);
@@ -256,18 +236,18 @@ std::string onebit_finish(const float* in, Layout lay, double* partial, std::uin
 }  // namespace
 
 std::size_t chunk_encoded_bytes(const ChunkCodec& c, std::size_t n) {
-  if (!check_codec(c).empty()) return 0;
+  if (!chunk::check(c).empty()) return 0;
   return kHeader + body_bytes(c, n);
 }
 
 std::size_t chunk_workspace_bytes(const ChunkCodec& c, std::size_t n, int parts) {
-  if (!check_codec(c).empty() || parts < 1) return 0;
+  if (!chunk::check(c).empty() || parts < 1) return 0;
   if (c.method == kQsgd) return two_phase::qsgd_workspace_bytes(c, n, parts);
   return onebit_workspace_bytes(ceil_div(n, static_cast<std::uint64_t>(parts)), parts);
 }
 
 std::string chunk_encode(const ChunkEncode& a, void* stream) {
-  std::string err = check_codec(a.codec);
+  std::string err = chunk::check(a.codec);
   if (!err.empty()) return err;
   if (a.parts < 1 || a.parts > 65535) return "chunk_encode: parts must be in 1..65535";
   if (a.n == 0) return {};
@@ -294,7 +274,7 @@ std::string chunk_encode(const ChunkEncode& a, void* stream) {
 }
 
 std::string chunk_serve(const ChunkServe& a, void* stream) {
-  std::string err = check_codec(a.codec);
+  std::string err = chunk::check(a.codec);
   if (!err.empty()) return err;
   if (a.p < 1 || a.p > 65535) return "chunk_serve: p must be in 1..65535";
   if (!a.in || !a.out || !a.status) return "chunk_serve: null in, out or status";
@@ -329,7 +309,7 @@ std::string chunk_serve(const ChunkServe& a, void* stream) {
 std::string chunk_decode(const ChunkCodec& c, const std::uint8_t* in, std::size_t stride,
                          std::size_t size, std::size_t n, int parts, float* out,
                          DecodeStatus* status, void* stream) {
-  std::string err = check_codec(c);
+  std::string err = chunk::check(c);
   if (!err.empty()) return err;
   if (parts < 1 || parts > 65535) return "chunk_decode: parts must be in 1..65535";
   if (!in || !status || (n > 0 && !out)) return "chunk_decode: null in, out or status";

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "chunk_codec.hpp"
 #include "common/bytes.hpp"
 #include "common/philox.hpp"
 #include "compress/onebit_codec.hpp"
@@ -25,36 +26,12 @@ namespace {
 
 using detail::ceil_div;
 
-constexpr auto kOnebit = static_cast<std::uint8_t>(Method::onebit);
-constexpr auto kQsgd = static_cast<std::uint8_t>(Method::qsgd);
-
-std::string check_codec(const ChunkCodec& c) {
-  if (c.method == kOnebit) return {};
-  if (c.method != kQsgd) return "two-phase codec: method must be onebit or qsgd";
-  if (c.bits < 2 || c.bits > 8) return "two-phase codec: qsgd bits must be in 2..8";
-  if (c.bucket < 1) return "two-phase codec: qsgd bucket must be >= 1";
-  return {};
-}
+using chunk::kOnebit;
+using chunk::kQsgd;
 
 std::unique_ptr<detail::Compressor> make_codec(const ChunkCodec& c) {
   if (c.method == kOnebit) return std::make_unique<detail::OnebitCodec>();
   return std::make_unique<detail::QsgdCodec>(c.bits, c.bucket, c.contractive);
-}
-
-std::size_t body_bytes(const ChunkCodec& c, std::size_t n) {
-  if (c.method == kOnebit) return 4 + ceil_div(n, 8);
-  return 4 * ceil_div(n, c.bucket) + ceil_div(n * static_cast<std::size_t>(c.bits), 8);
-}
-
-detail::WireExpect expect(const ChunkCodec& c, std::size_t n) {
-  detail::WireExpect e{};
-  e.method = c.method;
-  e.n = n;
-  e.param = c.method == kOnebit ? 1u : static_cast<std::uint32_t>(c.bits);
-  e.aux = c.method == kOnebit ? 0u : static_cast<std::uint32_t>(c.bucket);
-  e.check_aux = c.method == kQsgd;
-  e.body_bytes = body_bytes(c, n);
-  return e;
 }
 
 // Validates `count` payloads (payload r at in + r * stride, `size` bytes, len(r) elements);
@@ -65,7 +42,7 @@ bool validate(const ChunkCodec& c, const std::uint8_t* in, std::size_t stride, s
   for (int r = 0; r < count; ++r) {
     std::uint64_t detail = 0;
     const std::uint32_t code =
-        detail::wire_check_header(in + r * stride, size, expect(c, len(r)), &detail);
+        detail::wire_check_header(in + r * stride, size, chunk::wire_expect(c, len(r)), &detail);
     if (code != kDecodeOk) {
       *st = DecodeStatus{code, static_cast<std::uint32_t>(r), detail};
       return false;
@@ -93,8 +70,8 @@ bool validate(const ChunkCodec& c, const std::uint8_t* in, std::size_t stride, s
 }  // namespace
 
 std::size_t chunk_encoded_bytes(const ChunkCodec& c, std::size_t n) {
-  if (!check_codec(c).empty()) return 0;
-  return detail::kHeaderBytes + body_bytes(c, n);
+  if (!chunk::check(c).empty()) return 0;
+  return detail::kHeaderBytes + chunk::body_bytes(c, n);
 }
 
 std::size_t chunk_workspace_bytes(const ChunkCodec&, std::size_t, int) {
@@ -102,7 +79,7 @@ std::size_t chunk_workspace_bytes(const ChunkCodec&, std::size_t, int) {
 }
 
 std::string chunk_encode(const ChunkEncode& a, void*) {
-  std::string err = check_codec(a.codec);
+  std::string err = chunk::check(a.codec);
   if (!err.empty()) return err;
   if (a.parts < 1) return "chunk_encode: parts must be >= 1";
   if (a.n == 0) return {};
@@ -136,7 +113,7 @@ std::string chunk_encode(const ChunkEncode& a, void*) {
 }
 
 std::string chunk_serve(const ChunkServe& a, void*) {
-  std::string err = check_codec(a.codec);
+  std::string err = chunk::check(a.codec);
   if (!err.empty()) return err;
   if (a.p < 1) return "chunk_serve: p must be >= 1";
   if (!a.in || !a.out || !a.status) return "chunk_serve: null in, out or status";
@@ -178,7 +155,7 @@ std::string chunk_serve(const ChunkServe& a, void*) {
 std::string chunk_decode(const ChunkCodec& c, const std::uint8_t* in, std::size_t stride,
                          std::size_t size, std::size_t n, int parts, float* out,
                          DecodeStatus* status, void*) {
-  std::string err = check_codec(c);
+  std::string err = chunk::check(c);
   if (!err.empty()) return err;
   if (parts < 1) return "chunk_decode: parts must be >= 1";
   if (!in || !status || (n > 0 && !out)) return "chunk_decode: null in, out or status";

@@ -43,11 +43,7 @@ std::string describe_status(const kernels::DecodeStatus& s) {
 }  // namespace
 
 DevicePipeline::DevicePipeline(ReducerImpl& reducer, int device)
-    : r_(reducer),
-      device_(device),
-      rank_(reducer.comm_.rank()),
-      stream_((check_device(kernels::set_device(device), "cudaSetDevice", reducer.comm_.rank()),
-               reducer.comm_.rank())) {
+    : r_(reducer), device_(device), rank_(reducer.comm_.rank()), stream_(reducer.comm_.rank()) {
   const std::string err = kernels::blas_create(&blas_);
   check_device(err, "creating the cuBLAS handle", rank_);
   states_.resize(r_.layers_.size());
@@ -61,7 +57,6 @@ DevicePipeline::~DevicePipeline() {
 }
 
 std::vector<std::size_t> DevicePipeline::begin(const std::vector<TensorView>& grads) {
-  check_device(kernels::set_device(device_), "cudaSetDevice", rank_);
   std::set<void*> streams;
   for (const TensorView& v : grads) streams.insert(v.stream());
   for (void* s : streams) stream_.wait_for(s, rank_);
@@ -205,7 +200,6 @@ void DevicePipeline::finish(const std::vector<TensorView>& grads, std::vector<St
 void DevicePipeline::stage_in(const std::vector<TensorView>& grads,
                               std::vector<std::vector<std::uint8_t>>& host,
                               std::vector<TensorView>& views) {
-  check_device(kernels::set_device(device_), "cudaSetDevice", rank_);
   std::set<void*> streams;
   for (const TensorView& v : grads) streams.insert(v.stream());
   for (void* s : streams) stream_.wait_for(s, rank_);
@@ -251,7 +245,6 @@ void download(const DeviceFloats& dev, std::vector<float>& host, void* stream, i
 }  // namespace
 
 void DevicePipeline::upload_state() {
-  check_device(kernels::set_device(device_), "cudaSetDevice", rank_);
   for (std::size_t i = 0; i < states_.size(); ++i) {
     LayerState& s = r_.states_[i];
     DeviceLayerState& d = states_[i];

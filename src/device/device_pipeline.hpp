@@ -69,6 +69,8 @@ class DeviceAlgorithms {
   DeviceBuffer batch_device_;
 };
 
+// Its callers make the device current (ReducerImpl::allreduce holds a DeviceGuard for the
+// whole step; download_state() takes its own, as checkpoints call it outside a step).
 class DevicePipeline {
  public:
   DevicePipeline(ReducerImpl& reducer, int device);

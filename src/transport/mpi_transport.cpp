@@ -228,41 +228,29 @@ void MpiTransport::wait_all(MPI_Request* requests, int n, const char* what, std:
 // A transfer goes as messages of at most segment_bytes_ (MPI delivers messages with one
 // source, tag and communicator in order, and every rank cuts at the same sizes). Why: under
 // Open MPI's TCP transport a message above the eager limit (64 KiB by default, headers
-// included: 32 KiB segments stay below it) waits for the
-// receiver's rendezvous reply, and that reply travels in the same TCP connection as the
-// receiver's own bulk data to this rank. When two ranks exchange large messages with each
-// other (the ring at 2 ranks, every pair in an alltoall or allgather) one reply can wait
-// behind megabytes of the other direction's data, and the two directions no longer overlap:
-// measured on 2 emulated hosts at 200 Mbit/s, a 16 MiB ring allreduce took 1050 ms instead
-// of 700 ms in about half the runs. Eager-sized messages need no reply.
-void MpiTransport::post_recv(void* buf, std::size_t bytes, int peer, int tag) {
-  auto* p = static_cast<unsigned char*>(buf);
+// included: 32 KiB segments stay below it) waits for the receiver's rendezvous reply, and
+// that reply travels in the same TCP connection as the receiver's own bulk data to this
+// rank. When two ranks exchange large messages with each other (the ring at 2 ranks, every
+// pair in an alltoall or allgather) one reply can wait behind megabytes of the other
+// direction's data, and the two directions no longer overlap: measured on 2 emulated hosts at
+// 200 Mbit/s, a 16 MiB ring allreduce took about 1050 ms in some runs and 700 ms in others.
+// Eager-sized messages need no reply.
+void MpiTransport::post(const void* buf, std::size_t bytes, int peer, int tag, bool receive) {
+  // MPI_Irecv writes the buffer; post_recv() passes a writable one.
+  auto* p = static_cast<unsigned char*>(const_cast<void*>(buf));
   const std::size_t segment = segment_bytes_ ? segment_bytes_ : bytes;
   std::size_t off = 0;
   do {
     const std::size_t len = std::min(segment, bytes - off);
     ByteBlock block(len);
     MPI_Request r;
-    check(MPI_Irecv(p + off, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Irecv");
+    if (receive)
+      check(MPI_Irecv(p + off, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Irecv");
+    else
+      check(MPI_Isend(p + off, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Isend");
     ops_.requests.push_back(r);
     ops_.peers.push_back(peer);
-    ops_.receives.push_back(1);
-    off += len;
-  } while (off < bytes);
-}
-
-void MpiTransport::post_send(const void* buf, std::size_t bytes, int peer, int tag) {
-  const auto* p = static_cast<const unsigned char*>(buf);
-  const std::size_t segment = segment_bytes_ ? segment_bytes_ : bytes;
-  std::size_t off = 0;
-  do {
-    const std::size_t len = std::min(segment, bytes - off);
-    ByteBlock block(len);
-    MPI_Request r;
-    check(MPI_Isend(p + off, block.count(), block.type(), peer, tag, comm_, &r), "MPI_Isend");
-    ops_.requests.push_back(r);
-    ops_.peers.push_back(peer);
-    ops_.receives.push_back(0);
+    ops_.receives.push_back(receive ? 1 : 0);
     off += len;
   } while (off < bytes);
 }

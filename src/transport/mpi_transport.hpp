@@ -69,8 +69,14 @@ class MpiTransport final : public Transport {
   void wait_on_copy(std::vector<unsigned char>& copy, MPI_Request* request, const char* what,
                     int peer);
   static void abandon(std::vector<unsigned char>&& memory);
-  void post_recv(void* buf, std::size_t bytes, int peer, int tag);
-  void post_send(const void* buf, std::size_t bytes, int peer, int tag);
+  // One transfer as messages of at most segment_bytes_ (see post() in the .cpp).
+  void post(const void* buf, std::size_t bytes, int peer, int tag, bool receive);
+  void post_recv(void* buf, std::size_t bytes, int peer, int tag) {
+    post(buf, bytes, peer, tag, true);
+  }
+  void post_send(const void* buf, std::size_t bytes, int peer, int tag) {
+    post(buf, bytes, peer, tag, false);
+  }
   void check(int rc, const char* what) const;
   void ring_sum_f32(float* data, std::size_t count);
 
