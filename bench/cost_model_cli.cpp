@@ -6,10 +6,12 @@
 //                       [--methods none,onebit,...] [--ranks 2,4,...] [--gbps 0.1,1,...]
 //                       [--latency-us 10] [--efficiency 0.956] [--cpu-share 1]
 //                       [--codec-json bench/results/codec_cpu.json] [--json FILE]
-//   thinwire-cost-model --validate bench.json [more.json...] [--json FILE]
+//   thinwire-cost-model --validate bench.json [more.json...] [--wire unshaped.json] [--json FILE]
 //
 // --validate predicts every result of thinwire-bench-allreduce JSON files (runs on the
-// emulated cluster, whose rate the JSON records) and prints predicted vs measured.
+// emulated cluster, whose rate and tbf bucket the JSON records) and prints predicted vs
+// measured; --wire names a run on the same links unshaped, whose dense rate per rank is what
+// the bucket's bytes leave at.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +20,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/program_options.hpp>
@@ -38,16 +41,21 @@ namespace {
 // TCP over Ethernet: 1448 payload bytes (MSS with timestamps) per 1514-byte frame.
 constexpr double kTcpEfficiency = 1448.0 / 1514.0;
 
+// A tc quantity: the number and its unit, or invalid_argument saying what `like` is.
+std::pair<double, std::string> number_and_unit(const std::string& text, const char* like) {
+  std::size_t pos = 0;
+  try {
+    const double v = std::stod(text, &pos);
+    return {v, text.substr(pos)};
+  } catch (const std::exception&) {
+    throw std::invalid_argument("'" + text + "' is not " + like);
+  }
+}
+
 // tc-style rate ("200mbit", "1gbit", "12500kbps") in bits per second.
 double parse_rate_bits(const std::string& text) {
-  std::size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &pos);
-  } catch (const std::exception&) {
-    throw std::invalid_argument("'" + text + "' is not a rate like 200mbit or 1gbit");
-  }
-  std::string unit = text.substr(pos);
+  constexpr const char* kLike = "a rate like 200mbit or 1gbit";
+  auto [v, unit] = number_and_unit(text, kLike);
   double scale = 1;
   if (!unit.empty() && (unit[0] == 'k' || unit[0] == 'm' || unit[0] == 'g')) {
     scale = unit[0] == 'k' ? 1e3 : unit[0] == 'm' ? 1e6 : 1e9;
@@ -55,7 +63,47 @@ double parse_rate_bits(const std::string& text) {
   }
   if (unit == "bps") return v * scale * 8;
   if (unit == "bit") return v * scale;
-  throw std::invalid_argument("'" + text + "' is not a rate like 200mbit or 1gbit");
+  throw std::invalid_argument("'" + text + "' is not " + kLike);
+}
+
+// tc size ("131072", "64kb", "1mb", "512kbit") in bytes; tc's k and m are 1024 and 1024^2.
+double parse_size_bytes(const std::string& text) {
+  constexpr const char* kLike = "a size like 131072 or 64kb";
+  const auto [v, unit] = number_and_unit(text, kLike);
+  const std::map<std::string, double> scale = {{"", 1},          {"b", 1},         {"k", 1024},
+                                               {"kb", 1024},     {"m", 1 << 20},   {"mb", 1 << 20},
+                                               {"g", 1 << 30},   {"gb", 1 << 30},  {"kbit", 128},
+                                               {"mbit", 131072}, {"gbit", 1 << 27}};
+  const auto it = scale.find(unit);
+  if (it == scale.end()) throw std::invalid_argument("'" + text + "' is not " + kLike);
+  return v * it->second;
+}
+
+// The emulated cluster's tbf bucket: what the launcher recorded, else its default (5 ms at
+// the rate, at least 64 KiB; runs before the launcher recorded it used that default).
+double emulated_burst_bytes(const json& link, double rate_bits) {
+  if (link.contains("burst")) return parse_size_bytes(link.at("burst").get<std::string>());
+  return std::max(65536.0, rate_bits / 8.0 * 0.005);
+}
+
+// The links' own speed, what a tbf bucket's bytes leave at: bytes per second one rank sent in
+// thinwire's dense allreduce (`none`, largest size) of a run on unshaped emulated links.
+double wire_bytes_per_s_from(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  const json j = json::parse(f);
+  if (!j.at("link").at("emulated").get<bool>() || j.at("link").at("rate") != "none")
+    throw std::runtime_error(path +
+                             ": --wire needs a run on unshaped emulated links (--rate none)");
+  double best = 0, size = 0;
+  for (const auto& r : j.at("results"))
+    if (r.at("method") == "none" && r.at("size_bytes").get<double>() > size) {
+      size = r.at("size_bytes").get<double>();
+      best = r.at("bytes_sent").get<double>() / r.at("time_median_s").get<double>();
+    }
+  if (!(best > 0))
+    throw std::runtime_error(path + ": no 'none' result to take the wire speed from");
+  return best;
 }
 
 std::vector<thinwire::Layer> read_layer_file(const std::string& path) {
@@ -71,10 +119,13 @@ struct Params {
   double latency_s = 10e-6;
   double efficiency = kTcpEfficiency;
   double cpu_share = 1.0;
+  double burst_bytes = 0.0;         // the link's token bucket
+  double wire_bytes_per_s = 1e300;  // what the bucket's bytes leave at
 };
 
 twm::Network network(double gbps, const Params& p) {
-  return twm::Network::uniform({p.latency_s, gbps * 1e9 / 8.0 * p.efficiency});
+  return twm::Network::uniform({p.latency_s, gbps * 1e9 / 8.0 * p.efficiency}, p.burst_bytes,
+                               p.wire_bytes_per_s);
 }
 
 // The predicted step of `spec` (for auto: of what it would choose on this network).
@@ -144,11 +195,15 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
              bool codec_rates_only, const twm::ComputeRates& rates, json& out) {
   std::printf(
       "# thinwire-cost-model --validate: predicted vs measured time per call\n"
-      "# prediction: bandwidth = emulated rate x %.3f; latency per message = the run's own "
+      "# prediction: bandwidth = emulated rate x %.3f, tbf bucket as the launcher set it (full "
+      "when a step starts, refilled during compute, its bytes at %.0f MB/s%s); latency per "
+      "message = the run's own "
       "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
       "(all ranks at once, before each size); 'codec' = the codec benchmark JSON / cpu share "
       "(cores / ranks)%s\n",
-      p.efficiency, latency_given ? " (overridden by --latency-us)" : "",
+      p.efficiency, p.wire_bytes_per_s < 1e300 ? p.wire_bytes_per_s / 1e6 : 0.0,
+      p.wire_bytes_per_s < 1e300 ? ", --wire" : ": taken as free, no --wire",
+      latency_given ? " (overridden by --latency-us)" : "",
       codec_rates_only ? "; errors use 'codec' (--codec-rates)" : "; errors use 'run'");
   std::printf("%6s %9s %7s %-12s %11s %11s %8s %11s %8s %9s %9s\n", "ranks", "rate", "size",
               "method", "measured_ms", "run_ms", "error", "codec_ms", "error", "speedup",
@@ -169,6 +224,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
     if (!latency_given) q.latency_s = j.at("latency_probe").at("per_message_s");
     const twm::ComputeRates codec = rates.scaled(q.cpu_share);
     const double gbps = parse_rate_bits(rate) / 1e9;
+    q.burst_bytes = emulated_burst_bytes(j.at("link"), gbps * 1e9);
     const twm::Network net = network(gbps, q);
     for (const auto& res : j.at("results")) {
       const std::string method = res.at("method");
@@ -185,7 +241,8 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       const double measured = res.at("time_median_s");
       const double pred_run = predict(layers, method, P, net, run).total();
       const double pred_codec = predict(layers, method, P, net, codec).total();
-      const double pred = predict(layers, method, P, net, used).total();
+      const twm::StepCost pred_cost = predict(layers, method, P, net, used);
+      const double pred = pred_cost.total();
       const double dense = predict(layers, "none", P, net, used).total();
       const double err = (pred - measured) / measured;
       worst = std::max(worst, std::fabs(err));
@@ -203,6 +260,9 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
            {"method", method},
            {"measured_s", measured},
            {"predicted_s", pred},
+           {"predicted_comm_s", pred_cost.comm},
+           {"predicted_compute_s", pred_cost.encode + pred_cost.decode},
+           {"measured_phases_s", res.value("phases_s", json::object())},
            {"error", err},
            {"predicted_run_rates_s", pred_run},
            {"predicted_codec_rates_s", pred_codec},
@@ -210,6 +270,8 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
            {"predicted_speedup", dense / pred},
            {"latency_s", q.latency_s},
            {"cpu_share", q.cpu_share},
+           {"burst_bytes", q.burst_bytes},
+           {"wire_bytes_per_s", q.wire_bytes_per_s < 1e300 ? json(q.wire_bytes_per_s) : json()},
            {"load_average_at_start", j.value("load_average_at_start", json::array())}});
     }
   }
@@ -233,6 +295,7 @@ int main(int argc, char** argv) {
               codec_json = std::string(THINWIRE_SOURCE_DIR) + "/bench/results/codec_cpu.json",
               json_path;
   std::vector<std::string> validate_files;
+  std::string wire_json;
   Params p;
   double latency_us = p.latency_s * 1e6;
   po::options_description opts(
@@ -263,6 +326,9 @@ int main(int argc, char** argv) {
       "thinwire-bench-codec JSON with the encode/decode speeds")(
       "validate", po::value<std::vector<std::string>>(&validate_files)->multitoken(),
       "thinwire-bench-allreduce JSON files from the emulated cluster to predict and compare")(
+      "wire", po::value<std::string>(&wire_json),
+      "--validate: thinwire-bench-allreduce JSON of a run on unshaped emulated links; its "
+      "dense rate per rank is the speed a tbf bucket's bytes leave at (default: free)")(
       "codec-rates",
       "--validate: predict with the codec benchmark's rates / cpu share, not the rates the "
       "run measured")("json", po::value<std::string>(&json_path),
@@ -283,6 +349,10 @@ int main(int argc, char** argv) {
     out["codec_json"] = codec_json;
     out["params"] = {
         {"latency_s", p.latency_s}, {"efficiency", p.efficiency}, {"cpu_share", p.cpu_share}};
+    if (!wire_json.empty()) {
+      p.wire_bytes_per_s = wire_bytes_per_s_from(wire_json);
+      out["wire_json"] = wire_json;
+    }
     if (!validate_files.empty()) {
       validate(validate_files, p, !vm["latency-us"].defaulted(), vm.count("codec-rates") > 0, base,
                out);

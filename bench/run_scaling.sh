@@ -64,15 +64,19 @@ for step in "${steps[@]}"; do
           --baselines ring,thinwire --methods $methods,auto
       done ;;
     validate) # The cost model against 2 and 4 hosts at 100-500 Mbit/s.
+      # The links' own speed (what tbf's bucket lets through at once): dense on unshaped links.
+      run 4 none valid_wire_4xnone --sizes 64M --iters 5 --warmup 1 --baselines thinwire \
+        --methods none
       for ranks in 2 4; do
         for rate in 100mbit 200mbit 500mbit; do
-          run "$ranks" "$rate" valid_${ranks}x${rate} --sizes 4M,16M,64M --iters 3 --warmup 1 \
+          run "$ranks" "$rate" valid_${ranks}x${rate} --sizes 4M,16M,64M --iters 5 --warmup 1 \
             --baselines ring,thinwire --methods $methods
         done
       done
-      run 4 200mbit valid_4x200mbit_mix --sizes 64M --layers mix --iters 3 --warmup 1 \
+      run 4 200mbit valid_4x200mbit_mix --sizes 64M --layers mix --iters 5 --warmup 1 \
         --baselines ring,thinwire --methods $methods
-      "$model" --validate "$OUT"/valid_*.json --json "$OUT/model_validation.json" |
+      "$model" --validate "$OUT"/valid_[24]x*.json --wire "$OUT/valid_wire_4xnone.json" \
+        --json "$OUT/model_validation.json" |
         tee "$OUT/model_validation.txt" ;;
     model) # Predictions for a 64M-parameter transformer mix, 2..4096 ranks, 0.1..400 Gbit/s.
       "$model" --layers mix --size 256M --json "$OUT/model_mix_256M.json" \

@@ -128,6 +128,50 @@ TEST(CostModel, PowersgdStepAndItsDenseFallback) {
   EXPECT_NEAR(c.decode - plain.decode, n * 0.5e-9, kTol);
 }
 
+// ---- a link with a token bucket (tc tbf) ---------------------------------------------------
+
+TEST(CostModel, CreditLeavesAtWireSpeed) {
+  // 3 blocks of 1000 B, 1000 B of them credited: 2000 B at beta; latency is still paid.
+  EXPECT_NEAR(allgather_seconds(1000, 4, link(1e-4, 1e6), 1000), 3e-4 + 2e-3, kTol);
+  // Ring of 1 MiB on 4 ranks sends 1.5 MiB; credit beyond what is sent changes nothing more.
+  EXPECT_NEAR(allreduce_seconds(1 << 20, 4, link(0, 1e6), 1 << 19), (1 << 20) / 1e6, kTol);
+  EXPECT_EQ(allreduce_seconds(1 << 20, 4, link(0, 1e6), 1e9), 0.0);
+  // Recursive doubling of 1 KiB on 4 ranks: 2 rounds of 1 KiB.
+  EXPECT_NEAR(allreduce_seconds(1024, 4, link(0, 1e6), 1024), 1024 / 1e6, kTol);
+}
+
+TEST(CostModel, BucketIsFullWhenAStepStartsAndRefillsDuringCompute) {
+  // Dense 4 MiB on 4 ranks with a 1 MB bucket and no compute: the control block and then
+  // the ring's first 1e6 - 768 bytes go on credit.
+  const std::vector<Layer> dense = {{"w", {1024, 1024}}};
+  const Network bucket = Network::uniform(link(0.0, 1e6), 1e6);
+  const StepCost d = predict_step(dense, Config::parse("none"), 4, bucket, ComputeRates{});
+  EXPECT_NEAR(d.comm, (6291456 + 768 - 1e6) / 1e6, 1e-9);
+
+  // Onebit with a bucket of one collective's bytes (3 blocks of 32804): the control block
+  // takes 768 B, the alltoall the rest of the full bucket. The server's compute between the
+  // alltoall and the allgather refills it at 1e6 B/s, so the allgather is credited in full
+  // when that compute is long enough and in part when it is not.
+  const std::vector<Layer> layer = {{"w", {1 << 20}}};
+  const double block3 = 3 * 32804.0;
+  const Network small = Network::uniform(link(0.0, 1e6), block3);
+  ComputeRates slow;
+  slow.onebit_decode = 1e-6;  // the server's decode: 1 s, refills the whole bucket
+  const StepCost full = predict_step(layer, Config::parse("onebit"), 4, small, slow);
+  EXPECT_NEAR(full.comm, 768 / 1e6, 1e-9);  // the alltoall's last 768 B wait for tokens
+  ComputeRates fast;
+  fast.add = 0.02 / (1 << 18);  // the server's average of its chunk: 0.02 s, 20000 tokens
+  const StepCost part = predict_step(layer, Config::parse("onebit"), 4, small, fast);
+  EXPECT_NEAR(part.comm, 768 / 1e6 + (block3 - 20000) / 1e6, 1e-9);
+  // The bucket's bytes take their time at the links' own speed when it is given.
+  const Network wired = Network::uniform(link(0.0, 1e6), block3, 1e8);
+  const StepCost w = predict_step(layer, Config::parse("onebit"), 4, wired, fast);
+  EXPECT_NEAR(w.comm, part.comm + (block3 + 20000) / 1e8, 1e-9);
+  // No bucket: the plain alpha-beta terms.
+  const StepCost none = predict_step(layer, Config::parse("onebit"), 4, kMegabyte, fast);
+  EXPECT_NEAR(none.comm, 2 * block3 / 1e6 + kControl, kTol);
+}
+
 TEST(CostModel, LayersOfARouteShareOneCollective) {
   // Two onebit layers: one alltoall + one allgather whose blocks hold both slots; their
   // latency is paid once, not per layer.

@@ -157,10 +157,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # two); fixed 4 MiB buffers move ~95%. Set these variables to override.
 export OMPI_MCA_btl_tcp_sndbuf=${OMPI_MCA_btl_tcp_sndbuf:-4194304}
 export OMPI_MCA_btl_tcp_rcvbuf=${OMPI_MCA_btl_tcp_rcvbuf:-4194304}
-# Programs can record what link they ran on (thinwire-bench-allreduce puts it in its JSON).
-export THINWIRE_EMULATE_RATE=$rate THINWIRE_EMULATE_RANKS=$ranks
+# Programs can record what link they ran on (thinwire-bench-allreduce puts it in its JSON;
+# the cost model's validation needs the bucket too: tbf lets a full bucket leave at once).
+export THINWIRE_EMULATE_RATE=$rate THINWIRE_EMULATE_RANKS=$ranks THINWIRE_EMULATE_BURST=${burst:-0}
 # thinwire's segmentation of large messages (README "Environment variables"), when set.
-forward=(-x THINWIRE_EMULATE_RATE -x THINWIRE_EMULATE_RANKS)
+forward=(-x THINWIRE_EMULATE_RATE -x THINWIRE_EMULATE_RANKS -x THINWIRE_EMULATE_BURST)
 [[ -n ${THINWIRE_MPI_SEGMENT_BYTES:-} ]] && forward+=(-x THINWIRE_MPI_SEGMENT_BYTES)
 set +e
 ip netns exec "${hosts[0]}" unshare --uts /bin/sh -c 'hostname launcher && exec "$@"' sh \

@@ -20,8 +20,9 @@ namespace thinwire::detail::model {
 ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 
 // Times this rank's kernels on a synthetic layer of `n` elements (a rows x cols matrix with
-// rows * cols == n for PowerSGD), best of `repeats`, for the codec of `spec` (topk, onebit,
-// qsgd or powersgd at its parameter; for none only copy and add). Rates of other codecs stay 0.
+// rows * cols == n for PowerSGD), the median of `repeats` calls on cold caches, for the codec of
+// `spec` (topk, onebit, qsgd or powersgd at its parameter; for none only copy and add). Rates of
+// other codecs stay 0.
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats);
 
 // The shape to time kernels on: the largest layer's [rows, cols], halved along its longer side

@@ -1,5 +1,6 @@
 #include "model/cost_model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -14,21 +15,53 @@
 
 namespace thinwire::detail::model {
 
-double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link) {
+namespace {
+
+// Seconds to send `bytes` of which `credit` leave at wire speed.
+double send_seconds(double bytes, const Link& link, double credit) {
+  return std::max(0.0, bytes - credit) / link.bytes_per_s;
+}
+
+// The token bucket of one rank's link through a step: refilled while the rank computes,
+// spent by the bytes it sends.
+class TokenBucket {
+ public:
+  TokenBucket(double burst_bytes, double refill_bytes_per_s)
+      : burst_(burst_bytes), refill_(refill_bytes_per_s), level_(burst_bytes) {}
+  void idle(double seconds) { level_ = std::min(burst_, level_ + seconds * refill_); }
+  // The credit for a call that sends `bytes`, taken out of the bucket.
+  double spend(double bytes) {
+    const double credit = std::min(level_, bytes);
+    level_ -= credit;
+    return credit;
+  }
+
+ private:
+  double burst_, refill_, level_;
+};
+
+}  // namespace
+
+double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link, double credit_bytes) {
   if (ranks <= 1 || bytes == 0) return 0.0;
   const double b = static_cast<double>(bytes), p = ranks;
   if (bytes >= MpiTransport::kRingMinBytes)
-    return 2.0 * (p - 1.0) * (link.latency_s + b / (p * link.bytes_per_s));
-  return std::ceil(std::log2(p)) * (link.latency_s + b / link.bytes_per_s);
+    return 2.0 * (p - 1.0) * link.latency_s +
+           send_seconds(2.0 * (p - 1.0) * b / p, link, credit_bytes);
+  const double rounds = std::ceil(std::log2(p));
+  return rounds * link.latency_s + send_seconds(rounds * b, link, credit_bytes);
 }
 
-double allgather_seconds(std::uint64_t block_bytes, int ranks, const Link& link) {
+double allgather_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
+                         double credit_bytes) {
   if (ranks <= 1 || block_bytes == 0) return 0.0;
-  return (ranks - 1.0) * (link.latency_s + static_cast<double>(block_bytes) / link.bytes_per_s);
+  return (ranks - 1.0) * link.latency_s +
+         send_seconds((ranks - 1.0) * static_cast<double>(block_bytes), link, credit_bytes);
 }
 
-double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link) {
-  return allgather_seconds(block_bytes, ranks, link);
+double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
+                        double credit_bytes) {
+  return allgather_seconds(block_bytes, ranks, link, credit_bytes);
 }
 
 ComputeRates ComputeRates::scaled(double share) const {
@@ -51,10 +84,14 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   const int p = ranks;
   const double fp = p;
   StepCost cost;
-  // Collectives are fused per route (one buffer per collective for all its layers).
+  // Collectives are fused per route (one buffer per collective for all its layers); the
+  // compute of each route is summed by where it runs relative to those collectives.
   std::uint64_t dense_elems = 0, topk_block = 0, two_phase_block = 0, low_rank_p = 0,
                 low_rank_q = 0;
   std::size_t dense_layers = 0;
+  double topk_encode = 0, topk_decode = 0;
+  double two_phase_worker = 0, two_phase_server = 0, two_phase_decode = 0;
+  double low_rank_before_p = 0, low_rank_before_q = 0, low_rank_decode = 0;
   std::map<std::string, std::unique_ptr<Compressor>> codecs;
 
   for (std::size_t i = 0; i < layers.size(); ++i) {
@@ -74,8 +111,8 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         topk_block += payload;
         cost.bytes_sent += allgather_bytes(payload, p);
         const double k = static_cast<double>(topk_count(specs[i].density, plan.numel));
-        cost.encode += n * rates.topk_encode;
-        cost.decode += n * rates.topk_decode_zero + fp * k * rates.topk_decode_entry;
+        topk_encode += n * rates.topk_encode;
+        topk_decode += n * rates.topk_decode_zero + fp * k * rates.topk_decode_entry;
         break;
       }
       case Route::two_phase: {
@@ -87,8 +124,9 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         const double dec = onebit ? rates.onebit_decode : rates.qsgd_decode;
         // Worker: the whole layer; server: its chunk (decode P versions, average, encode);
         // then every rank decodes all P chunks.
-        cost.encode += n * enc;
-        cost.decode += n * dec + n / fp * (rates.add + enc) + n * dec;
+        two_phase_worker += n * enc;
+        two_phase_server += n * dec + n / fp * (rates.add + enc);
+        two_phase_decode += n * dec;
         break;
       }
       case Route::low_rank: {
@@ -98,32 +136,72 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         low_rank_q += plan.cols * plan.rank;
         cost.bytes_sent += allreduce_bytes(4 * plan.rows * plan.rank, p) +
                            allreduce_bytes(4 * plan.cols * plan.rank, p);
-        // x = g + e (error feedback), M Q, orthonormalisation, M^T P.
+        // x = g + e (error feedback) and M Q before P's allreduce; the orthonormalisation
+        // and M^T P (about the other half of the encode work) before Q's.
         const bool feedback = specs[i].ef != ErrorFeedback::none;
-        cost.encode += work * rates.powersgd_encode + (feedback ? n * rates.add : 0.0);
+        low_rank_before_p += work * rates.powersgd_encode / 2 + (feedback ? n * rates.add : 0.0);
+        low_rank_before_q += work * rates.powersgd_encode / 2;
         // P Q^T, the error statistics, e <- M - P Q^T (error feedback), the result's copy.
-        cost.decode += work * rates.powersgd_decode + n * rates.norm +
-                       (feedback ? n * rates.add : 0.0) + n * rates.copy;
+        low_rank_decode += work * rates.powersgd_decode + n * rates.norm +
+                           (feedback ? n * rates.add : 0.0) + n * rates.copy;
         break;
       }
     }
   }
 
+  // The step in the Reducer's order, with the link's token bucket (if any) refilled by
+  // compute and spent by collectives.
+  TokenBucket bucket(net.burst_bytes, net.allgather.bytes_per_s);
+  auto compute = [&](double seconds, double* phase) {
+    *phase += seconds;
+    bucket.idle(seconds);
+  };
+  // A collective's bytes: those the bucket covers leave at wire speed, the rest at beta.
+  auto credited = [&](double sent) {
+    const double credit = bucket.spend(sent);
+    cost.comm += credit / net.wire_bytes_per_s;
+    return credit;
+  };
+  auto allgather = [&](std::uint64_t block, const Link& link) {
+    if (p > 1 && block) cost.comm += allgather_seconds(block, p, link, credited((p - 1.0) * block));
+  };
+  auto allreduce = [&](std::uint64_t bytes) {
+    if (p <= 1 || bytes == 0) return;
+    const double b = static_cast<double>(bytes);
+    const double sent = bytes >= MpiTransport::kRingMinBytes ? 2.0 * (fp - 1.0) * b / fp
+                                                             : std::ceil(std::log2(fp)) * b;
+    cost.comm += allreduce_seconds(bytes, p, net.allreduce, credited(sent));
+  };
+
+  // The per-step control exchange (agreement).
+  allgather(kControlBlockBytes, net.allgather);
+  cost.bytes_sent += allgather_bytes(kControlBlockBytes, p);
   if (dense_elems) {
     const double n = static_cast<double>(dense_elems);
     // Packing (unless one layer is reduced in place), the ring's sums, the division by P.
-    if (dense_layers > 1) cost.encode += n * rates.copy;
-    cost.comm += allreduce_seconds(4 * dense_elems, p, net.allreduce);
-    if (p > 1) cost.decode += n * (fp - 1.0) / fp * rates.add + n * rates.add;
+    if (dense_layers > 1) compute(n * rates.copy, &cost.encode);
+    allreduce(4 * dense_elems);
+    if (p > 1) compute(n * (fp - 1.0) / fp * rates.add + n * rates.add, &cost.decode);
   }
-  cost.comm += allgather_seconds(topk_block, p, net.allgather);
-  cost.comm += alltoall_seconds(two_phase_block, p, net.alltoall) +
-               allgather_seconds(two_phase_block, p, net.allgather);
-  cost.comm += allreduce_seconds(4 * low_rank_p, p, net.allreduce) +
-               allreduce_seconds(4 * low_rank_q, p, net.allreduce);
-  // The per-step control exchange (agreement).
-  cost.comm += allgather_seconds(kControlBlockBytes, p, net.allgather);
-  cost.bytes_sent += allgather_bytes(kControlBlockBytes, p);
+  if (topk_block) {
+    compute(topk_encode, &cost.encode);
+    allgather(topk_block, net.allgather);
+    compute(topk_decode, &cost.decode);
+  }
+  if (two_phase_block) {
+    compute(two_phase_worker, &cost.encode);
+    allgather(two_phase_block, net.alltoall);  // the alltoall: P-1 blocks each way
+    compute(two_phase_server, &cost.decode);
+    allgather(two_phase_block, net.allgather);
+    compute(two_phase_decode, &cost.decode);
+  }
+  if (low_rank_p) {
+    compute(low_rank_before_p, &cost.encode);
+    allreduce(4 * low_rank_p);
+    compute(low_rank_before_q, &cost.encode);
+    allreduce(4 * low_rank_q);
+    compute(low_rank_decode, &cost.decode);
+  }
   return cost;
 }
 

@@ -9,6 +9,15 @@
 //   ring allreduce of B bytes (B >= MpiTransport::kRingMinBytes): 2(P-1) (alpha + B/(P beta))
 //   smaller allreduce (MPI's recursive doubling):               ceil(log2 P) (alpha + B/beta)
 //   allgather / alltoall of b-byte blocks:                      (P-1) (alpha + b/beta)
+//
+// A link may also have a token bucket (tc tbf, the emulated cluster's shaper; cloud NICs'
+// burst credits): up to `burst_bytes` leave at wire speed (`wire_bytes_per_s`, the link
+// unshaped) once the link has been idle long
+// enough to refill them at beta. predict_step() then walks the step in the Reducer's order
+// (control exchange, then dense, top-k, two-phase and low-rank routes, each encode -> its
+// collectives -> decode), refilling the bucket during compute and spending it on the bytes a
+// collective sends; the bucket is full when a step starts. Without a bucket (burst_bytes = 0,
+// what the calibration probe of `auto` measures) the terms above are exact.
 #pragma once
 
 #include <cstddef>
@@ -30,12 +39,22 @@ struct Link {
 // described by its rate uses one Link for all).
 struct Network {
   Link allreduce, allgather, alltoall;
-  static Network uniform(const Link& link) { return {link, link, link}; }
+  double burst_bytes = 0.0;         // token bucket of the rank's link; refills at allgather's beta
+  double wire_bytes_per_s = 1e300;  // what the bucket's bytes leave at (the link unshaped)
+  static Network uniform(const Link& link, double burst_bytes = 0.0,
+                         double wire_bytes_per_s = 1e300) {
+    return {link, link, link, burst_bytes, wire_bytes_per_s};
+  }
 };
 
-double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link);
-double allgather_seconds(std::uint64_t block_bytes, int ranks, const Link& link);
-double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link);
+// `credit_bytes` of the call's bytes are not limited by beta (a token bucket's; the time they
+// take at wire speed is predict_step's to add).
+double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link,
+                         double credit_bytes = 0.0);
+double allgather_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
+                         double credit_bytes = 0.0);
+double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
+                        double credit_bytes = 0.0);
 
 // Seconds of one core per unit of work. Elementwise rates are per f32 element; PowerSGD's per
 // rows*cols*rank (its matrix products dominate).

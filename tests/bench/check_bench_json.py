@@ -57,6 +57,16 @@ def main():
     for key in ("commit", "host", "command", "device"):
         if not isinstance(d[key], str) or not d[key]:
             fail(f"'{key}' should be a non-empty string")
+    probe = d.get("latency_probe")
+    if not isinstance(probe, dict):
+        fail("top level has no 'latency_probe' object")
+    calls = probe.get("calls")
+    if not isinstance(calls, int) or calls < 1:
+        fail(f"'latency_probe.calls' should be a positive count, got {calls!r}")
+    per_call = number(probe, "seconds", "latency_probe", positive=ranks > 1)
+    per_message = number(probe, "per_message_s", "latency_probe")
+    if ranks > 1 and abs(per_message - per_call / (ranks - 1)) > 1e-12 + 1e-9 * per_call:
+        fail(f"latency_probe: per_message_s {per_message} is not seconds / (P-1)")
     if "--json" not in d["command"]:
         fail("'command' should be the command line that wrote the file")
     if d["tensors"] != tensors:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "launch.hpp"
+#include "transport/device_transport.hpp"
 
 namespace thinwire::test {
 
@@ -107,5 +108,9 @@ std::vector<T> to_host(const T* device, std::size_t n) {
   kernels::stream_synchronize(nullptr);
   return v;
 }
+
+// Every call of `t` (each collective, barrier, synchronize) raises Error(transport_error)
+// naming `cause`, and all of them together take under a second: a transport after an abort.
+void expect_every_call_refused(detail::DeviceTransport& t, const std::string& cause);
 
 }  // namespace thinwire::test

@@ -143,25 +143,6 @@ TEST(NcclTransport, ThroughTheCommunicator) {
   EXPECT_EQ(std::string(comm.state()->device_transport(0).name()), "staged(mpi)");
 }
 
-void expect_every_call_refused(DeviceTransport& t, const std::string& cause) {
-  DeviceArray<float> d(8);
-  const auto start = std::chrono::steady_clock::now();
-  for (auto* call :
-       {+[](DeviceTransport&x, float*p) { x.allreduce(p, 4, ElementType::f32, ReduceOp::sum); },
-        +[](DeviceTransport&x, float*p) { x.allgather(p, p + 4, 4); },
-        +[](DeviceTransport&x, float*p) { x.alltoall(p, p + 4, 4); },
-        +[](DeviceTransport&x, float*p) { x.broadcast(p, 4, 0); },
-        +[](DeviceTransport&x, float*) { x.barrier(); },
-        +[](DeviceTransport&x, float*) { x.synchronize("later step"); }}) {
-    auto err = error_from([&] { call(t, d.get()); });
-    ASSERT_TRUE(err.has_value());
-    EXPECT_EQ(err->code(), ErrorCode::transport_error);
-    EXPECT_NE(std::string(err->what()).find(cause), std::string::npos) << err->what();
-  }
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(s, 1.0) << "refusals must not wait";
-}
-
 TEST(NcclTransport, AfterAnAbortEveryCallThrowsAtOnce) {
   TW_REQUIRE_NCCL();
   detail::MpiTransport host(MPI_COMM_SELF, 120);
