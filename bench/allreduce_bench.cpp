@@ -556,8 +556,11 @@ class Bench {
   // timed calls), maxed over the ranks: the cost model's validation predicts with these.
   json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
+    // Medians of 5: with more ranks than cores a timed call is sometimes descheduled.
+    constexpr int kRateRepeats = 5;
     const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
-    twm::ComputeRates all = twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 3);
+    twm::ComputeRates all =
+        twm::measure_rates(thinwire::Config::parse("none"), rows, cols, kRateRepeats);
     json j = twm::rates_to_json(all);
     for (const std::string& m : o_.methods) {
       thinwire::Config c = thinwire::Config::parse(m);
@@ -567,7 +570,7 @@ class Bench {
         c.family = thinwire::Method::none;
       }
       if (c.method == thinwire::Method::none) continue;
-      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, 3));
+      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, kRateRepeats));
       for (const auto& [name, v] : r.items())
         if (v.get<double>() > 0) j[name] = v;
     }
