@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -40,6 +41,16 @@ std::string check_blas(cublasStatus_t s, const char* what) {
 // A row-major a x b matrix is the column-major b x a matrix (its transpose) with leading
 // dimension b, so each product is computed transposed: C^T = B^T A^T.
 
+// The handle `blas` set to work on `s`, once every dimension fits cuBLAS's int.
+std::string blas_on_stream(void* blas, cudaStream_t s, std::initializer_list<std::size_t> dims,
+                           const char* what, cublasHandle_t* h) {
+  for (const std::size_t d : dims)
+    if (d > static_cast<std::size_t>(INT_MAX))
+      return std::string(what) + ": dimension beyond cuBLAS's int range";
+  *h = static_cast<cublasHandle_t>(blas);
+  return check_blas(cublasSetStream(*h, s), "cublasSetStream");
+}
+
 // C (column-major m x n, leading dimension ldc) = op(A) op(B) over k; zero when k == 0.
 std::string gemm(void* blas, cublasOperation_t ta, cublasOperation_t tb, std::size_t m,
                  std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
@@ -48,11 +59,8 @@ std::string gemm(void* blas, cublasOperation_t ta, cublasOperation_t tb, std::si
   auto s = static_cast<cudaStream_t>(stream);
   if (k == 0)  // an empty sum: cuBLAS is not asked to define it
     return check(cudaMemsetAsync(c, 0, m * n * sizeof(float), s), what);
-  const std::size_t kMax = INT_MAX;
-  if (m > kMax || n > kMax || k > kMax || lda > kMax || ldb > kMax || ldc > kMax)
-    return std::string(what) + ": dimension beyond cuBLAS's int range";
-  auto h = static_cast<cublasHandle_t>(blas);
-  std::string err = check_blas(cublasSetStream(h, s), "cublasSetStream");
+  cublasHandle_t h = nullptr;
+  std::string err = blas_on_stream(blas, s, {m, n, k, lda, ldb, ldc}, what, &h);
   if (!err.empty()) return err;
   const float one = 1.0f, zero = 0.0f;
   return check_blas(
@@ -92,11 +100,8 @@ std::string gemm_batched(void* blas, cublasOperation_t ta, cublasOperation_t tb,
     zero_batched_kernel<<<grid, kZeroBlock, 0, s>>>(c, count, elems);
     return status(what);
   }
-  const std::size_t kMax = INT_MAX;
-  if (m > kMax || n > kMax || k > kMax || lda > kMax || ldb > kMax || ldc > kMax || count > kMax)
-    return std::string(what) + ": dimension beyond cuBLAS's int range";
-  auto h = static_cast<cublasHandle_t>(blas);
-  std::string err = check_blas(cublasSetStream(h, s), "cublasSetStream");
+  cublasHandle_t h = nullptr;
+  std::string err = blas_on_stream(blas, s, {m, n, k, lda, ldb, ldc, count}, what, &h);
   if (!err.empty()) return err;
   const float one = 1.0f, zero = 0.0f;
   return check_blas(
