@@ -28,7 +28,8 @@ std::vector<float> normal(std::size_t n, std::uint32_t seed, float scale) {
 
 enum class Data { normal, ties, adversarial };
 
-// Gradients that keep the fast path, defeat it with ties, or defeat its strided sample.
+// Gradients that keep the fast path, defeat it with ties, or defeat its sample (small values
+// exactly where it looks).
 std::vector<float> gradient(Data d, std::size_t n, std::uint32_t seed) {
   std::vector<float> g = normal(n, seed, 1.0f);
   if (d == Data::ties)
@@ -36,7 +37,7 @@ std::vector<float> gradient(Data d, std::size_t n, std::uint32_t seed) {
   if (d == Data::adversarial) {
     const std::size_t m = 8192;
     for (std::size_t i = 0; i < n; ++i) g[i] = 100.0f + 0.001f * static_cast<float>(i % 97);
-    for (std::size_t j = 0; j < m && n >= m; ++j) g[(j * n) / m + (n / m) / 2] = 0.5f;
+    for (std::size_t j = 0; j < m && n > m; ++j) g[TopkSelector::sample_position(j, n, m)] = 0.5f;
   }
   return g;
 }

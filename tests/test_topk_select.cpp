@@ -344,6 +344,30 @@ TEST(TopkSelectFastPath, TypicalDataNeedsNoFallback) {
   }
 }
 
+TEST(TopkSelectFastPath, MatrixWithColumnScalesNeedsNoFallback) {
+  // A row-major gradient whose columns differ in scale, with a row length that divides the
+  // cells of the sample (1024 | 2^20 / 8192): a sample at the same offset in every cell sees
+  // 8 of the 1024 columns and misjudges the k-th key; the fast path must hold.
+  TopkSelector sel;
+  const RandomStream rng = RandomStream::make(0, 0, 0, 0, 0);
+  const std::size_t rows = 1024, cols = 1024;
+  std::mt19937 gen(5);
+  std::lognormal_distribution<float> column_scale(0.0f, 1.5f);
+  std::normal_distribution<float> noise(0.0f, 1.0f);
+  std::vector<float> scale(cols);
+  for (float& s : scale) s = column_scale(gen);
+  for (std::size_t c = 64; c < cols; c += 128) scale[c] = 1e-3f;  // the fixed-offset columns
+  std::vector<float> x(rows * cols);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) x[r * cols + c] = scale[c] * noise(gen);
+  const std::vector<std::uint32_t> order = magnitude_order(x);
+  for (std::size_t k : {std::size_t{1049}, std::size_t{10486}}) {
+    const std::size_t before = sel.fallbacks();
+    EXPECT_EQ(run_select(sel, Algo::exact, x, k, rng), reference_topk(order, k)) << "k=" << k;
+    EXPECT_EQ(sel.fallbacks(), before) << "k=" << k;
+  }
+}
+
 TEST(TopkSelectFastPath, HeavyTiesFallBackAndStayExact) {
   TopkSelector sel;
   const RandomStream rng = RandomStream::make(0, 0, 0, 0, 0);
@@ -366,12 +390,12 @@ TEST(TopkSelectFastPath, HeavyTiesFallBackAndStayExact) {
 }
 
 TEST(TopkSelectFastPath, AdversarialPlacementStaysExact) {
-  // Large values exactly where a strided sample looks, small ones elsewhere, and the reverse:
+  // Large values exactly where the sample looks, small ones elsewhere, and the reverse:
   // the sample's bracket misses the k-th key. Whatever path is taken, the result is exact.
   TopkSelector sel;
   const RandomStream rng = RandomStream::make(0, 0, 0, 0, 0);
   for (std::size_t n : {std::size_t{1} << 15, std::size_t{100003}, std::size_t{1} << 20}) {
-    const std::size_t m = 8192, stride = n / m;
+    const std::size_t m = 8192;
     std::vector<float> on_sample(n), off_sample(n);
     std::mt19937 gen(static_cast<std::uint32_t>(n));
     std::uniform_real_distribution<float> small(0.0f, 1.0f);
@@ -380,7 +404,7 @@ TEST(TopkSelectFastPath, AdversarialPlacementStaysExact) {
       off_sample[i] = 100.0f + small(gen);
     }
     for (std::size_t j = 0; j < m; ++j) {
-      const std::size_t pos = (j * n) / m + stride / 2;
+      const std::size_t pos = TopkSelector::sample_position(j, n, m);
       on_sample[pos] = 100.0f + small(gen);
       off_sample[pos] = small(gen);
     }

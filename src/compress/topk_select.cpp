@@ -81,6 +81,31 @@ bool dense_hits(double fraction) {
 
 }  // namespace
 
+// Sampling every cell at the same offset strides through a row-major matrix; when
+// the row length divides the stride the sample sees only a few columns, and a gradient's
+// columns differ in scale (the benchmark's rank-4 signal: a 2048 x 2048 layer was sampled in
+// 4 of its columns, and its selection fell back to the two-pass radix select in most steps).
+std::uint32_t TopkSelector::sample_position(std::size_t j, std::size_t n, std::size_t m) {
+  const std::size_t begin = (j * n) / m, end = ((j + 1) * n) / m;
+  std::uint64_t h = (j + 1) * 0x9e3779b97f4a7c15ull;
+  h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 29;
+  return static_cast<std::uint32_t>(begin + h % (end - begin));
+}
+
+void TopkSelector::read_keys(Source src, std::uint32_t* pos, std::size_t m) {
+  // The positions are known up front: prefetch well ahead of the scattered reads.
+  constexpr std::size_t kAhead = 32;
+  const bool fused = src.e != nullptr;
+  for (std::size_t j = 0; j < m; ++j) {
+    if (j + kAhead < m) {
+      __builtin_prefetch(fused ? src.e + pos[j + kAhead] : src.x + pos[j + kAhead]);
+      if (fused) __builtin_prefetch(src.g + pos[j + kAhead]);
+    }
+    pos[j] = magnitude_key(src.at(pos[j]));
+  }
+}
+
 topk::HitList TopkSelector::hit_list(std::size_t capacity) {
   // The buffers only grow: no zero-filling on every call.
   if (hit_index_.size() < capacity) {
@@ -190,13 +215,14 @@ void TopkSelector::exact(Source src, std::size_t n, std::size_t k, const TopkOut
     return;
   }
 
-  // A key below the k-th largest, from a strided sample: in a sample of m, the k-th largest
-  // of n sits near rank t = k*m/n, with binomial spread sqrt(m q (1-q)); lo is the sample
-  // key four spreads further down.
+  // A key below the k-th largest, from a sample of one entry in each of m cells: in a sample of m,
+  // the k-th largest of n sits near rank t = k*m/n, with binomial spread sqrt(m q (1-q)); lo is the
+  // sample key four spreads further down.
   const std::size_t m = kSampleSize;
   sample_keys_.resize(m);
-  for (std::size_t j = 0; j < m; ++j)
-    sample_keys_[j] = magnitude_key(src.at((j * n) / m + (n / m) / 2));
+  std::uint32_t* pos = sample_keys_.data();
+  for (std::size_t j = 0; j < m; ++j) pos[j] = sample_position(j, n, m);
+  read_keys(src, pos, m);
   const double q = static_cast<double>(k) / static_cast<double>(n);
   const double t = q * static_cast<double>(m);
   const double spread = 4.0 * std::sqrt(static_cast<double>(m) * q * (1.0 - q)) + 2.0;
@@ -236,8 +262,7 @@ void TopkSelector::sampled(Source src, std::size_t n, std::size_t k, const Rando
     return;
   }
   // A random sample of ~1% (at least 1024): one uniform position in each of m equal cells;
-  // cell j draws rng.uniform(j). The positions come first, so that the reads can be
-  // prefetched well ahead.
+  // cell j draws rng.uniform(j).
   const std::size_t m = topk_math::sample_count(n);
   const std::size_t cell = n / m;
   sample_keys_.resize(m);
@@ -245,14 +270,7 @@ void TopkSelector::sampled(Source src, std::size_t n, std::size_t k, const Rando
   fill_uniforms(rng, 0, m, uniforms_.data());  // uniforms_[j] = rng.uniform(j)
   std::uint32_t* pos = sample_keys_.data();
   for (std::size_t j = 0; j < m; ++j) pos[j] = topk_math::sample_position(uniforms_[j], j, cell);
-  constexpr std::size_t kAhead = 32;
-  for (std::size_t j = 0; j < m; ++j) {
-    if (j + kAhead < m) {
-      __builtin_prefetch(fused ? src.e + pos[j + kAhead] : src.x + pos[j + kAhead]);
-      if (fused) __builtin_prefetch(src.g + pos[j + kAhead]);
-    }
-    pos[j] = magnitude_key(src.at(pos[j]));
-  }
+  read_keys(src, pos, m);
   // The threshold: the (r+1)-th largest sample key.
   const std::size_t r = topk_math::sample_rank(n, k, m);
   const std::uint32_t threshold = radix_threshold(sample_keys_.data(), m, r + 1, hist_).key;

@@ -41,9 +41,9 @@ class TopkSelector {
  public:
   // The k largest |x|, k <= n < 2^32.
   //
-  // A strided sample gives a key `lo` a little below the k-th largest; one pass collects
-  // the entries with key >= lo (index and value); a radix select among them finds the exact
-  // threshold. When fewer than k entries reach lo, or far too many do (adversarial data,
+  // A sample (one entry per cell) gives a key `lo` a little below the k-th largest; one pass
+  // collects the entries with key >= lo (index and value); a radix select among them finds the
+  // exact threshold. When fewer than k entries reach lo, or far too many do (adversarial data,
   // heavy ties), it falls back to a full radix select (a histogram of the top 11-bit digit,
   // then the same pass and radix select with lo at that digit). Both paths return the exact
   // set; the fast path only makes it cheaper.
@@ -77,6 +77,10 @@ class TopkSelector {
     select_radix(x, n, k, TopkOutput{indices});
   }
 
+  // The entry select_exact samples in cell j of m equal cells of n (m < n): a fixed
+  // pseudo-random offset within the cell. Public for tests.
+  static std::uint32_t sample_position(std::size_t j, std::size_t n, std::size_t m);
+
   // Counts of the select_exact calls that took the fallback, for tests and benchmarks.
   std::size_t fallbacks() const { return fallbacks_; }
 
@@ -91,6 +95,8 @@ class TopkSelector {
   void exact(Source src, std::size_t n, std::size_t k, const TopkOutput& out);
   void sampled(Source src, std::size_t n, std::size_t k, const RandomStream& rng,
                const TopkOutput& out);
+  // Replaces the m positions pos[j] with the magnitude keys of the entries there.
+  static void read_keys(Source src, std::uint32_t* pos, std::size_t m);
   // The threshold for taking the `want` largest of `count` candidates with these values.
   TopkThreshold threshold_among(const float* values, std::size_t count, std::size_t want);
   // Writes to out, in index order, the `want` candidates with key > t.key or among the
