@@ -3,11 +3,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
+#include "common/simd.hpp"
 #include "compress/low_rank.hpp"
 
 namespace thinwire::detail::low_rank {
@@ -90,6 +93,108 @@ TEST(LowRank, ProductsMatchNaiveLoops) {
     }
   const Matrix want = mul_abt(p0, q, rows, cols, r);
   EXPECT_LT(rel_diff(out, want), 1e-6);
+}
+
+// The products' documented order (compress/low_rank_kernels.cpp), as plain f32 loops.
+Matrix project_in_order(const Matrix& m, const Matrix& q, std::size_t rows, std::size_t cols,
+                        std::size_t r) {
+  Matrix p(rows * r);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t c = 0; c < r; ++c) {
+      float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (std::size_t j = 0; j < cols; ++j) lane[j % 8] += m[i * cols + j] * q[j * r + c];
+      p[i * r + c] =
+          ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    }
+  return p;
+}
+Matrix back_project_in_order(const Matrix& m, const Matrix& p, std::size_t rows, std::size_t cols,
+                             std::size_t r) {
+  Matrix q(cols * r, 0.0f);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j)
+      for (std::size_t c = 0; c < r; ++c) q[j * r + c] += m[i * cols + j] * p[i * r + c];
+  return q;
+}
+Matrix reconstruct_in_order(const Matrix& p, const Matrix& q, std::size_t rows, std::size_t cols,
+                            std::size_t r) {
+  Matrix out(rows * cols);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j) {
+      float acc = p[i * r] * q[j * r];
+      for (std::size_t c = 1; c < r; ++c) acc += p[i * r + c] * q[j * r + c];
+      out[i * cols + j] = acc;
+    }
+  return out;
+}
+
+bool same_bits(const Matrix& a, const Matrix& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(LowRank, ProductsGiveTheDocumentedBitsOnEverySimdPath) {
+  // Identical bits on every rank whatever its CPU: each SIMD path must compute exactly the
+  // documented order. Shapes cover column tails (cols % 8), odd row counts (the row pairs
+  // and blocks of four) and ranks that split into groups of 4, 2 and 1.
+  struct Case {
+    std::size_t rows, cols, r;
+  };
+  for (const Case& c : {Case{1, 1, 1}, Case{3, 7, 1}, Case{9, 8, 2}, Case{17, 29, 3},
+                        Case{64, 64, 4}, Case{33, 515, 5}, Case{130, 96, 7}, Case{5, 1024, 11}}) {
+    const std::string what =
+        std::to_string(c.rows) + "x" + std::to_string(c.cols) + " r=" + std::to_string(c.r);
+    const Matrix m = random_matrix(c.rows, c.cols, 11), q = random_matrix(c.cols, c.r, 12),
+                 p = random_matrix(c.rows, c.r, 13);
+    const Matrix want_p = project_in_order(m, q, c.rows, c.cols, c.r);
+    const Matrix want_q = back_project_in_order(m, p, c.rows, c.cols, c.r);
+    const Matrix want_out = reconstruct_in_order(p, q, c.rows, c.cols, c.r);
+    for (SimdLevel level : {SimdLevel::scalar, SimdLevel::sse2, SimdLevel::avx2}) {
+      set_simd_cap(level);
+      Matrix got_p(c.rows * c.r), got_q(c.cols * c.r), got_out(c.rows * c.cols);
+      project(m.data(), c.rows, c.cols, q.data(), c.r, got_p.data());
+      back_project(m.data(), c.rows, c.cols, p.data(), c.r, got_q.data());
+      reconstruct(p.data(), q.data(), c.rows, c.cols, c.r, got_out.data());
+      set_simd_cap(SimdLevel::avx2);
+      const std::string at = what + " simd level " + std::to_string(static_cast<int>(level));
+      EXPECT_TRUE(same_bits(got_p, want_p)) << "P = M Q, " << at;
+      EXPECT_TRUE(same_bits(got_q, want_q)) << "Q = M^T P, " << at;
+      EXPECT_TRUE(same_bits(got_out, want_out)) << "P Q^T, " << at;
+    }
+  }
+  if (simd_level() != SimdLevel::avx2)
+    std::fprintf(stderr, "WARNING: this CPU has no AVX2; the AVX2 path was not tested here\n");
+}
+
+TEST(LowRank, ResidualPassGivesTheDocumentedBitsOnEverySimdPath) {
+  for (std::size_t n : {std::size_t{0}, std::size_t{5}, std::size_t{8}, std::size_t{1003}}) {
+    const Matrix x0 = random_matrix(1, n, 21), y = random_matrix(1, n, 22);
+    double lanes_err[8] = {0, 0, 0, 0, 0, 0, 0, 0}, lanes_norm[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    Matrix want_x = x0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const float d = x0[i] - y[i];
+      lanes_err[i % 8] += static_cast<double>(d) * d;
+      lanes_norm[i % 8] += static_cast<double>(x0[i]) * x0[i];
+      want_x[i] = d;
+    }
+    auto combine = [](const double* l) {
+      return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    };
+    for (SimdLevel level : {SimdLevel::scalar, SimdLevel::sse2, SimdLevel::avx2}) {
+      set_simd_cap(level);
+      Matrix x = x0;
+      double err = -1, norm = -1, err2 = -1, norm2 = -1;
+      residual_norms(x.data(), y.data(), n, &err, &norm);
+      residual_update(x.data(), y.data(), n, true, &err2, &norm2);
+      set_simd_cap(SimdLevel::avx2);
+      const std::string at =
+          "n=" + std::to_string(n) + " simd level " + std::to_string(static_cast<int>(level));
+      EXPECT_EQ(err, combine(lanes_err)) << at;
+      EXPECT_EQ(norm, combine(lanes_norm)) << at;
+      EXPECT_EQ(err2, err) << at;
+      EXPECT_EQ(norm2, norm) << at;
+      EXPECT_TRUE(same_bits(x, want_x)) << "x <- x - y, " << at;
+    }
+  }
 }
 
 TEST(LowRank, OneStepReproducesLowRankMatrices) {

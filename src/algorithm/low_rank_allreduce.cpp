@@ -68,24 +68,26 @@ void LowRankAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& c
     sl.bytes_sent = allreduce_bytes(4 * plan.rows * plan.rank, ctx.size) +
                     allreduce_bytes(4 * plan.cols * plan.rank, ctx.size);
 
-    // M_hat = P Q^T. When x aliases g (no error feedback) the input is still needed for
-    // the error statistics, so reconstruct into scratch first.
-    delta_.resize(sl.n);
-    low_rank::reconstruct(p, q, plan.rows, plan.cols, plan.rank, delta_.data());
-    const float* mhat = delta_.data();
+    // M_hat = P Q^T is the output, so it goes straight into g, unless x aliases g (no error
+    // feedback): x is still needed for the error statistics, so scratch first.
     float* x = sl.x;
-    low_rank::residual_norms(x, mhat, sl.n, &sl.sq_error, &sl.sq_norm);
-    if (sl.feedback == StepFeedback::econtrol) {
-      // EControl needs this rank's own increment D = P Q_local^T (its mean over ranks is
-      // P Q^T); the error and h updates use it, H uses the average.
-      std::memcpy(sl.g, mhat, sl.n * sizeof(float));
+    const bool in_place = x == sl.g;
+    if (in_place) delta_.resize(sl.n);
+    float* mhat = in_place ? delta_.data() : sl.g;
+    low_rank::reconstruct(p, q, plan.rows, plan.cols, plan.rank, mhat);
+    // One pass: the statistics and, with error feedback, e <- M - M_hat. EControl updates
+    // its memories from its own increment instead.
+    const bool econtrol = sl.feedback == StepFeedback::econtrol;
+    low_rank::residual_update(x, mhat, sl.n, sl.want_residual && !econtrol, &sl.sq_error,
+                              &sl.sq_norm);
+    if (in_place) std::memcpy(sl.g, mhat, sl.n * sizeof(float));
+    if (econtrol) {
+      // This rank's own increment D = P Q_local^T (its mean over ranks is P Q^T): the error
+      // and h updates use it, H uses the average.
+      delta_.resize(sl.n);
       low_rank::reconstruct(p, q_local_.data() + q_off[l], plan.rows, plan.cols, plan.rank,
                             delta_.data());
       after_encode_with_delta(sl, delta_.data());
-    } else {
-      if (sl.want_residual)
-        for (std::size_t i = 0; i < sl.n; ++i) x[i] -= mhat[i];  // e <- M - M_hat
-      std::memcpy(sl.g, mhat, sl.n * sizeof(float));
     }
     finish(sl);
   }

@@ -1,6 +1,5 @@
 #include "compress/low_rank.hpp"
 
-#include <Eigen/Core>
 #include <cmath>
 #include <vector>
 
@@ -8,12 +7,6 @@
 #include "compress/low_rank_math.hpp"
 
 namespace thinwire::detail::low_rank {
-
-namespace {
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MapC = Eigen::Map<const RowMajor>;
-using Map = Eigen::Map<RowMajor>;
-}  // namespace
 
 void random_init(float* q, std::size_t cols, std::size_t r, std::uint64_t seed, std::uint32_t layer,
                  std::uint64_t salt) {
@@ -33,33 +26,6 @@ std::size_t refresh_zero_columns(float* q, std::size_t cols, std::size_t r, std:
     ++refreshed;
   }
   return refreshed;
-}
-
-void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r,
-             float* p) {
-  Map(p, rows, r).noalias() = MapC(m, rows, cols) * MapC(q, cols, r);
-}
-
-void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r,
-                  float* q) {
-  Map(q, cols, r).noalias() = MapC(m, rows, cols).transpose() * MapC(p, rows, r);
-}
-
-void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r,
-                 float* out) {
-  Map(out, rows, cols).noalias() = MapC(p, rows, r) * MapC(q, cols, r).transpose();
-}
-
-void residual_norms(const float* x, const float* y, std::size_t n, double* sq_error,
-                    double* sq_norm) {
-  double err = 0.0, norm = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float r = x[i] - y[i];
-    err += static_cast<double>(r) * r;
-    norm += static_cast<double>(x[i]) * x[i];
-  }
-  *sq_error = err;
-  *sq_norm = norm;
 }
 
 void orthonormalize(float* p, std::size_t rows, std::size_t r) {

@@ -17,6 +17,8 @@ void random_init(float* q, std::size_t cols, std::size_t r, std::uint64_t seed, 
 std::size_t refresh_zero_columns(float* q, std::size_t cols, std::size_t r, std::uint64_t seed,
                                  std::uint32_t layer, std::uint64_t salt);
 
+// The products, f32 in a fixed order that every SIMD path computes bit for bit (the order is
+// in low_rank_kernels.cpp).
 void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r,
              float* p);
 void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r,
@@ -25,10 +27,14 @@ void back_project(const float* m, std::size_t rows, std::size_t cols, const floa
 void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r,
                  float* out);
 
-// ||x - y||^2 and ||x||^2 over n elements, each accumulated in double in index order (the
-// error statistics of a reconstruction y of x).
+// ||x - y||^2 and ||x||^2 over n elements, each accumulated in double in the 8-lane order
+// (common/simd.hpp): the error statistics of a reconstruction y of x.
 void residual_norms(const float* x, const float* y, std::size_t n, double* sq_error,
                     double* sq_norm);
+// The same statistics, and with `subtract` x becomes x - y (the error memory's residual), in
+// one pass.
+void residual_update(float* x, const float* y, std::size_t n, bool subtract, double* sq_error,
+                     double* sq_norm);
 
 // Gram-Schmidt on the columns of p, in place, twice over ("twice is enough") with double
 // accumulation. A column whose norm falls below kEpsilon times its norm before the

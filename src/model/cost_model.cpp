@@ -141,9 +141,10 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         const bool feedback = specs[i].ef != ErrorFeedback::none;
         low_rank_before_p += work * rates.powersgd_encode / 2 + (feedback ? n * rates.add : 0.0);
         low_rank_before_q += work * rates.powersgd_encode / 2;
-        // P Q^T, the error statistics, e <- M - P Q^T (error feedback), the result's copy.
+        // P Q^T into the output, then one pass for the error statistics and e <- M - P Q^T;
+        // without error feedback P Q^T goes to scratch and is copied out.
         low_rank_decode += work * rates.powersgd_decode + n * rates.norm +
-                           (feedback ? n * rates.add : 0.0) + n * rates.copy;
+                           (feedback ? 0.0 : n * rates.copy);
         break;
       }
     }
