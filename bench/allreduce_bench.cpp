@@ -31,6 +31,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -41,6 +42,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/program_options.hpp>
@@ -242,6 +244,13 @@ class Bench {
     }
     const char* rate = std::getenv("THINWIRE_EMULATE_RATE");
     out_["ranks"] = size_;
+    find_host_peers();
+    out_["compute_rates_probe"] = {
+        {"how",
+         "measure_rates() by one rank per host while the host's other ranks sleep: one core's "
+         "rates; the cost model divides them by cpu_share"},
+        {"ranks_on_host", ranks_on_host_},
+        {"cpu_share", cpu_share_}};
     // Other load on the machine shows in the times: record it.
     if (std::ifstream la("/proc/loadavg"); la) {
       double one = 0, five = 0, fifteen = 0;
@@ -551,17 +560,62 @@ class Bench {
     if (rank_ == 0) print_size(cands, base, bytes);
   }
 
+  // The ranks on this rank's host (by processor name): how many, and this rank's place
+  // among them; a rank's share of a core when they all compute at once.
+  void find_host_peers() {
+    char name[MPI_MAX_PROCESSOR_NAME] = {};
+    int length = 0;
+    MPI_Get_processor_name(name, &length);
+    std::vector<char> all(static_cast<std::size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
+    MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME,
+                  MPI_CHAR, MPI_COMM_WORLD);
+    ranks_on_host_ = host_rank_ = 0;
+    for (int r = 0; r < size_; ++r) {
+      const bool same =
+          std::strncmp(all.data() + static_cast<std::size_t>(r) * MPI_MAX_PROCESSOR_NAME, name,
+                       MPI_MAX_PROCESSOR_NAME) == 0;
+      ranks_on_host_ += same;
+      host_rank_ += same && r < rank_;
+    }
+    const double cores = std::max(1u, std::thread::hardware_concurrency());
+    cpu_share_ = std::min(1.0, cores / ranks_on_host_);
+  }
+
+  // A barrier that waits asleep, leaving the cores to a rank that is timing kernels.
+  static void sleeping_barrier() {
+    MPI_Request request;
+    MPI_Ibarrier(MPI_COMM_WORLD, &request);
+    int done = 0;
+    while (MPI_Test(&request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+
   // This machine's kernels for every requested family, timed by the cost model's own
-  // measure_rates() on all ranks at once (ranks that share cores measure what they get in the
-  // timed calls), maxed over the ranks: the cost model's validation predicts with these.
+  // measure_rates(): one rank per host times them while the host's other ranks sleep, so they
+  // are one core's rates, maxed over the hosts; the cost model's validation divides them by
+  // cpu_share. (Timed by all ranks at once on shared cores, a short call was charged a whole
+  // scheduler time slice whenever it was preempted: the mix's largest layer, 1.3M elements,
+  // came out at 4x one core's time per element while its steps paid 2x.)
   json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
-    // Medians of 5: with more ranks than cores a timed call is sometimes descheduled.
     constexpr int kRateRepeats = 5;
+    json j = twm::rates_to_json(twm::ComputeRates{});
+    if (host_rank_ == 0) j = measure_compute_rates_here(layers, kRateRepeats);
+    sleeping_barrier();
+    std::vector<std::string> names;
+    std::vector<double> values;
+    for (const auto& [name, v] : j.items()) names.push_back(name), values.push_back(v);
+    MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX,
+                  MPI_COMM_WORLD);
+    for (std::size_t i = 0; i < names.size(); ++i) j[names[i]] = values[i];
+    return j;
+  }
+
+  json measure_compute_rates_here(const std::vector<thinwire::Layer>& layers, int repeats) {
+    namespace twm = thinwire::detail::model;
     const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
-    twm::ComputeRates all =
-        twm::measure_rates(thinwire::Config::parse("none"), rows, cols, kRateRepeats);
-    json j = twm::rates_to_json(all);
+    json j = twm::rates_to_json(
+        twm::measure_rates(thinwire::Config::parse("none"), rows, cols, repeats));
     for (const std::string& m : o_.methods) {
       thinwire::Config c = thinwire::Config::parse(m);
       if (c.method == thinwire::Method::automatic) {
@@ -570,16 +624,10 @@ class Bench {
         c.family = thinwire::Method::none;
       }
       if (c.method == thinwire::Method::none) continue;
-      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, kRateRepeats));
+      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, repeats));
       for (const auto& [name, v] : r.items())
         if (v.get<double>() > 0) j[name] = v;
     }
-    std::vector<std::string> names;
-    std::vector<double> values;
-    for (const auto& [name, v] : j.items()) names.push_back(name), values.push_back(v);
-    MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX,
-                  MPI_COMM_WORLD);
-    for (std::size_t i = 0; i < names.size(); ++i) j[names[i]] = values[i];
     return j;
   }
 
@@ -635,6 +683,8 @@ class Bench {
   thinwire::Communicator comm_;
   json out_;
   int rank_ = 0, size_ = 1;
+  int ranks_on_host_ = 1, host_rank_ = 0;  // find_host_peers()
+  double cpu_share_ = 1.0;
   std::vector<std::unique_ptr<tb::DenseBaseline>> baselines_;
   std::vector<std::string> notes_;
   // THINWIRE_MPI_SEGMENT_BYTES as the MPI transport agreed it (0: whole messages).

@@ -199,7 +199,8 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       "when a step starts, refilled during compute, its bytes at %.0f MB/s%s); latency per "
       "message = the run's own "
       "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
-      "(all ranks at once, before each size); 'codec' = the codec benchmark JSON / cpu share "
+      "(one rank per host, before each size) / cpu share; 'codec' = the codec benchmark JSON / cpu "
+      "share "
       "(cores / ranks)%s\n",
       p.efficiency, p.wire_bytes_per_s < 1e300 ? p.wire_bytes_per_s / 1e6 : 0.0,
       p.wire_bytes_per_s < 1e300 ? ", --wire" : ": taken as free, no --wire",
@@ -235,8 +236,13 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
                                  std::to_string(bytes) + "-byte '" +
                                  res.at("layers").get<std::string>() + "' result");
       const bool have_run = res.contains("compute_rates");
+      // Rates timed by one rank per host are one core's: divided by the share of a core a
+      // rank gets. (Older files timed them on all ranks at once: taken as they are.)
+      const double run_share = j.contains("compute_rates_probe")
+                                   ? j["compute_rates_probe"].value("cpu_share", 1.0)
+                                   : 1.0;
       const twm::ComputeRates run =
-          have_run ? twm::rates_from_json(res.at("compute_rates")) : codec;
+          have_run ? twm::rates_from_json(res.at("compute_rates")).scaled(run_share) : codec;
       const twm::ComputeRates& used = codec_rates_only || !have_run ? codec : run;
       const double measured = res.at("time_median_s");
       const double pred_run = predict(layers, method, P, net, run).total();
@@ -270,6 +276,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
            {"predicted_speedup", dense / pred},
            {"latency_s", q.latency_s},
            {"cpu_share", q.cpu_share},
+           {"run_rates_cpu_share", run_share},
            {"burst_bytes", q.burst_bytes},
            {"wire_bytes_per_s", q.wire_bytes_per_s < 1e300 ? json(q.wire_bytes_per_s) : json()},
            {"load_average_at_start", j.value("load_average_at_start", json::array())}});

@@ -67,6 +67,16 @@ def main():
     per_message = number(probe, "per_message_s", "latency_probe")
     if ranks > 1 and abs(per_message - per_call / (ranks - 1)) > 1e-12 + 1e-9 * per_call:
         fail(f"latency_probe: per_message_s {per_message} is not seconds / (P-1)")
+    rates_probe = d.get("compute_rates_probe")
+    if not isinstance(rates_probe, dict):
+        fail("top level has no 'compute_rates_probe' object")
+    share = number(rates_probe, "cpu_share", "compute_rates_probe", positive=True)
+    on_host = rates_probe.get("ranks_on_host")
+    if not isinstance(on_host, int) or not 1 <= on_host <= ranks:
+        fail(f"'compute_rates_probe.ranks_on_host' should be in 1..{ranks}, got {on_host!r}")
+    cores = d.get("cores")
+    if share > 1 or (isinstance(cores, int) and abs(share - min(1.0, cores / on_host)) > 1e-12):
+        fail(f"compute_rates_probe: cpu_share {share} is not min(1, cores / ranks_on_host)")
     if "--json" not in d["command"]:
         fail("'command' should be the command line that wrote the file")
     if d["tensors"] != tensors:
