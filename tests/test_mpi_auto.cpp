@@ -4,13 +4,17 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "model/auto_policy.hpp"
 #include "model/cost_model.hpp"
 #include "test_support.hpp"
+#include "transport/mpi_transport.hpp"
 
 namespace thinwire::test {
 namespace {
@@ -89,6 +93,32 @@ INSTANTIATE_TEST_SUITE_P(Mpi, MpiAuto,
                              name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return name;
                          });
+
+TEST(MpiAutoCalibration, KernelsTimedOncePerHostAndScaledByTheCoreShare) {
+  // The test's ranks share one host: they must all see it, each with its own place, and the
+  // calibration's rates are one core's divided by min(1, cores / ranks).
+  detail::MpiTransport t(MPI_COMM_WORLD, 60.0);
+  const detail::model::HostPeers host = detail::model::host_peers(t);
+  EXPECT_EQ(host.ranks, t.size());
+  std::vector<int> index(static_cast<std::size_t>(t.size()));
+  MPI_Allgather(&host.index, 1, MPI_INT, index.data(), 1, MPI_INT, MPI_COMM_WORLD);
+  std::sort(index.begin(), index.end());
+  for (int r = 0; r < t.size(); ++r) EXPECT_EQ(index[static_cast<std::size_t>(r)], r);
+
+  const std::vector<Layer> layers = {{"w", {256, 256}}};
+  const detail::model::Calibration cal =
+      detail::model::calibrate(t, layers, Config::parse("auto:onebit"));
+  const double cores = std::max(1u, std::thread::hardware_concurrency());
+  EXPECT_DOUBLE_EQ(cal.cpu_share, std::min(1.0, cores / t.size()));
+  EXPECT_GT(cal.rates.onebit_encode, 0.0);
+  EXPECT_GT(cal.rates.copy, 0.0);
+  // Every rank holds the same numbers (the measuring rank's, gathered).
+  double mine[2] = {cal.rates.onebit_encode, cal.rates.copy}, most[2], least[2];
+  MPI_Allreduce(mine, most, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(mine, least, 2, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+  EXPECT_EQ(most[0], least[0]);
+  EXPECT_EQ(most[1], least[1]);
+}
 
 TEST(MpiAutoRecalibrate, DoesNothingForOtherSpecs) {
   const std::vector<Layer> layers = {{"w", {64, 64}}};

@@ -36,10 +36,18 @@ std::vector<Config> auto_candidates(const Config& auto_spec);
 
 struct Calibration {
   Network net;
-  ComputeRates rates;
+  ComputeRates rates;          // one core's rates / cpu_share
+  double cpu_share = 1.0;      // of a core, per rank: cores / ranks on the host, at most 1
   double probe_seconds = 0.0;  // how long the probe took
   std::string describe() const;
 };
+
+// The ranks on this rank's host (by host name; collective) and this rank's place among them.
+struct HostPeers {
+  int ranks = 1;
+  int index = 0;
+};
+HostPeers host_peers(Transport& transport);
 
 struct AutoDecision {
   std::vector<std::size_t> choice;  // per layer, an index into auto_candidates()
@@ -52,8 +60,8 @@ AutoDecision decide(const std::vector<Layer>& layers, const Config& auto_spec, i
                     const Calibration& cal);
 
 // Collective over `transport`: times the collectives the family uses (two sizes at least, grown
-// until a call takes 20 ms) and this rank's kernels on a sample of the largest layer, then
-// maxes every number over the ranks.
+// until a call takes 20 ms) and, on one rank per host, the kernels on a sample of the largest
+// layer (divided by the host's core share), then maxes every number over the ranks.
 Calibration calibrate(Transport& transport, const std::vector<Layer>& layers,
                       const Config& auto_spec);
 
