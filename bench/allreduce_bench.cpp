@@ -53,6 +53,7 @@
 #include "common/hash.hpp"
 #include "dense_baselines.hpp"
 #include "launch.hpp"
+#include "model/auto_policy.hpp"
 #include "model/codec_rates.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/device_transport.hpp"
@@ -560,23 +561,13 @@ class Bench {
     if (rank_ == 0) print_size(cands, base, bytes);
   }
 
-  // The ranks on this rank's host (by processor name): how many, and this rank's place
-  // among them; a rank's share of a core when they all compute at once.
+  // The ranks on this rank's machine (common/machine.hpp: one kernel, whatever the emulated
+  // hosts' names): how many, and this rank's place among them; a rank's share of a core when
+  // they all compute at once.
   void find_host_peers() {
-    char name[MPI_MAX_PROCESSOR_NAME] = {};
-    int length = 0;
-    MPI_Get_processor_name(name, &length);
-    std::vector<char> all(static_cast<std::size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
-    MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME,
-                  MPI_CHAR, MPI_COMM_WORLD);
-    ranks_on_host_ = host_rank_ = 0;
-    for (int r = 0; r < size_; ++r) {
-      const bool same =
-          std::strncmp(all.data() + static_cast<std::size_t>(r) * MPI_MAX_PROCESSOR_NAME, name,
-                       MPI_MAX_PROCESSOR_NAME) == 0;
-      ranks_on_host_ += same;
-      host_rank_ += same && r < rank_;
-    }
+    const auto peers = thinwire::detail::model::host_peers(comm_.host_transport());
+    ranks_on_host_ = peers.ranks;
+    host_rank_ = peers.index;
     const double cores = std::max(1u, std::thread::hardware_concurrency());
     cpu_share_ = std::min(1.0, cores / ranks_on_host_);
   }

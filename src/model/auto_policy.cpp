@@ -8,9 +8,8 @@
 #include <map>
 #include <thread>
 
-#include <unistd.h>
-
 #include "common/logging.hpp"
+#include "common/machine.hpp"
 #include "common/timer.hpp"
 #include "model/codec_rates.hpp"
 #include "reducer/layer_plan.hpp"
@@ -210,7 +209,8 @@ AutoDecision decide(const std::vector<Layer>& layers, const Config& a, int ranks
 HostPeers host_peers(Transport& t) {
   constexpr std::size_t kName = 256;
   char name[kName] = {};
-  if (gethostname(name, kName - 1) != 0) std::strcpy(name, "?");
+  const std::string id = machine_id();
+  std::memcpy(name, id.data(), std::min(id.size(), kName - 1));
   const int p = t.size(), rank = t.rank();
   std::vector<char> all(kName * static_cast<std::size_t>(p));
   if (p > 1)

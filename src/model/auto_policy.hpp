@@ -42,7 +42,8 @@ struct Calibration {
   std::string describe() const;
 };
 
-// The ranks on this rank's host (by host name; collective) and this rank's place among them.
+// The ranks on this rank's machine (common/machine.hpp; collective) and this rank's place
+// among them.
 struct HostPeers {
   int ranks = 1;
   int index = 0;
