@@ -116,12 +116,11 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
   r.add = median_cold(evictor, repeats, [&] { add_error_feedback(out.data(), g.data(), n); }) / fn;
 
   double sq_error = 0, sq_norm = 0;
-  r.norm = median_cold(evictor, repeats,
-                       [&] {
-                         low_rank::residual_update(e.data(), g.data(), n, true, &sq_error,
-                                                   &sq_norm);
-                       }) /
-           fn;
+  r.norm =
+      median_cold(
+          evictor, repeats,
+          [&] { low_rank::residual_update(e.data(), g.data(), n, true, &sq_error, &sq_norm); }) /
+      fn;
 
   // Each codec's worker step as the Reducer runs it with error feedback: top-k and 1-bit fuse
   // x = g + e into their pass (SparseAllgather, TwoPhase), qsgd adds first.

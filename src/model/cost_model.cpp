@@ -143,8 +143,8 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         low_rank_before_q += work * rates.powersgd_encode / 2;
         // P Q^T into the output, then one pass for the error statistics and e <- M - P Q^T;
         // without error feedback P Q^T goes to scratch and is copied out.
-        low_rank_decode += work * rates.powersgd_decode + n * rates.norm +
-                           (feedback ? 0.0 : n * rates.copy);
+        low_rank_decode +=
+            work * rates.powersgd_decode + n * rates.norm + (feedback ? 0.0 : n * rates.copy);
         break;
       }
     }

@@ -61,7 +61,7 @@ double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
 struct ComputeRates {
   double copy = 0.0;               // memcpy of one element (read + write): packing, copies
   double add = 0.0;                // one elementwise pass: ring sums, division by P
-  double norm = 0.0;  // PowerSGD's residual pass: ||x - y||^2, ||x||^2 and x <- x - y
+  double norm = 0.0;               // PowerSGD's residual pass: ||x - y||^2, ||x||^2 and x <- x - y
   double topk_encode = 0.0;        // error feedback + selection + packing
   double topk_decode_zero = 0.0;   // zeroing the output, per element of the layer
   double topk_decode_entry = 0.0;  // one received (index, value) entry: scatter-add and divide
