@@ -129,7 +129,8 @@ Matrix reconstruct_in_order(const Matrix& p, const Matrix& q, std::size_t rows, 
 }
 
 bool same_bits(const Matrix& a, const Matrix& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 TEST(LowRank, ProductsGiveTheDocumentedBitsOnEverySimdPath) {
