@@ -31,7 +31,6 @@ namespace thinwire::detail::low_rank {
 namespace {
 
 typedef float F8 __attribute__((vector_size(32)));
-typedef float F4 __attribute__((vector_size(16)));
 typedef double D4 __attribute__((vector_size(32)));
 constexpr std::size_t kW = 8;
 
