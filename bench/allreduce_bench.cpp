@@ -53,6 +53,7 @@
 #include "common/hash.hpp"
 #include "dense_baselines.hpp"
 #include "launch.hpp"
+#include "model/auto_policy.hpp"
 #include "model/codec_rates.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/device_transport.hpp"
@@ -247,8 +248,9 @@ class Bench {
     find_host_peers();
     out_["compute_rates_probe"] = {
         {"how",
-         "measure_rates() by one rank per host while the host's other ranks sleep: one core's "
-         "rates; the cost model divides them by cpu_share"},
+         "measure_rates() by one rank per host (processor name) while the host's other ranks "
+         "sleep; hosts that share a machine time at once; the cost model divides the rates by "
+         "cpu_share"},
         {"ranks_on_host", ranks_on_host_},
         {"cpu_share", cpu_share_}};
     // Other load on the machine shows in the times: record it.
@@ -571,19 +573,10 @@ class Bench {
     char name[MPI_MAX_PROCESSOR_NAME] = {};
     int length = 0;
     MPI_Get_processor_name(name, &length);
-    std::vector<char> all(static_cast<std::size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
-    MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME,
-                  MPI_CHAR, MPI_COMM_WORLD);
-    ranks_on_host_ = host_rank_ = 0;
-    for (int r = 0; r < size_; ++r) {
-      const bool same =
-          std::strncmp(all.data() + static_cast<std::size_t>(r) * MPI_MAX_PROCESSOR_NAME, name,
-                       MPI_MAX_PROCESSOR_NAME) == 0;
-      ranks_on_host_ += same;
-      host_rank_ += same && r < rank_;
-    }
-    const double cores = std::max(1u, std::thread::hardware_concurrency());
-    cpu_share_ = std::min(1.0, cores / ranks_on_host_);
+    const auto peers = thinwire::detail::model::peers_by(comm_.host_transport(), name);
+    ranks_on_host_ = peers.ranks;
+    host_rank_ = peers.index;
+    cpu_share_ = peers.cpu_share();
   }
 
   // A barrier that waits asleep, leaving the cores to a rank that is timing kernels.

@@ -206,10 +206,9 @@ AutoDecision decide(const std::vector<Layer>& layers, const Config& a, int ranks
   return d;
 }
 
-HostPeers host_peers(Transport& t) {
+HostPeers peers_by(Transport& t, const std::string& id) {
   constexpr std::size_t kName = 256;
   char name[kName] = {};
-  const std::string id = machine_id();
   std::memcpy(name, id.data(), std::min(id.size(), kName - 1));
   const int p = t.size(), rank = t.rank();
   std::vector<char> all(kName * static_cast<std::size_t>(p));
@@ -225,6 +224,15 @@ HostPeers host_peers(Transport& t) {
     h.index += same && r < rank;
   }
   return h;
+}
+
+HostPeers host_peers(Transport& t) {
+  return peers_by(t, machine_id());
+}
+
+double HostPeers::cpu_share() const {
+  const double cores = std::max(1u, std::thread::hardware_concurrency());
+  return std::min(1.0, cores / ranks);
 }
 
 Calibration calibrate(Transport& t, const std::vector<Layer>& layers, const Config& a) {
@@ -286,8 +294,7 @@ Calibration calibrate(Transport& t, const std::vector<Layer>& layers, const Conf
   ComputeRates rates;
   if (host.index == 0) rates = measure_rates(cands.back(), rows, cols, kProbeRepeats);
   if (p > 1) rates = max_rates(t, rates);
-  const double cores = std::max(1u, std::thread::hardware_concurrency());
-  cal.cpu_share = std::min(1.0, cores / host.ranks);
+  cal.cpu_share = host.cpu_share();
   cal.rates = rates.scaled(cal.cpu_share);
   cal.probe_seconds = p > 1 ? max_over_ranks(t, total.seconds()) : total.seconds();
   return cal;

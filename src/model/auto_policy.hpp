@@ -42,12 +42,15 @@ struct Calibration {
   std::string describe() const;
 };
 
-// The ranks on this rank's machine (common/machine.hpp; collective) and this rank's place
-// among them.
+// The ranks that gave the same `id` as this rank (collective): how many, and this rank's
+// place among them; and the share of a core each gets when they all compute at once.
 struct HostPeers {
   int ranks = 1;
   int index = 0;
+  double cpu_share() const;  // min(1, cores / ranks)
 };
+HostPeers peers_by(Transport& transport, const std::string& id);
+// The ranks on this rank's machine (common/machine.hpp).
 HostPeers host_peers(Transport& transport);
 
 struct AutoDecision {
