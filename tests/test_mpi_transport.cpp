@@ -75,6 +75,97 @@ TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
   }
 }
 
+// A communicator built with THINWIRE_MPI_ALLREDUCE=`mode` on this rank.
+Communicator with_sum_route(const std::string& mode) {
+  const char* old = std::getenv("THINWIRE_MPI_ALLREDUCE");
+  const std::string saved = old ? old : "";
+  setenv("THINWIRE_MPI_ALLREDUCE", mode.c_str(), 1);
+  Communicator c = Communicator::from_mpi(MPI_COMM_WORLD);
+  if (old)
+    setenv("THINWIRE_MPI_ALLREDUCE", saved.c_str(), 1);
+  else
+    unsetenv("THINWIRE_MPI_ALLREDUCE");
+  return c;
+}
+
+detail::MpiTransport& mpi_of(Communicator& c) {
+  return dynamic_cast<detail::MpiTransport&>(c.state()->host.inner());
+}
+
+// Every route (thinwire's ring, MPI's allreduce, and auto through its exploration and after
+// it) gives every rank the same bits, the right sum, and an average whose bits are the sum's
+// divided by P; auto settles every size class on the same route on every rank.
+TEST(MpiTransport, EverySumRouteGivesIdenticalCorrectBits) {
+  if (world_size() < 2) GTEST_SKIP() << "one rank sums nothing: no route is taken";
+  const int me = world_rank(), p = world_size();
+  using detail::SumRoute;
+  for (const std::string mode : {"ring", "mpi", "auto"}) {
+    Communicator comm = with_sum_route(mode);
+    detail::MpiTransport& t = mpi_of(comm);
+    EXPECT_STREQ(detail::SumRouteChooser::name(t.sum_routes().mode()), mode.c_str());
+    for (std::size_t n : {std::size_t{16384}, std::size_t{100003}, std::size_t{1} << 18}) {
+      std::vector<double> exact(n, 0.0);
+      for (int r = 0; r < p; ++r) {
+        const auto xr = seeded_normal(21, r, n, 0, n);
+        for (std::size_t i = 0; i < n; ++i) exact[i] += xr[i];
+      }
+      for (int call = 0; call < detail::SumRouteChooser::kExplorationCalls + 2; ++call) {
+        const std::vector<float> x = seeded_normal(21, me, n, 0, n);
+        std::vector<float> sum = x, avg = x;
+        SumRoute r;
+        const bool settled = t.sum_routes().settled(n * 4, &r);
+        t.allreduce(sum.data(), n, ElementType::f32, ReduceOp::sum);
+        ASSERT_TRUE(identical_on_all_ranks(sum.data(), n * 4, MPI_COMM_WORLD)) << mode << n;
+        for (std::size_t i = 0; i < n; ++i)
+          ASSERT_NEAR(sum[i], exact[i], 1e-5 * (1 + std::fabs(exact[i]))) << mode << n << i;
+        t.average_f32(avg.data(), n);
+        ASSERT_TRUE(identical_on_all_ranks(avg.data(), n * 4, MPI_COMM_WORLD)) << mode << n;
+        // Settled before the sum, the average took the same route: the bits of sum / P.
+        if (settled) {
+          for (std::size_t i = 0; i < n; ++i)
+            ASSERT_EQ(avg[i], sum[i] / static_cast<float>(p)) << mode << n << " " << i;
+        }
+      }
+      SumRoute r;
+      ASSERT_TRUE(t.sum_routes().settled(n * 4, &r)) << mode << n;
+      if (mode != "auto") {
+        EXPECT_EQ(r == SumRoute::mpi, mode == "mpi");
+      }
+      const int route = static_cast<int>(r);
+      ASSERT_TRUE(identical_on_all_ranks(&route, sizeof route, MPI_COMM_WORLD)) << mode << n;
+      EXPECT_FALSE(t.sum_routes().mpi_rejected());  // Open MPI gives every rank the same bits
+    }
+  }
+}
+
+// make_identical() sees unequal bits on every rank at once and repairs them from rank 0.
+TEST(MpiTransport, UnequalResultsAreFoundAndRepairedFromRankZero) {
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  detail::MpiTransport& t = mpi_of(comm);
+  const int me = world_rank();
+  const std::size_t n = 50001;
+  std::vector<float> same = seeded_normal(22, 0, n, 0, n);
+  EXPECT_TRUE(t.make_identical(same.data(), n * 4));
+  std::vector<float> differ = same;
+  if (world_size() > 1) differ[n - 1 - static_cast<std::size_t>(me)] += 1.0f;  // one element
+  EXPECT_EQ(t.make_identical(differ.data(), n * 4), world_size() == 1);
+  ASSERT_TRUE(identical_on_all_ranks(differ.data(), n * 4, MPI_COMM_WORLD));
+  std::vector<float> rank0 = same;
+  if (world_size() > 1) rank0[n - 1] += 1.0f;
+  EXPECT_EQ(differ, rank0);
+}
+
+// Ranks asking for different routes would post different collectives: all take the ring.
+TEST(MpiTransport, RanksAskingForDifferentSumRoutesAllTakeTheRing) {
+  if (world_size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  Communicator comm = with_sum_route(world_rank() == 0 ? "mpi" : "auto");
+  detail::MpiTransport& t = mpi_of(comm);
+  EXPECT_EQ(t.sum_routes().mode(), detail::SumRouteChooser::Mode::ring);
+  std::vector<float> x(1 << 16, 1.0f);
+  t.allreduce(x.data(), x.size(), ElementType::f32, ReduceOp::sum);
+  EXPECT_EQ(x[12345], static_cast<float>(world_size()));
+}
+
 TEST(MpiTransport, OtherTypesAndOps) {
   Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
   Transport& t = comm.host_transport();

@@ -4,12 +4,12 @@
 
 #include "common/timer.hpp"
 #include "reducer/error_feedback.hpp"
+#include "transport/average.hpp"
 
 namespace thinwire::detail {
 
 void DenseAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
   if (layers.empty()) return;
-  const float p = static_cast<float>(ctx.size);
   std::size_t total = 0;
   for (StepLayer* sl : layers) total += sl->n;
 
@@ -33,16 +33,16 @@ void DenseAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& ctx
     for (StepLayer* sl : layers) after_encode(*sl);
   }
   {
+    // The average: the transport divides the sum inside the collective (each rank 1/P of it).
     ScopedTimer t(&ctx.times->comm);
-    ctx.transport.allreduce(buf, total, ElementType::f32, ReduceOp::sum);
+    allreduce_average_f32(ctx.transport, buf, total);
   }
   {
     ScopedTimer t(&ctx.times->decode);
     std::size_t off = 0;
     for (StepLayer* sl : layers) {
-      float* g = sl->g;
       const float* src = buf + off;
-      for (std::size_t i = 0; i < sl->n; ++i) g[i] = src[i] / p;
+      if (sl->n && sl->g != src) std::memcpy(sl->g, src, sl->n * sizeof(float));
       off += sl->n;
       sl->bytes_sent = allreduce_bytes(4 * sl->n, ctx.size);
       finish(*sl);

@@ -1,5 +1,5 @@
 // Dense: uncompressed layers (method none, small layers, warm-up, EControl's first step)
-// packed into one buffer, one f32 sum allreduce, divided by the number of ranks.
+// packed into one buffer, one f32 allreduce of the average (sum divided by the ranks).
 #pragma once
 
 #include "algorithm/algorithm.hpp"

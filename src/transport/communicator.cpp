@@ -4,6 +4,7 @@
 #include "common/fail.hpp"
 #include "common/logging.hpp"
 #include "thinwire/communicator.hpp"
+#include "transport/average.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/mpi_transport.hpp"
 
@@ -55,6 +56,9 @@ void GuardedTransport::guarded(const char* what, F&& call) {
 
 void GuardedTransport::allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) {
   guarded("allreduce", [&] { inner_->allreduce(data, count, type, op); });
+}
+void GuardedTransport::average_f32(float* data, std::size_t count) {
+  guarded("allreduce", [&] { allreduce_average_f32(*inner_, data, count); });
 }
 void GuardedTransport::allgather(const void* send, void* recv, std::size_t bytes) {
   guarded("allgather", [&] { inner_->allgather(send, recv, bytes); });

@@ -24,6 +24,8 @@ class GuardedTransport final : public Transport {
   void alltoall(const void* send, void* recv, std::size_t bytes) override;
   void broadcast(void* data, std::size_t bytes, int root) override;
   void barrier() override;
+  // allreduce_average_f32() on the inner transport, guarded like the collectives.
+  void average_f32(float* data, std::size_t count);
 
   bool broken() const { return broken_; }
   Transport& inner() const { return *inner_; }

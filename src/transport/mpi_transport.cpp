@@ -11,7 +11,9 @@
 
 #include "common/env.hpp"
 #include "common/fail.hpp"
+#include "common/hash.hpp"
 #include "common/logging.hpp"
+#include "transport/average.hpp"
 
 namespace thinwire::detail {
 
@@ -90,6 +92,7 @@ class ByteBlock {
 MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout_s) {
   const double asked =
       env_number("THINWIRE_MPI_SEGMENT_BYTES", static_cast<double>(kDefaultSegmentBytes), "bytes");
+  const SumRouteChooser::Mode mode = SumRouteChooser::mode_from_env();
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized)
@@ -118,21 +121,31 @@ MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout
   }
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   // Sender and receiver must cut a transfer into the same messages: take the smallest
-  // segment size any rank asks for.
+  // segment size any rank asks for. And every rank must take the same sum route: where the
+  // modes differ, all take the ring. One MIN reduction over {segment, mode, ~mode}.
   unsigned long long segment = asked > 0 ? static_cast<unsigned long long>(asked) : 0;
   if (segment == 0) segment = std::numeric_limits<unsigned long long>::max();  // whole messages
+  const auto mode_code = static_cast<unsigned long long>(mode);
+  unsigned long long agreed[3] = {segment, mode_code, ~mode_code};
   if (timeout_s_ <= 0) {
-    check(MPI_Allreduce(MPI_IN_PLACE, &segment, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_),
-          "MPI_Allreduce (segment size)");
+    check(MPI_Allreduce(MPI_IN_PLACE, agreed, 3, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_),
+          "MPI_Allreduce (segment size, sum route)");
   } else {
     MPI_Request r;
-    check(MPI_Iallreduce(MPI_IN_PLACE, &segment, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_, &r),
-          "MPI_Iallreduce (segment size)");
-    wait_all(&r, 1, "agreement on the message segment size (Communicator::from_mpi)", 8, -1);
+    check(MPI_Iallreduce(MPI_IN_PLACE, agreed, 3, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_, &r),
+          "MPI_Iallreduce (segment size, sum route)");
+    wait_all(&r, 1, "agreement on the message segment size and sum route (Communicator::from_mpi)",
+             24, -1);
   }
+  segment = agreed[0];
   segment_bytes_ = segment == std::numeric_limits<unsigned long long>::max()
                        ? 0
                        : static_cast<std::size_t>(segment);
+  if (agreed[1] == ~agreed[2]) {
+    routes_ = SumRouteChooser(mode);
+  } else if (rank_ == 0) {
+    TW_LOG(warn, "transport: ranks set different THINWIRE_MPI_ALLREDUCE modes; all use the ring");
+  }
 }
 
 MpiTransport::~MpiTransport() {
@@ -293,12 +306,26 @@ void MpiTransport::wait_peers(PeerOps& ops, const char* what, std::size_t bytes)
 
 void MpiTransport::allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) {
   if (count == 0 || size_ == 1) return;
-  const std::size_t esize = element_size(type);
-  if (timeout_s_ > 0 && type == ElementType::f32 && op == ReduceOp::sum &&
-      count * esize >= kRingMinBytes) {
-    ring_sum_f32(static_cast<float*>(data), count);
+  if (type == ElementType::f32 && op == ReduceOp::sum && count * 4 >= kRingMinBytes) {
+    sum_f32(static_cast<float*>(data), count, 1.0f);
     return;
   }
+  mpi_allreduce(data, count, type, op);
+}
+
+void MpiTransport::average_f32(float* data, std::size_t count) {
+  if (count == 0 || size_ == 1) return;
+  const auto p = static_cast<float>(size_);
+  if (count * 4 >= kRingMinBytes)
+    sum_f32(data, count, p);
+  else
+    mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, p);
+}
+
+void MpiTransport::mpi_allreduce(void* data, std::size_t count, ElementType type, ReduceOp op,
+                                 float divisor) {
+  const bool divide = type == ElementType::f32 && divisor != 1.0f;
+  const std::size_t esize = element_size(type);
   // MPI counts are int: reduce in slices.
   constexpr std::size_t kSlice = std::size_t{1} << 30;
   auto* bytes = static_cast<unsigned char*>(data);
@@ -307,24 +334,75 @@ void MpiTransport::allreduce(void* data, std::size_t count, ElementType type, Re
     void* p = bytes + off * esize;
     if (timeout_s_ <= 0) {
       check(MPI_Allreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_), "allreduce");
+      if (divide) divide_f32(static_cast<float*>(p), static_cast<float*>(p), n, divisor);
     } else {
-      // On a copy: MPI cannot cancel a collective, and after a timeout it may still write
-      // the buffer; the copy is then abandoned, the caller's memory is left alone.
+      // Into a copy: MPI cannot cancel a collective, and after a timeout it may still write
+      // its receive buffer; the copy is then abandoned, the caller's memory is left alone.
+      // (It may still read the caller's buffer, as the ring's abandoned sends may.) Not
+      // MPI_IN_PLACE: Open MPI's nonblocking allreduce then falls back to reduce + broadcast,
+      // measured 1.3x slower at 64 MiB over shared memory.
       const std::size_t slice_bytes = static_cast<std::size_t>(n) * esize;
-      copy_.assign(static_cast<unsigned char*>(p), static_cast<unsigned char*>(p) + slice_bytes);
+      copy_.resize(slice_bytes);
       MPI_Request r;
-      check(MPI_Iallreduce(MPI_IN_PLACE, copy_.data(), n, mpi_type(type), mpi_op(op), comm_, &r),
-            "allreduce");
+      check(MPI_Iallreduce(p, copy_.data(), n, mpi_type(type), mpi_op(op), comm_, &r), "allreduce");
       wait_on_copy(copy_, &r, "allreduce", -1);
-      std::memcpy(p, copy_.data(), slice_bytes);
+      if (divide)
+        divide_f32(static_cast<float*>(p), reinterpret_cast<const float*>(copy_.data()), n,
+                   divisor);
+      else
+        std::memcpy(p, copy_.data(), slice_bytes);
     }
   }
 }
 
+void MpiTransport::sum_f32(float* data, std::size_t count, float divisor) {
+  const std::size_t bytes = count * 4;
+  const SumRouteChooser::Plan plan = routes_.next(bytes);
+  const auto start = std::chrono::steady_clock::now();
+  if (plan.route == SumRoute::ring)
+    ring_sum_f32(data, count, divisor);
+  else
+    mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, divisor);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // MPI does not promise every rank the same bits (Open MPI's algorithms give them, but a
+  // library with per-rank reduction orders would not): check MPI's first results.
+  if (plan.verify && !make_identical(data, bytes)) {
+    routes_.reject_mpi();
+    if (rank_ == 0)
+      TW_LOG(warn, "transport: MPI's allreduce gave ranks different bits for ", bytes,
+             " bytes; repaired from rank 0, and every f32 sum now takes thinwire's ring");
+  }
+  if (routes_.record(bytes, plan, seconds)) settle_route(bytes);
+}
+
+bool MpiTransport::make_identical(void* data, std::size_t bytes) {
+  if (size_ == 1) return true;
+  // max(h) == h and max(~h) == ~h on a rank only when every rank's h is equal, so all ranks
+  // reach the same verdict.
+  const std::uint64_t h = content_digest(data, bytes);
+  std::uint64_t v[2] = {h, ~h};
+  mpi_allreduce(v, 2, ElementType::u64, ReduceOp::max);
+  if (v[0] == h && v[1] == ~h) return true;
+  broadcast(data, bytes, 0);
+  return false;
+}
+
+void MpiTransport::settle_route(std::size_t bytes) {
+  const SumRouteChooser::Timings mine = routes_.timings(bytes);
+  double v[2] = {mine.ring_s, mine.mpi_s};
+  mpi_allreduce(v, 2, ElementType::f64, ReduceOp::max);
+  const SumRoute route = routes_.decide(bytes, {v[0], v[1]});
+  if (rank_ == 0)
+    TW_LOG(info, "transport: f32 sums of ", std::size_t{1} << SumRouteChooser::size_class(bytes),
+           "+ bytes take ", SumRouteChooser::name(route), " (slowest rank: ring ", v[0] * 1e3,
+           " ms, MPI ", v[1] * 1e3, " ms)");
+}
+
 // Reduce-scatter then allgather around the ring, chunk c = [count*c/P, count*(c+1)/P).
-// Each chunk is summed along one path and then copied to every rank, so all ranks end with
-// the same bits.
-void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
+// Each chunk is summed along one path (and divided by the rank that finishes it) and then
+// copied to every rank, so all ranks end with the same bits.
+void MpiTransport::ring_sum_f32(float* data, std::size_t count, float divisor) {
   const int p = size_;
   const int right = (rank_ + 1) % p, left = (rank_ - 1 + p) % p;
   auto start = [&](int c) {
@@ -342,7 +420,10 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count) {
     wait_peers(ops_, "ring allreduce (reduce-scatter)", count * 4);
     float* dst = data + start(recv_c);
     const float* src = ring_scratch_.data();
-    for (std::size_t i = 0; i < n_recv; ++i) dst[i] += src[i];
+    if (s == p - 2 && divisor != 1.0f)  // this rank finishes chunk recv_c
+      for (std::size_t i = 0; i < n_recv; ++i) dst[i] = (dst[i] + src[i]) / divisor;
+    else
+      for (std::size_t i = 0; i < n_recv; ++i) dst[i] += src[i];
   }
   for (int s = 0; s < p - 1; ++s) {
     const int send_c = (rank_ + 1 - s + p) % p, recv_c = (rank_ - s + p) % p;

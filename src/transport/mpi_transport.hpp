@@ -1,9 +1,10 @@
 // MpiTransport: thinwire's collectives on host memory over an MPI communicator.
 //
 // Every wait is a polling loop with a deadline (THINWIRE_TIMEOUT_S), so a dead or stuck
-// peer ends in Error(timeout) rather than a hang. Allgather, alltoall and large f32 sums
-// are built from nonblocking point-to-point messages (sums go round a ring, as fast as
-// OpenMPI's tuned ring here), so that a timeout names the ranks that never answered.
+// peer ends in Error(timeout) rather than a hang. Allgather and alltoall are built from
+// nonblocking point-to-point messages, so that a timeout names the ranks that never
+// answered. Large f32 sums take thinwire's point-to-point ring or MPI's own allreduce,
+// whichever measured faster for their size (THINWIRE_MPI_ALLREDUCE, sum_route.hpp).
 // Small reductions and broadcasts use MPI's nonblocking collectives.
 #pragma once
 
@@ -13,14 +14,15 @@
 #include <vector>
 
 #include "thinwire/transport.hpp"
+#include "transport/sum_route.hpp"
 
 namespace thinwire::detail {
 
 class MpiTransport final : public Transport {
  public:
-  // f32 sums at or above this size go round the point-to-point ring (when there is a
-  // deadline); below it latency dominates and MPI's own (recursive-doubling) algorithms are
-  // better. The cost model (src/model/) follows the same rule.
+  // f32 sums at or above this size take the ring or MPI's allreduce, as the route chooser
+  // measured (sum_route.hpp); below it latency dominates and MPI's own (recursive-doubling)
+  // algorithms are better. The cost model (src/model/) models both routes as a ring.
   static constexpr std::size_t kRingMinBytes = 64 * 1024;
 
   // Duplicates `comm`; the duplicate is freed with the transport (unless MPI is finalized).
@@ -35,6 +37,10 @@ class MpiTransport final : public Transport {
   const char* name() const override { return "mpi"; }
 
   void allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) override;
+  // In place: the f32 sum over ranks divided by size(), the same bits as allreduce() then
+  // a division on every rank, but each rank divides only the part of the sum it finishes
+  // (ring) or divides while copying the result out (MPI's route).
+  void average_f32(float* data, std::size_t count);
   void allgather(const void* send, void* recv, std::size_t bytes) override;
   void alltoall(const void* send, void* recv, std::size_t bytes) override;
   void broadcast(void* data, std::size_t bytes, int root) override;
@@ -47,6 +53,12 @@ class MpiTransport final : public Transport {
   // smallest value of any rank, agreed at construction). See post_send().
   std::size_t segment_bytes() const { return segment_bytes_; }
   static constexpr std::size_t kDefaultSegmentBytes = 0;  // opt-in: see post_send()
+  // Which route large f32 sums take (THINWIRE_MPI_ALLREDUCE, agreed at construction: ranks
+  // asking for different modes all use the ring).
+  const SumRouteChooser& sum_routes() const { return routes_; }
+  // Compares the bits of `data` across ranks with one small collective; where they differ,
+  // every rank takes rank 0's bits. Returns whether they were identical (on every rank).
+  bool make_identical(void* data, std::size_t bytes);
 
  private:
   // Waits for all requests, polling, until the deadline; on expiry throws Error(timeout)
@@ -78,13 +90,24 @@ class MpiTransport final : public Transport {
     post(buf, bytes, peer, tag, false);
   }
   void check(int rc, const char* what) const;
-  void ring_sum_f32(float* data, std::size_t count);
+  // A large f32 sum: by the route chooser's plan, timed while it explores.
+  // Divides the sum by `divisor` unless it is 1.
+  void sum_f32(float* data, std::size_t count, float divisor);
+  void ring_sum_f32(float* data, std::size_t count, float divisor);
+  // MPI's own allreduce (nonblocking and polled when there is a deadline), in int-sized
+  // slices; f32 results are divided by `divisor` unless it is 1.
+  void mpi_allreduce(void* data, std::size_t count, ElementType type, ReduceOp op,
+                     float divisor = 1.0f);
+  // The size class of `bytes` has its exploration timings: agree them (slowest rank) and
+  // settle its route.
+  void settle_route(std::size_t bytes);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   double timeout_s_ = 0;
   std::size_t segment_bytes_ = kDefaultSegmentBytes;
+  SumRouteChooser routes_{SumRouteChooser::Mode::ring};
   std::vector<float> ring_scratch_;
   std::vector<unsigned char> copy_;  // nonblocking collectives run on this copy
   PeerOps ops_;
