@@ -67,6 +67,16 @@ TEST(CostModel, DenseStep) {
   EXPECT_EQ(c.bytes_sent, 6291456u + 768u);
   EXPECT_NEAR(c.comm, 6291456 / 1e6 + kControl, kTol);
   EXPECT_EQ(c.encode + c.decode, 0.0);
+  // Two layers are packed and unpacked; the ring sums 3/4 of the buffer and divides the 1/4
+  // each rank finishes.
+  ComputeRates r;
+  r.copy = 0.25e-9;
+  r.add = 0.5e-9;
+  const std::vector<Layer> two = {{"w", {1024, 1024}}, {"v", {1024, 1024}}};
+  const StepCost d = predict_step(two, Config::parse("none"), 4, kMegabyte, r);
+  const double n = 2.0 * 1024 * 1024;
+  EXPECT_NEAR(d.encode, n * 0.25e-9, kTol);
+  EXPECT_NEAR(d.decode, n * (0.75 + 0.25) * 0.5e-9 + n * 0.25e-9, kTol);
 }
 
 TEST(CostModel, OnebitStep) {

@@ -179,10 +179,17 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   cost.bytes_sent += allgather_bytes(kControlBlockBytes, p);
   if (dense_elems) {
     const double n = static_cast<double>(dense_elems);
-    // Packing (unless one layer is reduced in place), the ring's sums, the division by P.
-    if (dense_layers > 1) compute(n * rates.copy, &cost.encode);
+    // Packing and unpacking (unless one layer is reduced in place); the sums; the division
+    // by P, which the ring does on the 1/P of the sum each rank finishes and MPI's route
+    // (below the ring threshold) on the whole result as it copies it out.
+    const bool packed = dense_layers > 1;
+    if (packed) compute(n * rates.copy, &cost.encode);
     allreduce(4 * dense_elems);
-    if (p > 1) compute(n * (fp - 1.0) / fp * rates.add + n * rates.add, &cost.decode);
+    if (p > 1) {
+      const double divided = 4 * dense_elems >= MpiTransport::kRingMinBytes ? n / fp : n;
+      compute(n * (fp - 1.0) / fp * rates.add + divided * rates.add + (packed ? n * rates.copy : 0),
+              &cost.decode);
+    }
   }
   if (topk_block) {
     compute(topk_encode, &cost.encode);
