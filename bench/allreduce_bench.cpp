@@ -207,8 +207,10 @@ class Bench {
       : o_(o), comm_(std::move(comm)), out_(std::move(provenance)) {
     rank_ = comm_.rank();
     size_ = comm_.size();
-    if (auto* mpi = dynamic_cast<thinwire::detail::MpiTransport*>(&comm_.state()->host.inner()))
+    if (auto* mpi = dynamic_cast<thinwire::detail::MpiTransport*>(&comm_.state()->host.inner())) {
       mpi_segment_bytes_ = mpi->segment_bytes();
+      mpi_allreduce_ = thinwire::detail::SumRouteChooser::name(mpi->sum_routes().mode());
+    }
     const auto wanted = [&](const char* kind) {
       return std::find(o_.baselines.begin(), o_.baselines.end(), kind) != o_.baselines.end();
     };
@@ -282,6 +284,7 @@ class Bench {
               "allreduce), thinwire none; all on device tensors";
     out_["notes"] = notes_;
     out_["mpi_segment_bytes"] = mpi_segment_bytes_;
+    out_["mpi_allreduce"] = mpi_allreduce_;  // THINWIRE_MPI_ALLREDUCE as the ranks agreed it
     out_["results"] = json::array();
     out_["baselines"] = json::array();
   }
@@ -686,6 +689,7 @@ class Bench {
   std::vector<std::string> notes_;
   // THINWIRE_MPI_SEGMENT_BYTES as the MPI transport agreed it (0: whole messages).
   std::uint64_t mpi_segment_bytes_ = 0;
+  std::string mpi_allreduce_ = "none (no MPI transport)";
   // --device: the stream of the gradients and of the dense baseline, and the device transport
   // (owned by comm_'s state).
   void* stream_ = nullptr;
