@@ -36,10 +36,8 @@ run() { # RANKS RATE NAME BENCH-ARGS...
   shift 3
   wait_quiet
   say "$ranks hosts at $rate: $name ($(uptime | sed 's/.*load/load/'))"
-  # Dense sums take thinwire's ring (what the cost model models) unless asked otherwise:
-  # THINWIRE_MPI_ALLREDUCE=auto would spend these short runs' 5-6 calls per size exploring.
-  THINWIRE_MPI_ALLREDUCE=${THINWIRE_MPI_ALLREDUCE:-ring} nice -n "${NICE:-0}" "$emulate" \
-    --ranks "$ranks" --rate "$rate" -- "$bench" --json "$OUT/$name.json" "$@"
+  nice -n "${NICE:-0}" "$emulate" --ranks "$ranks" --rate "$rate" -- "$bench" \
+    --json "$OUT/$name.json" "$@"
 }
 
 for step in "${steps[@]}"; do
@@ -54,7 +52,7 @@ for step in "${steps[@]}"; do
       say "4 ranks over shared memory: auto_4xshm ($(uptime | sed 's/.*load/load/'))"
       OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 nice -n "${NICE:-0}" \
         mpirun --oversubscribe --bind-to none -np 4 --mca btl self,vader "$bench" \
-        --sizes 1M,16M,64M --iters 9 --warmup 6 \
+        --sizes 1M,16M,64M --iters 9 --warmup 2 \
         --methods none,auto,auto:topk,auto:powersgd,onebit,topk:0.01,powersgd:4 \
         --json "$OUT/auto_4xshm.json" ;;
     sizes) # Time vs size at 200 Mbit/s.

@@ -112,9 +112,9 @@ TEST(SumRoute, ModeFromTheEnvironment) {
   const char* old = std::getenv("THINWIRE_MPI_ALLREDUCE");
   const std::string saved = old ? old : "";
   unsetenv("THINWIRE_MPI_ALLREDUCE");
-  EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::automatic);
-  setenv("THINWIRE_MPI_ALLREDUCE", "ring", 1);
   EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::ring);
+  setenv("THINWIRE_MPI_ALLREDUCE", "auto", 1);
+  EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::automatic);
   setenv("THINWIRE_MPI_ALLREDUCE", "mpi", 1);
   EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::mpi);
   setenv("THINWIRE_MPI_ALLREDUCE", "nccl", 1);

@@ -8,7 +8,7 @@
 namespace thinwire::detail {
 
 SumRouteChooser::Mode SumRouteChooser::mode_from_env() {
-  const std::string v = env_string("THINWIRE_MPI_ALLREDUCE", "auto");
+  const std::string v = env_string("THINWIRE_MPI_ALLREDUCE", "ring");
   if (v == "auto") return Mode::automatic;
   if (v == "ring") return Mode::ring;
   if (v == "mpi") return Mode::mpi;

@@ -3,11 +3,13 @@
 //
 // Why both: the ring polls each peer, so a timeout names the ranks that never answered, and
 // with THINWIRE_MPI_SEGMENT_BYTES it avoids Open MPI's TCP rendezvous stalls (see
-// MpiTransport::post). But over shared memory Open MPI's allreduce uses single-copy transfers
-// and overlaps its reductions with the next receive, and measured 1.3-1.9x faster than the
-// ring with 4 ranks on 2 cores. Which wins depends on the fabric and the size, so `auto` (the
-// default) times both on the first calls of each size class (powers of two) and keeps the
-// faster, as Horovod's autotuner does for its fusion parameters.
+// MpiTransport::post); its summation order is fixed, so runs are bitwise reproducible. MPI's
+// allreduce can use what the library knows of the machine (shared memory, hierarchy,
+// offload). Which is faster depends on the fabric and the size, so `auto` times both on the
+// first calls of each size class (powers of two) and keeps the faster, as Horovod's
+// autotuner does for its fusion parameters. The ring is the default: on every setup measured
+// here it was as fast or faster, and a choice made from timings can differ between runs,
+// and with it the summation order and the last bits of the results.
 //
 // This class only keeps the schedule and the decisions; MpiTransport runs the calls, agrees
 // the timings (slowest rank) and checks that MPI's route gives every rank the same bits.
