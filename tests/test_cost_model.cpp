@@ -79,6 +79,20 @@ TEST(CostModel, DenseStep) {
   EXPECT_NEAR(d.decode, n * (0.75 + 0.25) * 0.5e-9 + n * 0.25e-9, kTol);
 }
 
+TEST(CostModel, NonFiniteCheckReadsEveryGradientUnlessPropagating) {
+  ComputeRates r;
+  r.check = 0.2e-9;
+  const std::vector<Layer> layers = {{"w", {1024, 1024}}, {"b", {1024}}};
+  const double n = 1024.0 * 1024 + 1024;
+  for (const char* spec : {"none", "onebit", "topk:0.01", "powersgd:4"}) {
+    const StepCost checked = predict_step(layers, Config::parse(spec), 4, kMegabyte, r);
+    const StepCost skipped =
+        predict_step(layers, Config::parse(std::string(spec) + ",nan=propagate"), 4, kMegabyte, r);
+    EXPECT_NEAR(checked.encode - skipped.encode, n * 0.2e-9, kTol) << spec;
+    EXPECT_EQ(checked.comm, skipped.comm) << spec;
+  }
+}
+
 TEST(CostModel, OnebitStep) {
   const std::vector<Layer> layers = {{"w", {1 << 20}}};
   ComputeRates r;

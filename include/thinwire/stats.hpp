@@ -38,7 +38,8 @@ struct Stats {
   std::uint64_t skipped_steps = 0;  // steps dropped on every rank by nan=skip
   std::uint64_t bytes_sent = 0;     // all layers plus thinwire's per-step control exchange
   std::uint64_t bytes_dense = 0;
-  double seconds_encode = 0.0;  // error feedback, selection, quantisation, packing
+  // Non-finite check, error feedback, selection, quantisation, packing.
+  double seconds_encode = 0.0;
   double seconds_comm = 0.0;    // inside transport calls
   double seconds_decode = 0.0;  // unpacking, averaging, writing results
   double seconds_total = 0.0;   // wall time inside allreduce()

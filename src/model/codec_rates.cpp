@@ -15,6 +15,7 @@
 #include "compress/topk_codec.hpp"
 #include "reducer/error_feedback.hpp"
 #include "reducer/layer_plan.hpp"
+#include "reducer/non_finite.hpp"
 
 namespace thinwire::detail::model {
 
@@ -82,6 +83,8 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
   // The codec benchmark has no residual pass (PowerSGD's statistics and e <- x - y); on the
   // development VM it takes about 2x memcpy (two arrays read, one written, sums in double).
   r.norm = 2.0 * r.copy;
+  // Nor the non-finite check: one read pass, half of memcpy's traffic.
+  r.check = r.copy / 2.0;
   r.topk_encode = case_seconds(j, "BM_topk_ef_encode") / n;
   r.topk_decode_zero = r.copy / 2.0;
   const double k = static_cast<double>(topk_count(0.01, static_cast<std::size_t>(n)));
@@ -114,6 +117,10 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
       median_cold(evictor, repeats, [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
       fn;
   r.add = median_cold(evictor, repeats, [&] { add_error_feedback(out.data(), g.data(), n); }) / fn;
+  volatile std::size_t first_bad = 0;  // a use of the result, so the scan is not dropped
+  r.check = median_cold(evictor, repeats,
+                        [&] { first_bad = first_non_finite(TensorView::host(g.data(), n)); }) /
+            fn;
 
   double sq_error = 0, sq_norm = 0;
   r.norm =
@@ -208,6 +215,7 @@ void for_each_rate(R& r, F&& f) {
   f("copy", r.copy);
   f("add", r.add);
   f("norm", r.norm);
+  f("check", r.check);
   f("topk_encode", r.topk_encode);
   f("topk_decode_zero", r.topk_decode_zero);
   f("topk_decode_entry", r.topk_decode_entry);

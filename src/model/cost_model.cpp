@@ -66,7 +66,7 @@ double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
 
 ComputeRates ComputeRates::scaled(double share) const {
   ComputeRates r = *this;
-  for (double* v : {&r.copy, &r.add, &r.norm, &r.topk_encode, &r.topk_decode_zero,
+  for (double* v : {&r.copy, &r.add, &r.norm, &r.check, &r.topk_encode, &r.topk_decode_zero,
                     &r.topk_decode_entry, &r.onebit_encode, &r.onebit_decode, &r.qsgd_encode,
                     &r.qsgd_decode, &r.powersgd_encode, &r.powersgd_decode})
     *v /= share;
@@ -92,12 +92,14 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   double topk_encode = 0, topk_decode = 0;
   double two_phase_worker = 0, two_phase_server = 0, two_phase_decode = 0;
   double low_rank_before_p = 0, low_rank_before_q = 0, low_rank_decode = 0;
+  double check = 0;  // before the control exchange
   std::map<std::string, std::unique_ptr<Compressor>> codecs;
 
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const LayerPlan plan = make_plan(layers[i], specs[i]);
     const double n = static_cast<double>(plan.numel);
     if (plan.numel == 0) continue;
+    if (specs[i].nan != NanPolicy::propagate) check += n * rates.check;
     std::unique_ptr<Compressor>& codec = codecs[plan.spec];
     if (!codec) codec = make_codec(specs[i]);
     switch (plan.route) {
@@ -174,7 +176,8 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
     cost.comm += allreduce_seconds(bytes, p, net.allreduce, credited(sent));
   };
 
-  // The per-step control exchange (agreement).
+  // The non-finite check, then the per-step control exchange (agreement).
+  compute(check, &cost.encode);
   allgather(kControlBlockBytes, net.allgather);
   cost.bytes_sent += allgather_bytes(kControlBlockBytes, p);
   if (dense_elems) {

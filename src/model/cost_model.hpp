@@ -59,10 +59,11 @@ double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
 // Seconds of one core per unit of work. Elementwise rates are per f32 element; PowerSGD's per
 // rows*cols*rank (its matrix products dominate).
 struct ComputeRates {
-  double copy = 0.0;               // memcpy of one element (read + write): packing, copies
-  double add = 0.0;                // one elementwise pass: ring sums, division by P
-  double norm = 0.0;               // PowerSGD's residual pass: ||x - y||^2, ||x||^2 and x <- x - y
-  double topk_encode = 0.0;        // error feedback + selection + packing
+  double copy = 0.0;         // memcpy of one element (read + write): packing, copies
+  double add = 0.0;          // one elementwise pass: ring sums, division by P
+  double norm = 0.0;         // PowerSGD's residual pass: ||x - y||^2, ||x||^2 and x <- x - y
+  double check = 0.0;        // the non-finite check of nan=error|skip: one read of the gradient
+  double topk_encode = 0.0;  // error feedback + selection + packing
   double topk_decode_zero = 0.0;   // zeroing the output, per element of the layer
   double topk_decode_entry = 0.0;  // one received (index, value) entry: scatter-add and divide
   double onebit_encode = 0.0;      // error feedback + scale + signs

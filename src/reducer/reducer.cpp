@@ -336,6 +336,8 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads_in) {
       if (on_device) {
         first = device_pipeline(device).begin(grads_in);
       } else {
+        // A read of every gradient: local work before the payload, counted as encode.
+        ScopedTimer t(&times.encode);
         for (std::size_t i = 0; i < layers_.size(); ++i)
           if (plans_[i].config.nan != NanPolicy::propagate)
             first[i] = first_non_finite((*grads)[i]);
