@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "common/hash.hpp"
 #include "reducer/reducer_impl.hpp"
@@ -194,6 +196,43 @@ TEST(MpiFailure, MessageArrivingAfterATimeoutDoesNotLandInTheBuffer) {
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }
+}
+
+// MPI's own allreduce (THINWIRE_MPI_ALLREDUCE=mpi) cannot be cancelled: after a timeout it
+// may still complete and write its receive buffer, which must be thinwire's abandoned copy,
+// never the caller's memory.
+TEST(MpiFailure, MpiRouteTimeoutLeavesTheCallersBufferAlone) {
+  const int me = world_rank(), p = world_size(), late = p - 1;
+  if (p < 2) GTEST_SKIP() << "needs 2 ranks";
+  const char* old = std::getenv("THINWIRE_MPI_ALLREDUCE");
+  const std::string saved = old ? old : "";
+  setenv("THINWIRE_MPI_ALLREDUCE", "mpi", 1);
+  detail::MpiTransport transport(MPI_COMM_WORLD, 0.3);
+  if (old)
+    setenv("THINWIRE_MPI_ALLREDUCE", saved.c_str(), 1);
+  else
+    unsetenv("THINWIRE_MPI_ALLREDUCE");
+  ASSERT_EQ(transport.sum_routes().mode(), detail::SumRouteChooser::Mode::mpi);
+  const std::size_t n = 64 * 1024;  // 256 KiB: above the ring threshold, so the route decides
+  std::vector<float> data(n, static_cast<float>(me + 1));
+  if (me == late) usleep(1000 * 1000);
+  auto err =
+      error_from([&] { transport.allreduce(data.data(), n, ElementType::f32, ReduceOp::sum); });
+  if (me != late) {
+    ASSERT_TRUE(err.has_value());
+    EXPECT_EQ(err->code(), ErrorCode::timeout);
+    EXPECT_NE(std::string(err->what()).find("allreduce"), std::string::npos) << err->what();
+    // The program moves on; MPI progresses the abandoned collective once the late rank joins.
+    std::fill(data.begin(), data.end(), -7.0f);
+    for (int i = 0; i < 1500; ++i) {
+      int flag = 0;
+      MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+      usleep(1000);
+    }
+    EXPECT_EQ(std::count(data.begin(), data.end(), -7.0f), static_cast<long>(n))
+        << "the late collective wrote into the caller's buffer";
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 }  // namespace
