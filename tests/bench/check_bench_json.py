@@ -77,6 +77,9 @@ def main():
     cores = d.get("cores")
     if share > 1 or (isinstance(cores, int) and abs(share - min(1.0, cores / on_host)) > 1e-12):
         fail(f"compute_rates_probe: cpu_share {share} is not min(1, cores / ranks_on_host)")
+    route = d.get("mpi_allreduce")
+    if route not in ("ring", "auto", "mpi", "none (no MPI transport)"):
+        fail(f"'mpi_allreduce' should be ring, auto or mpi (THINWIRE_MPI_ALLREDUCE), got {route!r}")
     if "--json" not in d["command"]:
         fail("'command' should be the command line that wrote the file")
     if d["tensors"] != tensors:
