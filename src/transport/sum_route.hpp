@@ -17,7 +17,6 @@
 
 #include <cstddef>
 #include <map>
-#include <string>
 
 namespace thinwire::detail {
 
