@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.hpp"
 #include "thinwire/config.hpp"
 #include "thinwire/error.hpp"
 
@@ -491,27 +492,9 @@ TEST(ConfigErrors, MessageNamesTheSpec) {
 // ---- THINWIRE_COMPRESSION -------------------------------------------------------------------
 
 // Sets (or unsets) THINWIRE_COMPRESSION for the scope and restores the previous value.
-class ScopedCompressionEnv {
+class ScopedCompressionEnv : public test::ScopedEnv {
  public:
-  explicit ScopedCompressionEnv(const char* value) {
-    if (const char* old = std::getenv(kName)) old_ = std::string(old);
-    if (value)
-      setenv(kName, value, 1);
-    else
-      unsetenv(kName);
-  }
-  ~ScopedCompressionEnv() {
-    if (old_)
-      setenv(kName, old_->c_str(), 1);
-    else
-      unsetenv(kName);
-  }
-  ScopedCompressionEnv(const ScopedCompressionEnv&) = delete;
-  ScopedCompressionEnv& operator=(const ScopedCompressionEnv&) = delete;
-
- private:
-  static constexpr const char* kName = "THINWIRE_COMPRESSION";
-  std::optional<std::string> old_;
+  explicit ScopedCompressionEnv(const char* value) : ScopedEnv("THINWIRE_COMPRESSION", value) {}
 };
 
 TEST(ConfigFromEnv, UnsetOrEmptyGivesNothing) {

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "common/hash.hpp"
@@ -204,14 +204,12 @@ TEST(MpiFailure, MessageArrivingAfterATimeoutDoesNotLandInTheBuffer) {
 TEST(MpiFailure, MpiRouteTimeoutLeavesTheCallersBufferAlone) {
   const int me = world_rank(), p = world_size(), late = p - 1;
   if (p < 2) GTEST_SKIP() << "needs 2 ranks";
-  const char* old = std::getenv("THINWIRE_MPI_ALLREDUCE");
-  const std::string saved = old ? old : "";
-  setenv("THINWIRE_MPI_ALLREDUCE", "mpi", 1);
-  detail::MpiTransport transport(MPI_COMM_WORLD, 0.3);
-  if (old)
-    setenv("THINWIRE_MPI_ALLREDUCE", saved.c_str(), 1);
-  else
-    unsetenv("THINWIRE_MPI_ALLREDUCE");
+  std::optional<detail::MpiTransport> built;
+  {
+    ScopedEnv env("THINWIRE_MPI_ALLREDUCE", "mpi");
+    built.emplace(MPI_COMM_WORLD, 0.3);
+  }
+  detail::MpiTransport& transport = *built;
   ASSERT_EQ(transport.sum_routes().mode(), detail::SumRouteChooser::Mode::mpi);
   const std::size_t n = 64 * 1024;  // 256 KiB: above the ring threshold, so the route decides
   std::vector<float> data(n, static_cast<float>(me + 1));

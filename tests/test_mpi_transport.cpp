@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "test_support.hpp"
@@ -44,18 +45,18 @@ TEST(MpiTransport, SumOfFloatsIsCorrectAndIdenticalForManySizes) {
 // sizes agree on the smallest, and every collective gives the same bits as whole messages.
 TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
   const int me = world_rank();
-  const char* old = std::getenv("THINWIRE_MPI_SEGMENT_BYTES");
-  const std::string saved = old ? old : "";
-  setenv("THINWIRE_MPI_SEGMENT_BYTES", std::to_string(1000 + 24 * me).c_str(), 1);
-  Communicator segmented = Communicator::from_mpi(MPI_COMM_WORLD);
-  setenv("THINWIRE_MPI_SEGMENT_BYTES", "0", 1);
-  Communicator whole = Communicator::from_mpi(MPI_COMM_WORLD);
-  if (old)
-    setenv("THINWIRE_MPI_SEGMENT_BYTES", saved.c_str(), 1);
-  else
-    unsetenv("THINWIRE_MPI_SEGMENT_BYTES");
-  auto& seg = dynamic_cast<detail::MpiTransport&>(segmented.state()->host.inner());
-  auto& one = dynamic_cast<detail::MpiTransport&>(whole.state()->host.inner());
+  std::optional<Communicator> segmented, whole;
+  {
+    const std::string asked = std::to_string(1000 + 24 * me);
+    ScopedEnv env("THINWIRE_MPI_SEGMENT_BYTES", asked.c_str());
+    segmented.emplace(Communicator::from_mpi(MPI_COMM_WORLD));
+  }
+  {
+    ScopedEnv env("THINWIRE_MPI_SEGMENT_BYTES", "0");
+    whole.emplace(Communicator::from_mpi(MPI_COMM_WORLD));
+  }
+  auto& seg = dynamic_cast<detail::MpiTransport&>(segmented->state()->host.inner());
+  auto& one = dynamic_cast<detail::MpiTransport&>(whole->state()->host.inner());
   EXPECT_EQ(seg.segment_bytes(), 1000u);  // rank 0's, the smallest
   EXPECT_EQ(one.segment_bytes(), 0u);
   const int p = world_size();
@@ -77,15 +78,8 @@ TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
 
 // A communicator built with THINWIRE_MPI_ALLREDUCE=`mode` on this rank.
 Communicator with_sum_route(const std::string& mode) {
-  const char* old = std::getenv("THINWIRE_MPI_ALLREDUCE");
-  const std::string saved = old ? old : "";
-  setenv("THINWIRE_MPI_ALLREDUCE", mode.c_str(), 1);
-  Communicator c = Communicator::from_mpi(MPI_COMM_WORLD);
-  if (old)
-    setenv("THINWIRE_MPI_ALLREDUCE", saved.c_str(), 1);
-  else
-    unsetenv("THINWIRE_MPI_ALLREDUCE");
-  return c;
+  ScopedEnv env("THINWIRE_MPI_ALLREDUCE", mode.c_str());
+  return Communicator::from_mpi(MPI_COMM_WORLD);
 }
 
 detail::MpiTransport& mpi_of(Communicator& c) {

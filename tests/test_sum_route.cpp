@@ -2,8 +2,9 @@
 // schedule, the decision rule, the forced modes and the fallback after unequal bits.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "test_support.hpp"
 #include "transport/sum_route.hpp"
@@ -109,20 +110,20 @@ TEST(SumRoute, UnequalBitsFromMpiMeanTheRingForever) {
 }
 
 TEST(SumRoute, ModeFromTheEnvironment) {
-  const char* old = std::getenv("THINWIRE_MPI_ALLREDUCE");
-  const std::string saved = old ? old : "";
-  unsetenv("THINWIRE_MPI_ALLREDUCE");
-  EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::ring);
-  setenv("THINWIRE_MPI_ALLREDUCE", "auto", 1);
-  EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::automatic);
-  setenv("THINWIRE_MPI_ALLREDUCE", "mpi", 1);
-  EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::mpi);
-  setenv("THINWIRE_MPI_ALLREDUCE", "nccl", 1);
-  auto err = error_from([] { SumRouteChooser::mode_from_env(); });
-  if (old)
-    setenv("THINWIRE_MPI_ALLREDUCE", saved.c_str(), 1);
-  else
-    unsetenv("THINWIRE_MPI_ALLREDUCE");
+  std::optional<Error> err;
+  {
+    ScopedEnv unset("THINWIRE_MPI_ALLREDUCE", nullptr);
+    EXPECT_EQ(SumRouteChooser::mode_from_env(), Mode::ring);
+  }
+  for (const auto& [value, mode] :
+       {std::pair{"auto", Mode::automatic}, {"ring", Mode::ring}, {"mpi", Mode::mpi}}) {
+    ScopedEnv env("THINWIRE_MPI_ALLREDUCE", value);
+    EXPECT_EQ(SumRouteChooser::mode_from_env(), mode) << value;
+  }
+  {
+    ScopedEnv env("THINWIRE_MPI_ALLREDUCE", "nccl");
+    err = error_from([] { SumRouteChooser::mode_from_env(); });
+  }
   ASSERT_TRUE(err.has_value());
   EXPECT_EQ(err->code(), ErrorCode::invalid_argument);
   EXPECT_NE(std::string(err->what()).find("THINWIRE_MPI_ALLREDUCE"), std::string::npos);
