@@ -599,16 +599,11 @@ class Bench {
   json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
     constexpr int kRateRepeats = 5;
-    json j = twm::rates_to_json(twm::ComputeRates{});
-    if (host_rank_ == 0) j = measure_compute_rates_here(layers, kRateRepeats);
+    twm::ComputeRates mine;
+    if (host_rank_ == 0)
+      mine = twm::rates_from_json(measure_compute_rates_here(layers, kRateRepeats));
     sleeping_barrier();
-    std::vector<std::string> names;
-    std::vector<double> values;
-    for (const auto& [name, v] : j.items()) names.push_back(name), values.push_back(v);
-    MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX,
-                  MPI_COMM_WORLD);
-    for (std::size_t i = 0; i < names.size(); ++i) j[names[i]] = values[i];
-    return j;
+    return twm::rates_to_json(twm::max_rates(comm_.host_transport(), mine));
   }
 
   json measure_compute_rates_here(const std::vector<thinwire::Layer>& layers, int repeats) {

@@ -85,16 +85,6 @@ Link probe_link(Transport& t, std::size_t s0, std::size_t s_max, double messages
   return link;
 }
 
-ComputeRates max_rates(Transport& t, const ComputeRates& r) {
-  nlohmann::json j = rates_to_json(r);
-  std::vector<double> values;
-  for (const auto& [name, v] : j.items()) values.push_back(v.get<double>());
-  t.allreduce(values.data(), values.size(), ElementType::f64, ReduceOp::max);
-  std::size_t i = 0;
-  for (auto& [name, v] : j.items()) v = values[i++];
-  return rates_from_json(j);
-}
-
 std::string spec_summary(const std::vector<Config>& specs) {
   std::map<std::string, int> count;
   for (const Config& c : specs) ++count[c.to_string()];
@@ -104,6 +94,16 @@ std::string spec_summary(const std::vector<Config>& specs) {
 }
 
 }  // namespace
+
+ComputeRates max_rates(Transport& t, const ComputeRates& r) {
+  nlohmann::json j = rates_to_json(r);
+  std::vector<double> values;
+  for (const auto& [name, v] : j.items()) values.push_back(v.get<double>());
+  t.allreduce(values.data(), values.size(), ElementType::f64, ReduceOp::max);
+  std::size_t i = 0;
+  for (auto& [name, v] : j.items()) v = values[i++];
+  return rates_from_json(j);
+}
 
 std::vector<Config> auto_candidates(const Config& a) {
   Config dense;

@@ -42,6 +42,9 @@ struct Calibration {
   std::string describe() const;
 };
 
+// Every rate maxed over the ranks of `transport` (collective): the slowest rank's.
+ComputeRates max_rates(Transport& transport, const ComputeRates& rates);
+
 // The ranks that gave the same `id` as this rank (collective): how many, and this rank's
 // place among them; and the share of a core each gets when they all compute at once.
 struct HostPeers {

@@ -13,6 +13,7 @@
 #include "common/fail.hpp"
 #include "common/hash.hpp"
 #include "common/logging.hpp"
+#include "common/timer.hpp"
 #include "transport/average.hpp"
 
 namespace thinwire::detail {
@@ -358,13 +359,12 @@ void MpiTransport::mpi_allreduce(void* data, std::size_t count, ElementType type
 void MpiTransport::sum_f32(float* data, std::size_t count, float divisor) {
   const std::size_t bytes = count * 4;
   const SumRouteChooser::Plan plan = routes_.next(bytes);
-  const auto start = std::chrono::steady_clock::now();
+  const Timer timer;
   if (plan.route == SumRoute::ring)
     ring_sum_f32(data, count, divisor);
   else
     mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, divisor);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = timer.seconds();
   // MPI does not promise every rank the same bits (Open MPI's algorithms give them, but a
   // library with per-rank reduction orders would not): check MPI's first results.
   if (plan.verify && !make_identical(data, bytes)) {
