@@ -72,7 +72,7 @@ for step in "${steps[@]}"; do
         --methods none
       for ranks in 2 4; do
         for rate in 100mbit 200mbit 500mbit; do
-          run "$ranks" "$rate" valid_${ranks}x${rate} --sizes 4M,16M,64M --iters 5 --warmup 1 \
+          run "$ranks" "$rate" valid_${ranks}x${rate} --sizes 4M,16M,64M --iters 9 --warmup 1 \
             --baselines ring,thinwire --methods $methods
         done
       done

@@ -195,6 +195,25 @@ TEST(CostModel, BucketIsFullWhenAStepStartsAndRefillsDuringCompute) {
   EXPECT_NEAR(none.comm, 2 * block3 / 1e6 + kControl, kTol);
 }
 
+TEST(CostModel, BucketStartsWithWhatItsRestRefilled) {
+  // A benchmark's calls back to back: the bucket was emptied by the call before and refilled
+  // only for idle_before_s. Dense 4 MiB on 4 ranks, a 1 MB bucket at 1e6 B/s, 0.1 s of rest:
+  // 1e5 bytes of credit (the control block's 768 and then the ring's), the rest at beta.
+  const std::vector<Layer> dense = {{"w", {1024, 1024}}};
+  Network rested = Network::uniform(link(0.0, 1e6), 1e6);
+  rested.idle_before_s = 0.1;
+  const StepCost d = predict_step(dense, Config::parse("none"), 4, rested, ComputeRates{});
+  EXPECT_NEAR(d.comm, (6291456 + 768 - 1e5) / 1e6, 1e-9);
+  // No rest: nothing on credit, as without a bucket.
+  rested.idle_before_s = 0.0;
+  const StepCost empty = predict_step(dense, Config::parse("none"), 4, rested, ComputeRates{});
+  EXPECT_NEAR(empty.comm, (6291456 + 768) / 1e6, 1e-9);
+  // A rest longer than the bucket takes to refill: full, as at a training step's start.
+  rested.idle_before_s = 5.0;
+  const StepCost full = predict_step(dense, Config::parse("none"), 4, rested, ComputeRates{});
+  EXPECT_NEAR(full.comm, (6291456 + 768 - 1e6) / 1e6, 1e-9);
+}
+
 TEST(CostModel, LayersOfARouteShareOneCollective) {
   // Two onebit layers: one alltoall + one allgather whose blocks hold both slots; their
   // latency is paid once, not per layer.

@@ -26,8 +26,11 @@ double send_seconds(double bytes, const Link& link, double credit) {
 // spent by the bytes it sends.
 class TokenBucket {
  public:
-  TokenBucket(double burst_bytes, double refill_bytes_per_s)
-      : burst_(burst_bytes), refill_(refill_bytes_per_s), level_(burst_bytes) {}
+  // Empty, then refilled for `idle_s` (full after long enough).
+  TokenBucket(double burst_bytes, double refill_bytes_per_s, double idle_s)
+      : burst_(burst_bytes), refill_(refill_bytes_per_s), level_(0.0) {
+    idle(idle_s);
+  }
   void idle(double seconds) { level_ = std::min(burst_, level_ + seconds * refill_); }
   // The credit for a call that sends `bytes`, taken out of the bucket.
   double spend(double bytes) {
@@ -154,7 +157,7 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
 
   // The step in the Reducer's order, with the link's token bucket (if any) refilled by
   // compute and spent by collectives.
-  TokenBucket bucket(net.burst_bytes, net.allgather.bytes_per_s);
+  TokenBucket bucket(net.burst_bytes, net.allgather.bytes_per_s, net.idle_before_s);
   auto compute = [&](double seconds, double* phase) {
     *phase += seconds;
     bucket.idle(seconds);

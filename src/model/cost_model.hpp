@@ -16,7 +16,9 @@
 // enough to refill them at beta. predict_step() then walks the step in the Reducer's order
 // (control exchange, then dense, top-k, two-phase and low-rank routes, each encode -> its
 // collectives -> decode), refilling the bucket during compute and spending it on the bytes a
-// collective sends; the bucket is full when a step starts. Without a bucket (burst_bytes = 0,
+// collective sends. The bucket is full when a step starts (a training step follows its
+// backward pass), unless `idle_before_s` says the link rested only that long after a call
+// that emptied it (a benchmark's back-to-back calls). Without a bucket (burst_bytes = 0,
 // what the calibration probe of `auto` measures) the terms above are exact.
 #pragma once
 
@@ -41,6 +43,7 @@ struct Network {
   Link allreduce, allgather, alltoall;
   double burst_bytes = 0.0;         // token bucket of the rank's link; refills at allgather's beta
   double wire_bytes_per_s = 1e300;  // what the bucket's bytes leave at (the link unshaped)
+  double idle_before_s = 1e300;     // the link's rest since its bucket was last empty
   static Network uniform(const Link& link, double burst_bytes = 0.0,
                          double wire_bytes_per_s = 1e300) {
     return {link, link, link, burst_bytes, wire_bytes_per_s};
