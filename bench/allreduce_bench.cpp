@@ -37,7 +37,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -252,8 +251,8 @@ class Bench {
     out_["compute_rates_probe"] = {
         {"how",
          "measure_rates() by one rank per host (processor name) while the host's other ranks "
-         "sleep; hosts that share a machine time at once, meeting at a barrier before every "
-         "timed call; the cost model divides the rates by cpu_share"},
+         "sleep; hosts that share a machine time at once; the cost model divides the rates by "
+         "cpu_share"},
         {"ranks_on_host", ranks_on_host_},
         {"cpu_share", cpu_share_}};
     // Other load on the machine shows in the times: record it.
@@ -291,7 +290,6 @@ class Bench {
   }
 
   ~Bench() {
-    if (timers_ != MPI_COMM_NULL) MPI_Comm_free(&timers_);
     if (stream_) {
       // Reducers are gone (run_size owns them); the transport must not keep our stream.
       if (transport_) transport_->set_stream(nullptr);
@@ -582,7 +580,6 @@ class Bench {
     ranks_on_host_ = peers.ranks;
     host_rank_ = peers.index;
     cpu_share_ = peers.cpu_share();
-    MPI_Comm_split(MPI_COMM_WORLD, host_rank_ == 0 ? 0 : MPI_UNDEFINED, rank_, &timers_);
   }
 
   // A barrier that waits asleep, leaving the cores to a rank that is timing kernels.
@@ -598,9 +595,10 @@ class Bench {
   // measure_rates(): one rank per host (find_host_peers) times them while the host's other
   // ranks wait asleep, maxed over the hosts; the cost model's validation divides them by the
   // host's cpu_share. Hosts that share a machine (the emulated cluster) time at once, as their
-  // steps compute at once: they meet before every timed call, or the timings of a small layer
-  // (a millisecond each) drift apart and overlap by chance (rates of one 4 MiB run differed by
-  // 2.5x between the kernels timed first and last).
+  // steps compute at once. (Making them meet at a barrier before every timed call was tried:
+  // the kernels then timed at about one core's rate on 4 hosts sharing 2 cores (apparently
+  // the scheduler runs two hosts' calls, then the other two's) and the model's error grew: 70
+  // of 95 within 20 %, the misses at 4 hosts all optimistic.)
   json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
     constexpr int kRateRepeats = 5;
@@ -614,9 +612,8 @@ class Bench {
   json measure_compute_rates_here(const std::vector<thinwire::Layer>& layers, int repeats) {
     namespace twm = thinwire::detail::model;
     const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
-    const std::function<void()> meet = [this] { MPI_Barrier(timers_); };
     json j = twm::rates_to_json(
-        twm::measure_rates(thinwire::Config::parse("none"), rows, cols, repeats, meet));
+        twm::measure_rates(thinwire::Config::parse("none"), rows, cols, repeats));
     for (const std::string& m : o_.methods) {
       thinwire::Config c = thinwire::Config::parse(m);
       if (c.method == thinwire::Method::automatic) {
@@ -625,7 +622,7 @@ class Bench {
         c.family = thinwire::Method::none;
       }
       if (c.method == thinwire::Method::none) continue;
-      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, repeats, meet));
+      const json r = twm::rates_to_json(twm::measure_rates(c, rows, cols, repeats));
       for (const auto& [name, v] : r.items())
         if (v.get<double>() > 0) j[name] = v;
     }
@@ -685,7 +682,6 @@ class Bench {
   json out_;
   int rank_ = 0, size_ = 1;
   int ranks_on_host_ = 1, host_rank_ = 0;  // find_host_peers()
-  MPI_Comm timers_ = MPI_COMM_NULL;        // the ranks that time kernels, one per host
   double cpu_share_ = 1.0;
   std::vector<std::unique_ptr<tb::DenseBaseline>> baselines_;
   std::vector<std::string> notes_;

@@ -17,6 +17,7 @@
 // agree bit for bit. The AVX2 build is chosen at run time (simd_level()).
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/simd.hpp"
@@ -35,6 +36,9 @@ typedef double D4 __attribute__((vector_size(32)));
 constexpr std::size_t kW = 8;
 
 #define TW_ALWAYS_INLINE __attribute__((always_inline)) inline
+// A lambda has no target attribute of its own: inlined, its body is compiled for the AVX2
+// kernel that calls it.
+#define TW_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 
 TW_ALWAYS_INLINE F8 load8(const float* p) {
   F8 v;
@@ -52,6 +56,16 @@ TW_ALWAYS_INLINE F8 splat8(float s) {
 void transpose(const float* q, std::size_t cols, std::size_t r, float* t) {
   for (std::size_t j = 0; j < cols; ++j)
     for (std::size_t c = 0; c < r; ++c) t[c * cols + j] = q[j * r + c];
+}
+
+// Calls f(width, c) for columns [0, r) in groups of 4, then 2, then 1, the widths the kernels
+// below are unrolled for (width a std::integral_constant, so each group is a template).
+template <typename F>
+TW_ALWAYS_INLINE void for_column_groups(std::size_t r, F&& f) {
+  std::size_t c = 0;
+  for (; c + 4 <= r; c += 4) f(std::integral_constant<std::size_t, 4>{}, c);
+  for (; c + 2 <= r; c += 2) f(std::integral_constant<std::size_t, 2>{}, c);
+  for (; c < r; ++c) f(std::integral_constant<std::size_t, 1>{}, c);
 }
 
 // P rows [0, rows): G columns and two rows at a time, so that each 8 entries of a column of Q
@@ -89,10 +103,9 @@ TW_ALWAYS_INLINE void project_group(const float* m, std::size_t rows, std::size_
 
 TW_ALWAYS_INLINE void project_impl(const float* m, std::size_t rows, std::size_t cols,
                                    const float* qt, std::size_t r, float* p) {
-  std::size_t c = 0;
-  for (; c + 4 <= r; c += 4) project_group<4>(m, rows, cols, qt, r, c, p);
-  for (; c + 2 <= r; c += 2) project_group<2>(m, rows, cols, qt, r, c, p);
-  for (; c < r; ++c) project_group<1>(m, rows, cols, qt, r, c, p);
+  for_column_groups(r, [&](auto width, std::size_t c) TW_ALWAYS_INLINE_LAMBDA {
+    project_group<decltype(width)::value>(m, rows, cols, qt, r, c, p);
+  });
 }
 
 // qt (r x cols) += M^T P over rows [0, rows), G columns of Q at a time: each 8 entries of a
@@ -127,10 +140,9 @@ TW_ALWAYS_INLINE void back_project_group(const float* m, std::size_t rows, std::
 
 TW_ALWAYS_INLINE void back_project_impl(const float* m, std::size_t rows, std::size_t cols,
                                         const float* p, std::size_t r, float* qt) {
-  std::size_t c = 0;
-  for (; c + 4 <= r; c += 4) back_project_group<4>(m, rows, cols, p, r, c, qt);
-  for (; c + 2 <= r; c += 2) back_project_group<2>(m, rows, cols, p, r, c, qt);
-  for (; c < r; ++c) back_project_group<1>(m, rows, cols, p, r, c, qt);
+  for_column_groups(r, [&](auto width, std::size_t c) TW_ALWAYS_INLINE_LAMBDA {
+    back_project_group<decltype(width)::value>(m, rows, cols, p, r, c, qt);
+  });
 }
 
 // Columns [c0, c0 + G) of the sum for row i of M_hat, continuing the partial sum already in
@@ -159,13 +171,14 @@ TW_ALWAYS_INLINE void reconstruct_impl(const float* p, const float* qt, std::siz
   for (std::size_t i = 0; i < rows; ++i) {
     const float* pi = p + i * r;
     float* row = out + i * cols;
-    std::size_t c = r >= 4 ? 4 : r >= 2 ? 2 : 1;
-    if (c == 4) reconstruct_group<4, true>(pi, qt, cols, 0, row);
-    if (c == 2) reconstruct_group<2, true>(pi, qt, cols, 0, row);
-    if (c == 1) reconstruct_group<1, true>(pi, qt, cols, 0, row);
-    for (; c + 4 <= r; c += 4) reconstruct_group<4, false>(pi, qt, cols, c, row);
-    for (; c + 2 <= r; c += 2) reconstruct_group<2, false>(pi, qt, cols, c, row);
-    for (; c < r; ++c) reconstruct_group<1, false>(pi, qt, cols, c, row);
+    // The first group (c == 0) starts the row's sums, the others continue them.
+    for_column_groups(r, [&](auto width, std::size_t c) TW_ALWAYS_INLINE_LAMBDA {
+      constexpr std::size_t kWidth = decltype(width)::value;
+      if (c == 0)
+        reconstruct_group<kWidth, true>(pi, qt, cols, c, row);
+      else
+        reconstruct_group<kWidth, false>(pi, qt, cols, c, row);
+    });
   }
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -56,22 +55,12 @@ class CacheEvictor {
   volatile unsigned char sink_ = 0;
 };
 
-// Cold caches, then the caller's meeting point (if any), before each timed call.
-struct ColdStart {
-  CacheEvictor evictor;
-  const std::function<void()>& meet;
-  void operator()() {
-    evictor.evict();
-    if (meet) meet();
-  }
-};
-
 // The median of `repeats` timed calls, each on cold caches.
 template <typename F>
-double median_cold(ColdStart& cold, int repeats, F&& body) {
+double median_cold(CacheEvictor& evictor, int repeats, F&& body) {
   std::vector<double> times;
   for (int i = 0; i < std::max(1, repeats); ++i) {
-    cold();
+    evictor.evict();
     Timer t;
     body();
     times.push_back(t.seconds());
@@ -110,8 +99,7 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
   return r;
 }
 
-ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
-                           const std::function<void()>& before_each) {
+ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats) {
   const std::size_t n = rows * cols;
   ComputeRates r;
   if (n == 0) return r;
@@ -124,20 +112,20 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     e[i] = 0.1f * g[(i * 7919) % n];
   }
   const double fn = static_cast<double>(n);
-  ColdStart cold{CacheEvictor{}, before_each};
+  CacheEvictor evictor;
   r.copy =
-      median_cold(cold, repeats, [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
+      median_cold(evictor, repeats, [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
       fn;
-  r.add = median_cold(cold, repeats, [&] { add_error_feedback(out.data(), g.data(), n); }) / fn;
+  r.add = median_cold(evictor, repeats, [&] { add_error_feedback(out.data(), g.data(), n); }) / fn;
   volatile std::size_t first_bad = 0;  // a use of the result, so the scan is not dropped
-  r.check = median_cold(cold, repeats,
+  r.check = median_cold(evictor, repeats,
                         [&] { first_bad = first_non_finite(TensorView::host(g.data(), n)); }) /
             fn;
 
   double sq_error = 0, sq_norm = 0;
   r.norm =
       median_cold(
-          cold, repeats,
+          evictor, repeats,
           [&] { low_rank::residual_update(e.data(), g.data(), n, true, &sq_error, &sq_norm); }) /
       fn;
 
@@ -150,7 +138,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     OnebitErrorMemory onebit_memory;
     const std::size_t bounds[2] = {0, n};
     const double enc =
-        median_cold(cold, repeats,
+        median_cold(evictor, repeats,
                     [&] {
                       if (m == Method::topk) {
                         static_cast<TopkCodec&>(*codec).encode_ef(e.data(), g.data(), n,
@@ -166,7 +154,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
         fn;
     // 1-bit and qsgd: one payload decoded over the layer.
     auto decode_rate = [&] {
-      return median_cold(cold, repeats,
+      return median_cold(evictor, repeats,
                          [&] {
                            codec->decode(payload.data(), payload.size(), n, out.data(),
                                          DecodeMode::assign, PayloadSource{});
@@ -176,14 +164,15 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     if (m == Method::topk) {
       r.topk_encode = enc;
       const double zero =
-          median_cold(cold, repeats, [&] { std::memset(out.data(), 0, n * sizeof(float)); }) / fn;
+          median_cold(evictor, repeats, [&] { std::memset(out.data(), 0, n * sizeof(float)); }) /
+          fn;
       r.topk_decode_zero = zero;
       // The per-entry cost as a step pays it: the output zeroed once, then payloads added
       // (P of them in a step; kRounds here, so that the entries outweigh the zeroing and
       // scheduling noise does not decide their rate).
       constexpr int kRounds = 16;
       const double k = static_cast<double>(topk_count(spec.density, n));
-      const double zero_and_add = median_cold(cold, repeats, [&] {
+      const double zero_and_add = median_cold(evictor, repeats, [&] {
         std::memset(out.data(), 0, n * sizeof(float));
         for (int i = 0; i < kRounds; ++i)
           codec->decode(payload.data(), payload.size(), n, out.data(), DecodeMode::accumulate,
@@ -203,7 +192,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     low_rank::random_init(q.data(), cols, rank, 1, 0, 0);
     const double work = fn * static_cast<double>(rank);
     r.powersgd_encode =
-        median_cold(cold, repeats,
+        median_cold(evictor, repeats,
                     [&] {
                       low_rank::project(g.data(), rows, cols, q.data(), rank, p.data());
                       low_rank::orthonormalize(p.data(), rows, rank);
@@ -212,7 +201,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
         work;
     r.powersgd_decode =
         median_cold(
-            cold, repeats,
+            evictor, repeats,
             [&] { low_rank::reconstruct(p.data(), q.data(), rows, cols, rank, out.data()); }) /
         work;
   }

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstddef>
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
@@ -23,11 +22,8 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 // Times this rank's kernels on a synthetic layer of `n` elements (a rows x cols matrix with
 // rows * cols == n for PowerSGD), the median of `repeats` calls on cold caches, for the codec of
 // `spec` (topk, onebit, qsgd or powersgd at its parameter; for none only copy and add). Rates of
-// other codecs stay 0. `before_each`, if set, runs before every timed call (after the cache is
-// cleared): ranks that time at once on shared cores meet there, so that their kernels overlap
-// as their steps' do.
-ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
-                           const std::function<void()>& before_each = {});
+// other codecs stay 0.
+ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats);
 
 // The shape to time kernels on: the largest layer's [rows, cols], halved along its longer side
 // until it has at most `max_elements`.
