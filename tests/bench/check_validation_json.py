@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Checks thinwire-cost-model --validate's JSON against the benchmark runs it read.
+
+usage: check_validation_json.py VALIDATION_JSON BENCH_JSON...
+
+For every result of every benchmark file there is one prediction, with the measured time
+copied, error = (predicted - measured) / measured, the run's kernel rates as the per-rate
+median over the run's results, the tbf bucket the launcher recorded, and the rest before a
+call (the fresh-gradient copy at the run's copy rate plus the barrier's latencies) within a
+call's reach. Prints PASS: on success, exits 1 with the reasons otherwise.
+"""
+import json
+import math
+import statistics
+import sys
+
+errors = []
+
+
+def fail(msg):
+    errors.append(msg)
+
+
+def close(a, b, rel=1e-9):
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__)
+        return 2
+    validation = json.load(open(sys.argv[1]))
+    rows = validation.get("validation", [])
+    by_key = {}
+    for r in rows:
+        by_key[(r["file"], r["size_bytes"], r["method"])] = r
+    expected = 0
+    for path in sys.argv[2:]:
+        bench = json.load(open(path))
+        samples = {}
+        for res in bench["results"]:
+            for name, v in res.get("compute_rates", {}).items():
+                if v > 0:
+                    samples.setdefault(name, []).append(v)
+        medians = {name: statistics.median(v) for name, v in samples.items()}
+        P = bench["ranks"]
+        latency = bench["latency_probe"]["per_message_s"]
+        for res in bench["results"]:
+            expected += 1
+            key = (path, res["size_bytes"], res["method"])
+            r = by_key.get(key)
+            if r is None:
+                fail(f"no prediction for {key}")
+                continue
+            if not close(r["measured_s"], res["time_median_s"]):
+                fail(f"{key}: measured_s {r['measured_s']} != the run's {res['time_median_s']}")
+            if not (r["predicted_s"] > 0 and math.isfinite(r["predicted_s"])):
+                fail(f"{key}: predicted_s {r['predicted_s']}")
+            err = (r["predicted_s"] - r["measured_s"]) / r["measured_s"]
+            if not close(r["error"], err):
+                fail(f"{key}: error {r['error']} != (predicted - measured) / measured = {err}")
+            if set(r["run_rates"]) != set(medians):
+                fail(f"{key}: run_rates has {sorted(r['run_rates'])}, expected {sorted(medians)}")
+            for name, m in medians.items():
+                if name in r["run_rates"] and not close(r["run_rates"][name], m):
+                    fail(f"{key}: run rate {name} = {r['run_rates'][name]}, median {m}")
+            burst = bench["link"].get("burst")
+            if burst is not None and not r["burst_bytes"] > 0:
+                fail(f"{key}: the launcher's bucket {burst} became {r['burst_bytes']} bytes")
+            # The rest before a call: copy of the gradient at the run's copy rate (divided by
+            # its cpu share) and ceil(log2 P) latencies.
+            share = r["run_rates_cpu_share"]
+            rest = (res["size_bytes"] / 4) * medians["copy"] / share + math.ceil(
+                math.log2(P)
+            ) * latency
+            if validation["rates_used"].startswith("run") and not close(
+                r["idle_before_s"], rest, 1e-6
+            ):
+                fail(f"{key}: idle_before_s {r['idle_before_s']}, expected {rest}")
+    if len(rows) != expected:
+        fail(f"{len(rows)} predictions for {expected} results")
+    worst = max((abs(r["error"]) for r in rows), default=0)
+    if not close(validation["largest_abs_error"], worst):
+        fail(f"largest_abs_error {validation['largest_abs_error']} != {worst}")
+    if errors:
+        for e in errors:
+            print("FAIL:", e)
+        return 1
+    print(f"PASS: {len(rows)} predictions checked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
