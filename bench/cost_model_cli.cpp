@@ -191,10 +191,10 @@ int sweep(const std::vector<thinwire::Layer>& layers, const std::vector<std::str
   return 0;
 }
 
-// The kernel rates a benchmark run timed, per rate the median over its results (the run
-// times them before each size: per element and on cold caches, so one rate each; on the shared
-// 2-core VM a single timing can catch other hosts' work, 5x one core's rate for a pass that
-// the run's other sizes timed at 1x). Rates a run did not time (0) stay 0.
+// The kernel rates a benchmark run timed, per rate the median over its results. The run times
+// them before each size, per element and on cold caches, so they estimate one rate each; on
+// the shared 2-core VM a single timing can catch other hosts' work (one run timed its add pass
+// at 5x what the others did). Rates a run did not time (0) stay 0.
 json median_run_rates(const json& results) {
   std::map<std::string, std::vector<double>> samples;
   for (const auto& res : results)

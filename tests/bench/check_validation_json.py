@@ -6,8 +6,8 @@ usage: check_validation_json.py VALIDATION_JSON BENCH_JSON...
 For every result of every benchmark file there is one prediction, with the measured time
 copied, error = (predicted - measured) / measured, the run's kernel rates as the per-rate
 median over the run's results, the tbf bucket the launcher recorded, and the rest before a
-call (the fresh-gradient copy at the run's copy rate plus the barrier's latencies) within a
-call's reach. Prints PASS: on success, exits 1 with the reasons otherwise.
+call (the fresh-gradient copy at the run's copy rate plus ceil(log2 P) message latencies).
+Prints PASS: on success, exits 1 with the reasons otherwise.
 """
 import json
 import math
