@@ -193,8 +193,9 @@ int sweep(const std::vector<thinwire::Layer>& layers, const std::vector<std::str
 
 // The kernel rates a benchmark run timed, per rate the median over its results. The run times
 // them before each size, per element and on cold caches, so they estimate one rate each; on
-// the shared 2-core VM a single timing can catch other hosts' work (one run timed its add pass
-// at 5x what the others did). Rates a run did not time (0) stay 0.
+// the shared 2-core VM a single timing can catch other hosts' work (the 4-host runs timed the
+// add pass at 0.8 to 3.9 ns per element from one size to the next). Rates a run did not time
+// (0) stay 0.
 json median_run_rates(const json& results) {
   std::map<std::string, std::vector<double>> samples;
   for (const auto& res : results)
