@@ -53,6 +53,7 @@
 #include "common/hash.hpp"
 #include "dense_baselines.hpp"
 #include "launch.hpp"
+#include "median.hpp"
 #include "model/auto_policy.hpp"
 #include "model/codec_rates.hpp"
 #include "transport/communicator_state.hpp"
@@ -149,13 +150,6 @@ class DeviceTransportAllreduce final : public tb::DenseBaseline {
   void* stream_;
   std::string name_;
 };
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
 
 // One thing to time: a dense baseline or a thinwire method.
 struct Candidate {
@@ -634,7 +628,7 @@ class Bench {
     std::vector<double> slowest(c.times.size());
     MPI_Allreduce(c.times.data(), slowest.data(), static_cast<int>(c.times.size()), MPI_DOUBLE,
                   MPI_MAX, MPI_COMM_WORLD);
-    c.median_s = median(slowest);
+    c.median_s = tb::median(slowest);
     c.min_s = slowest.empty() ? 0 : *std::min_element(slowest.begin(), slowest.end());
     c.max_s = slowest.empty() ? 0 : *std::max_element(slowest.begin(), slowest.end());
     const double bytes = static_cast<double>(tb::total_bytes(layers));

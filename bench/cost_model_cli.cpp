@@ -27,6 +27,7 @@
 
 #include "bench_common.hpp"
 #include "bench_layers.hpp"
+#include "median.hpp"
 #include "model/auto_policy.hpp"
 #include "model/codec_rates.hpp"
 #include "model/cost_model.hpp"
@@ -203,11 +204,7 @@ json median_run_rates(const json& results) {
       for (const auto& [name, v] : res.at("compute_rates").items())
         if (v.get<double>() > 0) samples[name].push_back(v.get<double>());
   json out = json::object();
-  for (auto& [name, v] : samples) {
-    std::sort(v.begin(), v.end());
-    const std::size_t m = v.size() / 2;
-    out[name] = v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-  }
+  for (const auto& [name, v] : samples) out[name] = tb::median(v);
   return out;
 }
 
@@ -248,7 +245,13 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
     const double gbps = parse_rate_bits(rate) / 1e9;
     q.burst_bytes = emulated_burst_bytes(j.at("link"), gbps * 1e9);
     const twm::Network net = network(gbps, q);
+    // The run's own kernel rates. Timed by one rank per host they are one core's: divided by
+    // the share of a core a rank gets. (Older files timed them on all ranks at once: taken as
+    // they are.)
     const json run_rates = median_run_rates(j.at("results"));
+    const double run_share =
+        j.contains("compute_rates_probe") ? j["compute_rates_probe"].value("cpu_share", 1.0) : 1.0;
+    const twm::ComputeRates run_scaled = twm::rates_from_json(run_rates).scaled(run_share);
     for (const auto& res : j.at("results")) {
       const std::string method = res.at("method");
       const std::size_t bytes = res.at("size_bytes");
@@ -258,13 +261,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
                                  std::to_string(bytes) + "-byte '" +
                                  res.at("layers").get<std::string>() + "' result");
       const bool have_run = res.contains("compute_rates");
-      // Rates timed by one rank per host are one core's: divided by the share of a core a
-      // rank gets. (Older files timed them on all ranks at once: taken as they are.)
-      const double run_share = j.contains("compute_rates_probe")
-                                   ? j["compute_rates_probe"].value("cpu_share", 1.0)
-                                   : 1.0;
-      const twm::ComputeRates run =
-          have_run ? twm::rates_from_json(run_rates).scaled(run_share) : codec;
+      const twm::ComputeRates& run = have_run ? run_scaled : codec;
       const twm::ComputeRates& used = codec_rates_only || !have_run ? codec : run;
       const double measured = res.at("time_median_s");
       // The benchmark's calls run back to back, each candidate's after another's that
