@@ -67,6 +67,9 @@ namespace tb = thinwire::bench;
 namespace {
 
 constexpr const char* kDefaultMethods = "none,onebit,topk:0.01,qsgd:4,powersgd:4";
+// Compute-rate probes per size, spread over its timed iterations; the results carry their
+// per-rate medians, which the cost model's --validate uses.
+constexpr int kRateProbes = 9;
 
 std::uint64_t splitmix64(std::uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -247,6 +250,10 @@ class Bench {
          "measure_rates() by one rank per host (processor name) while the host's other ranks "
          "sleep; hosts that share a machine time at once; the cost model divides the rates by "
          "cpu_share"},
+        {"when",
+         "between the timed iterations of each size (up to " + std::to_string(kRateProbes) +
+             " probes, evenly spread, one timed call per kernel each); a result's compute_rates "
+             "are the per-rate medians of its size's probes"},
         {"ranks_on_host", ranks_on_host_},
         {"cpu_share", cpu_share_}};
     // Other load on the machine shows in the times: record it.
@@ -392,7 +399,6 @@ class Bench {
       x /= size_;
       exact_sq += x * x;
     }
-    const json rates = measure_compute_rates(layers);
     // --device: the gradients every call reduces, in device memory; `work` then receives the
     // first call's result for the checks.
     const bool on_device = o_.device >= 0;
@@ -495,12 +501,19 @@ class Bench {
 
     double last = MPI_Wtime();
     const double start = last;
+    // The kernels are timed between the timed iterations, so that the rates see the machine
+    // as the calls do (one probe before the size, on the shared VM, once caught a contended
+    // moment and predicted a step 57 % slow).
+    const int probes = std::min(o_.iters, kRateProbes);
+    std::vector<json> rate_samples;
     for (int it = 0; it < o_.iters; ++it) {
       // Rotate the order so that no candidate always runs right after the same one.
       for (std::size_t k = 0; k < cands.size(); ++k) {
         Candidate& c = cands[(k + static_cast<std::size_t>(it)) % cands.size()];
         c.times.push_back(call(c));
       }
+      if ((it + 1) * probes / o_.iters != it * probes / o_.iters)
+        rate_samples.push_back(measure_compute_rates(layers));
       const double now = MPI_Wtime();
       if (now - last > o_.progress_s && it + 1 < o_.iters) {
         progress("  timed iteration " + std::to_string(it + 1) + "/" + std::to_string(o_.iters) +
@@ -509,6 +522,7 @@ class Bench {
       }
     }
 
+    const json rates = tb::median_per_key(rate_samples);
     for (Candidate& c : cands) finish(c, layers);
     // The baseline: the fastest dense candidate.
     const Candidate* base = nullptr;
@@ -595,10 +609,8 @@ class Bench {
   // of 95 within 20 %, the misses at 4 hosts all optimistic.)
   json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
-    constexpr int kRateRepeats = 5;
     twm::ComputeRates mine;
-    if (host_rank_ == 0)
-      mine = twm::rates_from_json(measure_compute_rates_here(layers, kRateRepeats));
+    if (host_rank_ == 0) mine = twm::rates_from_json(measure_compute_rates_here(layers, 1));
     sleeping_barrier();
     return twm::rates_to_json(twm::max_rates(comm_.host_transport(), mine));
   }

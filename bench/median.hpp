@@ -3,7 +3,11 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <map>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace thinwire::bench {
 
@@ -13,6 +17,18 @@ inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t m = v.size() / 2;
   return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// Per key, the median of the positive numbers that the objects hold under it (compute rates:
+// 0 marks a kernel not timed). Keys with none are left out.
+inline nlohmann::json median_per_key(const std::vector<nlohmann::json>& objects) {
+  std::map<std::string, std::vector<double>> samples;
+  for (const auto& o : objects)
+    for (const auto& [name, v] : o.items())
+      if (v.get<double>() > 0) samples[name].push_back(v.get<double>());
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, v] : samples) out[name] = median(v);
+  return out;
 }
 
 }  // namespace thinwire::bench

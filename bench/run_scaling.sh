@@ -76,7 +76,7 @@ for step in "${steps[@]}"; do
             --baselines ring,thinwire --methods $methods
         done
       done
-      run 4 200mbit valid_4x200mbit_mix --sizes 64M --layers mix --iters 5 --warmup 1 \
+      run 4 200mbit valid_4x200mbit_mix --sizes 64M --layers mix --iters 9 --warmup 1 \
         --baselines ring,thinwire --methods $methods
       "$model" --validate "$OUT"/valid_[24]x*.json --wire "$OUT/valid_wire_4xnone.json" \
         --json "$OUT/model_validation.json" |
