@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/ usr / bin / env python3
 """Checks the JSON of a small thinwire-bench-allreduce run (the schema of README "Scaling") and of
 a small thinwire-cost-model sweep.
 
@@ -74,6 +74,10 @@ def main():
     on_host = rates_probe.get("ranks_on_host")
     if not isinstance(on_host, int) or not 1 <= on_host <= ranks:
         fail(f"'compute_rates_probe.ranks_on_host' should be in 1..{ranks}, got {on_host!r}")
+    if not isinstance(rates_probe.get("when"), str) or "between the timed iterations" not in \
+            rates_probe["when"]:
+        fail("'compute_rates_probe.when' should say the rates are timed between the timed "
+             f"iterations, got {rates_probe.get('when')!r}")
     cores = d.get("cores")
     if share > 1 or (isinstance(cores, int) and abs(share - min(1.0, cores / on_host)) > 1e-12):
         fail(f"compute_rates_probe: cpu_share {share} is not min(1, cores / ranks_on_host)")
@@ -127,6 +131,15 @@ def main():
         if r["method"].startswith("auto") and "layer_specs" not in r:
             fail(f"{where}: auto results should say what auto chose")
         number(r, "setup_s", where)
+        rates = r.get("compute_rates")
+        if not isinstance(rates, dict):
+            fail(f"{where}: no 'compute_rates' object")
+        family = r["method"].split(":")[0].split(",")[0]
+        own = {"onebit": ["onebit_encode", "onebit_decode"], "qsgd": ["qsgd_encode", "qsgd_decode"],
+               "topk": ["topk_encode", "topk_decode_entry"],
+               "powersgd": ["powersgd_encode", "powersgd_decode"]}.get(family, [])
+        for name in ["copy", "add", "norm", "check"] + own:
+            number(rates, name, f"{where}: compute_rates", positive=True)
         seen.add((r["method"], r["size_bytes"]))
     want = {(m, s) for m in methods for s in sizes}
     if seen != want:
@@ -145,8 +158,8 @@ def main():
             fail(f"baselines {names}: expected {device_baseline!r}")
         if not names <= set(DEVICE_BASELINES) | {"thinwire none"}:
             fail(f"baselines {names}: unexpected dense candidates for device tensors")
-    # Every dense candidate: the exact average (up to f32 rounding), the same bits everywhere
-    # (2 ranks: a + b = b + a, whatever the algorithm).
+#Every dense candidate : the exact average(up to f32 rounding), the same bits everywhere
+#(2 ranks : a + b = b + a, whatever the algorithm).
     for b in d["baselines"]:
         where = f"baseline {b.get('name')}@{b.get('size_bytes')}"
         number(b, "time_median_s", where, positive=True)
