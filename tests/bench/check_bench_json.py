@@ -1,4 +1,4 @@
-#!/ usr / bin / env python3
+#!/usr/bin/env python3
 """Checks the JSON of a small thinwire-bench-allreduce run (the schema of README "Scaling") and of
 a small thinwire-cost-model sweep.
 
@@ -158,8 +158,8 @@ def main():
             fail(f"baselines {names}: expected {device_baseline!r}")
         if not names <= set(DEVICE_BASELINES) | {"thinwire none"}:
             fail(f"baselines {names}: unexpected dense candidates for device tensors")
-#Every dense candidate : the exact average(up to f32 rounding), the same bits everywhere
-#(2 ranks : a + b = b + a, whatever the algorithm).
+    # Every dense candidate: the exact average (up to f32 rounding), the same bits everywhere
+    # (2 ranks: a + b = b + a, whatever the algorithm).
     for b in d["baselines"]:
         where = f"baseline {b.get('name')}@{b.get('size_bytes')}"
         number(b, "time_median_s", where, positive=True)

@@ -1,4 +1,4 @@
-#!/ usr / bin / env python3
+#!/usr/bin/env python3
 """Checks thinwire-cost-model --validate's JSON against the benchmark runs it read.
 
 usage: check_validation_json.py VALIDATION_JSON BENCH_JSON...
@@ -42,8 +42,7 @@ def main():
             for name, v in res.get("compute_rates", {}).items():
                 if v > 0:
                     samples.setdefault(name, []).append(v)
-        medians = {
-name: statistics.median(v) for name, v in samples.items()}
+        medians = {name: statistics.median(v) for name, v in samples.items()}
         P = bench["ranks"]
         latency = bench["latency_probe"]["per_message_s"]
         for res in bench["results"]:
@@ -68,8 +67,8 @@ name: statistics.median(v) for name, v in samples.items()}
             burst = bench["link"].get("burst")
             if burst is not None and not r["burst_bytes"] > 0:
                 fail(f"{key}: the launcher's bucket {burst} became {r['burst_bytes']} bytes")
-#The rest before a call : copy of the gradient at the run's copy rate (divided by
-#its cpu share) and ceil(log2 P) latencies.
+            # The rest before a call: copy of the gradient at the run's copy rate (divided by
+            # its cpu share) and ceil(log2 P) latencies.
             share = r["run_rates_cpu_share"]
             rest = (res["size_bytes"] / 4) * medians["copy"] / share + math.ceil(
                 math.log2(P)
