@@ -2,6 +2,7 @@
 // choices at the extremes of bandwidth, and the "auto" spec.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -254,6 +255,49 @@ TEST(CostModel, RatesFromTheCodecBenchmark) {
   EXPECT_NEAR(r.powersgd_encode, 20e-3 / (n * 4), kTol);
   j["results"].erase(0);
   EXPECT_THROW(rates_from_codec_json(j), Error);
+}
+
+// Each spec times the base kernels and its own codec's, and only those; every timed rate is a
+// positive per-element (PowerSGD: per element and rank) time of a plausible order: above
+// 1e-13 s (10 TB/s) and below 1 us (or 10 us for top-k's per-entry scatter).
+TEST(CodecRates, MeasureTimesTheSpecsKernelsOnly) {
+  struct Case {
+    const char* spec;
+    std::vector<double ComputeRates::*> own;
+  };
+  const std::vector<double ComputeRates::*> all = {
+      &ComputeRates::topk_encode,       &ComputeRates::topk_decode_zero,
+      &ComputeRates::topk_decode_entry, &ComputeRates::onebit_encode,
+      &ComputeRates::onebit_decode,     &ComputeRates::qsgd_encode,
+      &ComputeRates::qsgd_decode,       &ComputeRates::powersgd_encode,
+      &ComputeRates::powersgd_decode};
+  const std::vector<Case> cases = {
+      {"none", {}},
+      {"topk:0.01",
+       {&ComputeRates::topk_encode, &ComputeRates::topk_decode_zero,
+        &ComputeRates::topk_decode_entry}},
+      {"onebit", {&ComputeRates::onebit_encode, &ComputeRates::onebit_decode}},
+      {"qsgd:4", {&ComputeRates::qsgd_encode, &ComputeRates::qsgd_decode}},
+      {"powersgd:2", {&ComputeRates::powersgd_encode, &ComputeRates::powersgd_decode}}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.spec);
+    const ComputeRates r = measure_rates(Config::parse(c.spec), 128, 128, 5);
+    for (double ComputeRates::*base :
+         {&ComputeRates::copy, &ComputeRates::add, &ComputeRates::check, &ComputeRates::norm}) {
+      EXPECT_GT(r.*base, 1e-13);
+      EXPECT_LT(r.*base, 1e-6);
+    }
+    for (double ComputeRates::*rate : all) {
+      const bool own = std::find(c.own.begin(), c.own.end(), rate) != c.own.end();
+      if (own) {
+        EXPECT_GT(r.*rate, 1e-13);
+        EXPECT_LT(r.*rate, rate == &ComputeRates::topk_decode_entry ? 1e-5 : 1e-6);
+      } else {
+        EXPECT_EQ(r.*rate, 0.0);
+      }
+    }
+  }
+  EXPECT_EQ(measure_rates(Config::parse("onebit"), 0, 16, 3).copy, 0.0);  // no layer, no rates
 }
 
 // ---- auto -----------------------------------------------------------------------------------
