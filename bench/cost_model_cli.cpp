@@ -195,9 +195,9 @@ int sweep(const std::vector<thinwire::Layer>& layers, const std::vector<std::str
 // The kernel rates a benchmark run timed, per rate the median over its results. The benchmark
 // times them between the timed iterations of each size (up to 9 probes) and each result
 // carries its size's per-rate medians; older runs (no "when" in their compute_rates_probe)
-// timed them once before each size. On the shared 2-core VM one timing can catch other hosts' work
-// (the 4-host runs timed the add pass at 0.8 to 3.9 ns per element from one size to the next).
-// Rates a run did not time (0) stay 0.
+// timed them once before each size. On the shared 2-core VM one timing can catch other
+// hosts' work (runs of the older kind timed the add pass at 0.8 to 3.9 ns per element from one
+// size to the next at 4 hosts). Rates a run did not time (0) stay 0.
 json median_run_rates(const json& results) {
   std::vector<json> rates;
   for (const auto& res : results)
@@ -214,9 +214,8 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       "and during compute, its bytes at %.0f MB/s%s); latency per "
       "message = the run's own "
       "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
-      "(one rank per host, between the timed calls; per rate the median over the sizes) / cpu "
-      "share; "
-      "'codec' = the codec benchmark JSON / cpu share "
+      "(one rank per host, between the timed calls; per rate the median over the sizes) / "
+      "cpu share; 'codec' = the codec benchmark JSON / cpu share "
       "(cores / ranks)%s\n",
       p.efficiency, p.wire_bytes_per_s < 1e300 ? p.wire_bytes_per_s / 1e6 : 0.0,
       p.wire_bytes_per_s < 1e300 ? ", --wire" : ": taken as free, no --wire",
