@@ -298,6 +298,14 @@ TEST(CodecRates, MeasureTimesTheSpecsKernelsOnly) {
     }
   }
   EXPECT_EQ(measure_rates(Config::parse("onebit"), 0, 16, 3).copy, 0.0);  // no layer, no rates
+  // Samples of several cold calls (the benchmark's probes): the same kernels, plausible rates.
+  const ComputeRates summed = measure_rates(Config::parse("onebit"), 128, 128, 1, 0.005);
+  for (double ComputeRates::*rate : {&ComputeRates::copy, &ComputeRates::check,
+                                     &ComputeRates::onebit_encode, &ComputeRates::onebit_decode}) {
+    EXPECT_GT(summed.*rate, 1e-13);
+    EXPECT_LT(summed.*rate, 1e-6);
+  }
+  EXPECT_EQ(summed.topk_encode, 0.0);
 }
 
 // ---- auto -----------------------------------------------------------------------------------

@@ -55,19 +55,29 @@ class CacheEvictor {
   volatile unsigned char sink_ = 0;
 };
 
-// The median of `repeats` timed calls, each on cold caches, after one untimed call: a codec's
-// first call allocates its scratch (1-bit's error memory, qsgd's levels), and with a single
-// timed call (the allreduce benchmark's probes) its page faults made 1-bit's step predictions
-// up to 98 % slow.
+// The median of `repeats` samples after one untimed call: a codec's first call allocates its
+// scratch (1-bit's error memory, qsgd's levels), and with a single timed call (the allreduce
+// benchmark's probes) its page faults made 1-bit's step predictions up to 98 % slow. A sample
+// is one call on cold caches or, with `min_timed_s`, the mean of cold calls until they add up
+// to that long (at most kMaxCalls): where ranks share cores, a single call of a few ms either
+// runs through or waits out another rank's scheduler slice, while a step's kernels, back to
+// back over its layers, see the average.
 template <typename F>
-double median_cold(CacheEvictor& evictor, int repeats, F&& body) {
+double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& body) {
+  constexpr int kMaxCalls = 16;
   body();
   std::vector<double> times;
   for (int i = 0; i < std::max(1, repeats); ++i) {
-    evictor.evict();
-    Timer t;
-    body();
-    times.push_back(t.seconds());
+    double sum = 0;
+    int calls = 0;
+    do {
+      evictor.evict();
+      Timer t;
+      body();
+      sum += t.seconds();
+      ++calls;
+    } while (sum < min_timed_s && calls < kMaxCalls);
+    times.push_back(sum / calls);
   }
   std::sort(times.begin(), times.end());
   const std::size_t m = times.size() / 2;
@@ -103,7 +113,8 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
   return r;
 }
 
-ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats) {
+ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
+                           double min_timed_s) {
   const std::size_t n = rows * cols;
   ComputeRates r;
   if (n == 0) return r;
@@ -117,19 +128,21 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
   }
   const double fn = static_cast<double>(n);
   CacheEvictor evictor;
-  r.copy =
-      median_cold(evictor, repeats, [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
-      fn;
-  r.add = median_cold(evictor, repeats, [&] { add_error_feedback(out.data(), g.data(), n); }) / fn;
+  r.copy = median_cold(evictor, repeats, min_timed_s,
+                       [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
+           fn;
+  r.add = median_cold(evictor, repeats, min_timed_s,
+                      [&] { add_error_feedback(out.data(), g.data(), n); }) /
+          fn;
   volatile std::size_t first_bad = 0;  // a use of the result, so the scan is not dropped
-  r.check = median_cold(evictor, repeats,
+  r.check = median_cold(evictor, repeats, min_timed_s,
                         [&] { first_bad = first_non_finite(TensorView::host(g.data(), n)); }) /
             fn;
 
   double sq_error = 0, sq_norm = 0;
   r.norm =
       median_cold(
-          evictor, repeats,
+          evictor, repeats, min_timed_s,
           [&] { low_rank::residual_update(e.data(), g.data(), n, true, &sq_error, &sq_norm); }) /
       fn;
 
@@ -142,7 +155,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     OnebitErrorMemory onebit_memory;
     const std::size_t bounds[2] = {0, n};
     const double enc =
-        median_cold(evictor, repeats,
+        median_cold(evictor, repeats, min_timed_s,
                     [&] {
                       if (m == Method::topk) {
                         static_cast<TopkCodec&>(*codec).encode_ef(e.data(), g.data(), n,
@@ -158,7 +171,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
         fn;
     // 1-bit and qsgd: one payload decoded over the layer.
     auto decode_rate = [&] {
-      return median_cold(evictor, repeats,
+      return median_cold(evictor, repeats, min_timed_s,
                          [&] {
                            codec->decode(payload.data(), payload.size(), n, out.data(),
                                          DecodeMode::assign, PayloadSource{});
@@ -167,16 +180,16 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     };
     if (m == Method::topk) {
       r.topk_encode = enc;
-      const double zero =
-          median_cold(evictor, repeats, [&] { std::memset(out.data(), 0, n * sizeof(float)); }) /
-          fn;
+      const double zero = median_cold(evictor, repeats, min_timed_s,
+                                      [&] { std::memset(out.data(), 0, n * sizeof(float)); }) /
+                          fn;
       r.topk_decode_zero = zero;
       // The per-entry cost as a step pays it: the output zeroed once, then payloads added
       // (P of them in a step; kRounds here, so that the entries outweigh the zeroing and
       // scheduling noise does not decide their rate).
       constexpr int kRounds = 16;
       const double k = static_cast<double>(topk_count(spec.density, n));
-      const double zero_and_add = median_cold(evictor, repeats, [&] {
+      const double zero_and_add = median_cold(evictor, repeats, min_timed_s, [&] {
         std::memset(out.data(), 0, n * sizeof(float));
         for (int i = 0; i < kRounds; ++i)
           codec->decode(payload.data(), payload.size(), n, out.data(), DecodeMode::accumulate,
@@ -196,7 +209,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     low_rank::random_init(q.data(), cols, rank, 1, 0, 0);
     const double work = fn * static_cast<double>(rank);
     r.powersgd_encode =
-        median_cold(evictor, repeats,
+        median_cold(evictor, repeats, min_timed_s,
                     [&] {
                       low_rank::project(g.data(), rows, cols, q.data(), rank, p.data());
                       low_rank::orthonormalize(p.data(), rows, rank);
@@ -205,7 +218,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
         work;
     r.powersgd_decode =
         median_cold(
-            evictor, repeats,
+            evictor, repeats, min_timed_s,
             [&] { low_rank::reconstruct(p.data(), q.data(), rows, cols, rank, out.data()); }) /
         work;
   }

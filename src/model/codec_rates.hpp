@@ -22,8 +22,10 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 // Times this rank's kernels on a synthetic layer of `n` elements (a rows x cols matrix with
 // rows * cols == n for PowerSGD), the median of `repeats` calls on cold caches, for the codec of
 // `spec` (topk, onebit, qsgd or powersgd at its parameter; for none only copy and add). Rates of
-// other codecs stay 0.
-ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats);
+// other codecs stay 0. With `min_timed_s`, each of the `repeats` samples is the mean of cold
+// calls adding up to that long (at most 16 calls), for ranks that share cores.
+ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
+                           double min_timed_s = 0.0);
 
 // The shape to time kernels on: the largest layer's [rows, cols], halved along its longer side
 // until it has at most `max_elements`.
