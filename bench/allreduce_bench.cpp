@@ -70,6 +70,9 @@ constexpr const char* kDefaultMethods = "none,onebit,topk:0.01,qsgd:4,powersgd:4
 // Compute-rate probes per size, spread over its timed iterations; the results carry their
 // per-rate medians, which the cost model's --validate uses.
 constexpr int kRateProbes = 9;
+// Each kernel sample of a probe: the mean of cold calls adding up to this long (see
+// measure_compute_rates_here).
+constexpr double kRateMinTimedS = 0.02;
 
 std::uint64_t splitmix64(std::uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -251,9 +254,10 @@ class Bench {
          "sleep; hosts that share a machine time at once; the cost model divides the rates by "
          "cpu_share"},
         {"when", "between the timed iterations of each size (up to " + std::to_string(kRateProbes) +
-                     " probes, evenly spread; per kernel the mean of cold calls adding up to 20 "
-                     "ms, at most "
-                     "16); a result's compute_rates are the per-rate medians of its size's probes"},
+                     " probes, evenly spread; per kernel the mean of cold calls adding up to " +
+                     fmt("%g ms", 1e3 * kRateMinTimedS) + ", at most " +
+                     std::to_string(thinwire::detail::model::kMaxSampleCalls) +
+                     "); a result's compute_rates are the per-rate medians of its size's probes"},
         {"ranks_on_host", ranks_on_host_},
         {"cpu_share", cpu_share_}};
     // Other load on the machine shows in the times: record it.
@@ -621,7 +625,6 @@ class Bench {
   // copy at 2.7 and 3.5 ns per element in two runs against 1.5-1.8 at 4 Mi elements.
   json measure_compute_rates_here(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
-    constexpr double kRateMinTimedS = 0.02;
     const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
     json j = twm::rates_to_json(
         twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 1, kRateMinTimedS));

@@ -59,12 +59,11 @@ class CacheEvictor {
 // scratch (1-bit's error memory, qsgd's levels), and with a single timed call (the allreduce
 // benchmark's probes) its page faults made 1-bit's step predictions up to 98 % slow. A sample
 // is one call on cold caches or, with `min_timed_s`, the mean of cold calls until they add up
-// to that long (at most kMaxCalls): where ranks share cores, a single call of a few ms either
+// to that long (at most kMaxSampleCalls): where ranks share cores, a single call of a few ms either
 // runs through or waits out another rank's scheduler slice, while a step's kernels, back to
 // back over its layers, see the average.
 template <typename F>
 double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& body) {
-  constexpr int kMaxCalls = 16;
   body();
   std::vector<double> times;
   for (int i = 0; i < std::max(1, repeats); ++i) {
@@ -76,7 +75,7 @@ double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& b
       body();
       sum += t.seconds();
       ++calls;
-    } while (sum < min_timed_s && calls < kMaxCalls);
+    } while (sum < min_timed_s && calls < kMaxSampleCalls);
     times.push_back(sum / calls);
   }
   std::sort(times.begin(), times.end());

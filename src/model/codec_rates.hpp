@@ -23,7 +23,8 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 // rows * cols == n for PowerSGD), the median of `repeats` calls on cold caches, for the codec of
 // `spec` (topk, onebit, qsgd or powersgd at its parameter; for none only copy and add). Rates of
 // other codecs stay 0. With `min_timed_s`, each of the `repeats` samples is the mean of cold
-// calls adding up to that long (at most 16 calls), for ranks that share cores.
+// calls adding up to that long (at most kMaxSampleCalls), for ranks that share cores.
+inline constexpr int kMaxSampleCalls = 16;
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
                            double min_timed_s = 0.0);
 
