@@ -16,6 +16,8 @@
 #   6. bench/torch_topk.py                    -> $OUT/topk_vs_torch_<dev>.json
 #   7. mpiexec -n 1 thinwire-bench-allreduce --device 0 (NCCL)
 #                                             -> $OUT/allreduce_device_nccl_<dev>.json
+#   8. ctest -R python_torch_np2 (torch's CUDA tensors through thinwire) -> $OUT/gpu_tests.log
+#   9. compute-sanitizer memcheck over the one-process device tests      -> $OUT/gpu_tests.log
 # plus $OUT/summary.txt, $OUT/nvidia_smi.txt, $OUT/build.log, $OUT/bench.log: 8 files, the
 # device tool's limit. <dev> is the GPU's name from nvidia-smi (h200, h100, ...; "nogpu").
 #
@@ -236,7 +238,8 @@ grep -E '^-- (Found (MPI|GTest|Boost|nlohmann|benchmark|CUDAToolkit)|thinwire: (
   "$BUILDLOG" | sort -u >>"$SUMMARY"
 grep -E '^((Eigen3|nlohmann_json|GTest|benchmark|Boost|pybind11)_DIR|MPI_CXX_COMPILER|MPIEXEC_EXECUTABLE|THINWIRE_NCCL_LIBRARY)[:=]' "$BUILD/CMakeCache.txt" 2>/dev/null >>"$SUMMARY"
 if [[ -f $BUILD/build.ninja ]]; then
-  WANT=(thinwire_device_tests_cuda thinwire_gpu_tests thinwire-bench-codec-device thinwire-bench-allreduce _thinwire_bench)
+  WANT=(thinwire_device_tests_cuda thinwire_gpu_tests thinwire-bench-codec-device thinwire-bench-allreduce _thinwire_bench
+        _thinwire)
   ALL=$(ninja -C "$BUILD" -t targets all 2>/dev/null | cut -d: -f1)
   TARGETS=()
   for t in "${WANT[@]}"; do
@@ -280,16 +283,36 @@ if ls "$BUILD"/python/thinwire/_thinwire_bench*.so >/dev/null 2>&1; then
 else RESULT[bench_topk]="NOT RUN (_thinwire_bench not built: python dev files or pybind11 missing?)"; fi
 if [[ -x $BUILD/bench/thinwire-bench-allreduce ]]; then
   # One rank: compression + NCCL allreduce on the device, every method against the dense one.
-  step bench_allreduce 150 0 "$BENCHLOG" "$MPIEXEC" --oversubscribe --bind-to none -n 1 \
+  step bench_allreduce 150 40 "$BENCHLOG" "$MPIEXEC" --oversubscribe --bind-to none -n 1 \
     "$BUILD/bench/thinwire-bench-allreduce" --device 0 --sizes 1M,16M,64M \
     --methods none,onebit,topk:0.01,qsgd:4,powersgd:4 --iters 10 --warmup 2 --json "$J3"
   [[ ${RESULT[bench_allreduce]} == *rc=2* && $DEV == nogpu ]] && RESULT[bench_allreduce]+=" (no device: refused, as designed)"
 else RESULT[bench_allreduce]="NOT RUN (not built)"; fi
 
+# ---- 8. the PyTorch path on CUDA tensors ----------------------------------------------------
+# tests/python/test_torch.py on 2 ranks: its cuda_tensors_match_cpu_tensors runs the device
+# pipeline under torch (staged over MPI: one GPU) against the CPU tensors' bits. Needs the
+# image's torch and mpi4py to load next to this MPI; -V shows whether the CUDA case ran.
+if [[ -f $BUILD/CTestTestfile.cmake ]] && ctest --test-dir "$BUILD" -N -R '^python_torch_np2$' | grep -q 'Total Tests: 1'; then
+  step torch_cuda 120 30 "$OUT/gpu_tests.log" ctest --test-dir "$BUILD" -R '^python_torch_np2$' -V
+  grep -E 'cuda_tensors_match_cpu_tensors|^[0-9: ]*(PASS|FAIL)' "$OUT/gpu_tests.log" | sort -u | head -10 >>"$SUMMARY"
+else RESULT[torch_cuda]="NOT RUN (python_torch_np2 not defined: the Python module is not built)"; fi
+
+# ---- 9. compute-sanitizer memcheck over the one-process device tests ------------------------
+# Out-of-bounds and misaligned accesses in the kernels, which results alone can miss. It slows
+# the kernels many times, so it gets what is left of the budget; a timeout still reports the
+# errors it printed so far.
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [[ -n $SAN && -x $BUILD/tests/device/thinwire_device_tests_cuda && $DEV != nogpu ]]; then
+  step sanitizer 200 0 "$OUT/gpu_tests.log" "$SAN" --tool memcheck --error-exitcode 3 --print-limit 30 \
+    "$BUILD/tests/device/thinwire_device_tests_cuda" '--gtest_filter=-Mpi*:Nccl*'
+  grep -E 'ERROR SUMMARY|Invalid|out of bounds|\[  PASSED|\[  FAILED' "$OUT/gpu_tests.log" | sort | uniq -c | head -20 >>"$SUMMARY"
+else RESULT[sanitizer]="NOT RUN (no compute-sanitizer, no device test binary or no GPU)"; fi
+
 # ---- summary --------------------------------------------------------------------------------
 note ""
 note "steps:"
-for s in configure build gpu_tests bench_codec bench_topk bench_allreduce; do
+for s in configure build gpu_tests bench_codec bench_topk bench_allreduce torch_cuda sanitizer; do
   note "  $(printf '%-16s' "$s") ${RESULT[$s]:-NOT RUN}"
 done
 note "benchmark JSON:"
