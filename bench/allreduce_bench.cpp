@@ -70,6 +70,10 @@ constexpr const char* kDefaultMethods = "none,onebit,topk:0.01,qsgd:4,powersgd:4
 // Compute-rate probes per size, spread over its timed iterations; the results carry their
 // per-rate medians, which the cost model's --validate uses.
 constexpr int kRateProbes = 9;
+// What compute_rates_probe.when says for device tensors, whose results carry no rates.
+constexpr const char* kRatesNotForDevice =
+    "not measured: device tensors (the probes time the host kernels, which device steps do not "
+    "run)";
 // Each kernel sample of a probe: the mean of cold calls adding up to this long (see
 // measure_compute_rates_here).
 constexpr double kRateMinTimedS = 0.02;
@@ -253,11 +257,16 @@ class Bench {
          "measure_rates() by one rank per host (processor name) while the host's other ranks "
          "sleep; hosts that share a machine time at once; the cost model divides the rates by "
          "cpu_share"},
-        {"when", "between the timed iterations of each size (up to " + std::to_string(kRateProbes) +
-                     " probes, evenly spread; per kernel the mean of cold calls adding up to " +
-                     fmt("%g ms", 1e3 * kRateMinTimedS) + ", at most " +
-                     std::to_string(thinwire::detail::model::kMaxSampleCalls) +
-                     "); a result's compute_rates are the per-rate medians of its size's probes"},
+        {"when", o_.device >= 0
+                     ? std::string(kRatesNotForDevice)
+                     : "between the timed iterations of each size (up to " +
+                           std::to_string(kRateProbes) +
+                           " probes, evenly spread; per kernel the mean of cold calls adding up "
+                           "to " +
+                           fmt("%g ms", 1e3 * kRateMinTimedS) + ", at most " +
+                           std::to_string(thinwire::detail::model::kMaxSampleCalls) +
+                           "); a result's compute_rates are the per-rate medians of its size's "
+                           "probes"},
         {"ranks_on_host", ranks_on_host_},
         {"cpu_share", cpu_share_}};
     // Other load on the machine shows in the times: record it.
@@ -508,7 +517,8 @@ class Bench {
     // The kernels are timed between the timed iterations, so that the rates see the machine
     // as the calls do (one probe before the size, on the shared VM, once caught a contended
     // moment and predicted a step 57 % slow).
-    const int probes = std::min(o_.iters, kRateProbes);
+    // Device steps run the CUDA kernels, not the host kernels the probes time: none there.
+    const int probes = on_device ? 0 : std::min(o_.iters, kRateProbes);
     std::vector<json> rate_samples;
     for (int it = 0; it < o_.iters; ++it) {
       // Rotate the order so that no candidate always runs right after the same one.
@@ -568,7 +578,7 @@ class Bench {
                   {"tensors", on_device ? "device" : "host"}};
         if (!c.chosen.empty()) r["layer_specs"] = c.chosen;
         if (!c.dense) r["setup_s"] = c.setup_s;
-        r["compute_rates"] = rates;
+        if (!on_device) r["compute_rates"] = rates;
         if (!c.dense)
           r["phases_s"] = {{"encode", c.phase[0]}, {"comm", c.phase[1]}, {"decode", c.phase[2]}};
         out_["results"].push_back(r);

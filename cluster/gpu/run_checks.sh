@@ -16,9 +16,11 @@
 #   6. bench/torch_topk.py                    -> $OUT/topk_vs_torch_<dev>.json
 #   7. mpiexec -n 1 thinwire-bench-allreduce --device 0 (NCCL)
 #                                             -> $OUT/allreduce_device_nccl_<dev>.json
+#      mpiexec -n 2 ... --device 0, THINWIRE_TRANSPORT=mpi (both ranks on the one GPU, payloads
+#      staged through host memory)            -> $OUT/allreduce_device_mpi2_<dev>.json
 #   8. ctest -R python_torch_np2 (torch's CUDA tensors through thinwire) -> $OUT/gpu_tests.log
 #   9. compute-sanitizer memcheck over the one-process device tests      -> $OUT/gpu_tests.log
-# plus $OUT/summary.txt, $OUT/nvidia_smi.txt, $OUT/build.log, $OUT/bench.log: 8 files, the
+# plus $OUT/summary.txt, $OUT/build.log (nvidia-smi too), $OUT/bench.log: 8 files, the
 # device tool's limit. <dev> is the GPU's name from nvidia-smi (h200, h100, ...; "nogpu").
 #
 # Time: the whole script ends within GPU_BUDGET_S (default 530 s, under the tool's 560 s
@@ -37,6 +39,7 @@
 #   GPU_PYTHON     the python3 to build the module for and run torch_topk.py with
 #   GPU_DEPS_FORCE "all" or a list like "mpi,gtest": unpack these groups even if the image
 #                  has them
+#   GPU_SKIP       steps not to run, e.g. "gpu_tests,bench_codec" (a rerun of some steps only)
 set -uo pipefail
 
 T0=$(date +%s)
@@ -49,6 +52,7 @@ JOBS=${GPU_JOBS:-$(nproc)}
 BUDGET=${GPU_BUDGET_S:-530}
 PY=${GPU_PYTHON:-$(command -v python3 || echo python3)}
 FORCE=${GPU_DEPS_FORCE:-}
+SKIP=${GPU_SKIP:-}
 DEADLINE=$((T0 + BUDGET))
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
@@ -75,6 +79,9 @@ declare -A RESULT
 step() {
   local name=$1 cap=$2 reserve=$3 log=$4; shift 4
   local t rc start
+  if [[ ",$SKIP," == *",$name,"* ]]; then
+    RESULT[$name]="SKIPPED (GPU_SKIP)"; say "$name: skipped (GPU_SKIP)"; return 98
+  fi
   t=$(slot "$cap" "$reserve")
   if ((t == 0)); then
     RESULT[$name]="NOT RUN (time budget spent)"; say "$name: not run, time budget spent"; return 99
@@ -99,7 +106,7 @@ say "repo $ROOT, out $OUT, build $BUILD, jobs $JOBS, budget ${BUDGET}s"
   timeout 30 nvidia-smi 2>&1 || echo "nvidia-smi: not available (rc $?)"
   echo
   timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem,power.limit --format=csv 2>&1 || true
-} >"$OUT/nvidia_smi.txt"
+} >>"$BUILDLOG"
 GPU_NAME=$(timeout 30 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 # "NVIDIA H200" -> h200, "NVIDIA H100 80GB HBM3" -> h100; no GPU -> nogpu
 DEV=$(printf '%s' "$GPU_NAME" | tr 'A-Z' 'a-z' | sed -E 's/^nvidia[ -]*//; s/^(tesla|geforce|rtx) +//' |
@@ -275,6 +282,7 @@ bench_result() {  # after a benchmark: note a "skipped" JSON
   else note "  $(basename "$json"): not written"; fi
 }
 J1=$OUT/codec_device_$DEV.json J2=$OUT/topk_vs_torch_$DEV.json J3=$OUT/allreduce_device_nccl_$DEV.json
+J4=$OUT/allreduce_device_mpi2_$DEV.json
 if [[ -x $BUILD/bench/thinwire-bench-codec-device ]]; then
   step bench_codec 120 100 "$BENCHLOG" "$BUILD/bench/thinwire-bench-codec-device" --json "$J1" --timeout 60
 else RESULT[bench_codec]="NOT RUN (not built)"; fi
@@ -287,6 +295,12 @@ if [[ -x $BUILD/bench/thinwire-bench-allreduce ]]; then
     "$BUILD/bench/thinwire-bench-allreduce" --device 0 --sizes 1M,16M,64M \
     --methods none,onebit,topk:0.01,qsgd:4,powersgd:4 --iters 10 --warmup 2 --json "$J3"
   [[ ${RESULT[bench_allreduce]} == *rc=2* && $DEV == nogpu ]] && RESULT[bench_allreduce]+=" (no device: refused, as designed)"
+  # Two ranks on the one GPU (NCCL refuses that): the device kernels with real payloads, the
+  # bytes staged through host memory by the MPI transport, against its dense allreduce.
+  THINWIRE_TRANSPORT=mpi step bench_allreduce_mpi2 120 40 "$BENCHLOG" "$MPIEXEC" --oversubscribe \
+    --bind-to none -n 2 -x THINWIRE_TRANSPORT "$BUILD/bench/thinwire-bench-allreduce" --device 0 \
+    --sizes 1M,16M,64M --methods none,onebit,topk:0.01,qsgd:4,powersgd:4 --iters 10 --warmup 2 \
+    --json "$J4"
 else RESULT[bench_allreduce]="NOT RUN (not built)"; fi
 
 # ---- 8. the PyTorch path on CUDA tensors ----------------------------------------------------
@@ -298,13 +312,61 @@ if [[ -f $BUILD/CTestTestfile.cmake ]] && ctest --test-dir "$BUILD" -N -R '^pyth
   grep -E 'cuda_tensors_match_cpu_tensors|^[0-9: ]*(PASS|FAIL)' "$OUT/gpu_tests.log" | sort -u | head -10 >>"$SUMMARY"
 else RESULT[torch_cuda]="NOT RUN (python_torch_np2 not defined: the Python module is not built)"; fi
 
+# ---- 8b. how the libraries link the C++ runtime, and where a Python process crashes --------
+# The first H200 run's test_torch.py crashed (SIGSEGV at address 0) inside the Reducer's
+# constructor, in frames that libthinwire.so.0 attributed to libstdc++'s own functions
+# (std::codecvt<char16_t>::do_in, std::ostream::_M_insert<unsigned long>): a static copy of the
+# C++ runtime in the shared library next to torch's shared one is the suspect. This records the
+# linkage and, per import order, whether a one-process Reducer survives (with cuda-gdb's
+# backtrace where it does not).
+linkage() {
+  local f
+  for f in "$BUILD"/src/libthinwire.so.0 "$BUILD"/python/thinwire/_thinwire.cpython*.so; do
+    [[ -e $f ]] || continue
+    echo "== $f"; readelf -d "$f" | grep -E 'NEEDED|RUNPATH|RPATH'
+    echo "   exported std:: definitions: $(nm -D --defined-only "$f" | grep -cE ' [TWV] _ZN(K)?S[tiosd]')"
+    nm -D --defined-only "$f" | grep -E ' [TWV] _ZN(K)?S[tiosd]' | head -5
+  done
+  echo "g++ -print-file-name=libstdc++.so: $(g++ -print-file-name=libstdc++.so)"
+  ls -la "$(g++ -print-file-name=libstdc++.so)" /usr/lib/gcc/x86_64-linux-gnu/*/libstdc++* 2>&1 | head
+  echo "link of libthinwire: $(ninja -C "$BUILD" -t commands thinwire 2>/dev/null | grep -- '-o src/libthinwire.so' | tail -1 | cut -c1-1500)"
+  cat >/tmp/repro.py <<'PYEOF'
+import sys
+for m in sys.argv[1].split("+"):
+    if m != "plain":
+        __import__(m)
+import thinwire
+c = thinwire.Communicator.from_mpi()
+r = thinwire.Reducer(c, [("w", (40, 30))], "topk:0.1")
+print("constructed a Reducer after importing", sys.argv[1], flush=True)
+PYEOF
+  local mode rc
+  for mode in plain torch mpi4py torch+torch.distributed+mpi4py; do
+    PYTHONPATH=$BUILD/python timeout 60 "$PY" /tmp/repro.py "$mode" 2>&1 | tail -3; rc=${PIPESTATUS[0]}
+    echo "repro $mode: rc $rc"
+    if ((rc != 0)) && command -v cuda-gdb >/dev/null && [[ -z ${GDB_DONE:-} ]]; then
+      GDB_DONE=1
+      PYTHONPATH=$BUILD/python timeout 90 cuda-gdb -batch -ex run -ex bt -ex 'info sharedlibrary' \
+        --args "$PY" /tmp/repro.py "$mode" 2>&1 | grep -vE '^\[(New|Thread|Detaching)' | tail -80
+    fi
+  done
+}
+if [[ ${RESULT[torch_cuda]:-} != ok* && -e $BUILD/src/libthinwire.so.0 ]]; then
+  export -f linkage; export BUILD PY
+  step linkage 150 20 "$OUT/gpu_tests.log" bash -c linkage
+  grep -E '^(== |   exported|g\+\+ -print|repro )|NEEDED.*stdc' "$OUT/gpu_tests.log" | head -20 >>"$SUMMARY"
+fi
+
 # ---- 9. compute-sanitizer memcheck over the one-process device tests ------------------------
 # Out-of-bounds and misaligned accesses in the kernels, which results alone can miss. It slows
 # the kernels many times, so it gets what is left of the budget; a timeout still reports the
 # errors it printed so far.
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [[ -n $SAN && -x $BUILD/tests/device/thinwire_device_tests_cuda && $DEV != nogpu ]]; then
-  step sanitizer 200 0 "$OUT/gpu_tests.log" "$SAN" --tool memcheck --error-exitcode 3 --print-limit 30 \
+  # --report-api-errors no: the first run's 160 errors were all NCCL's own probing
+  # (cudaFuncGetAttributes -> cudaErrorNoKernelImageForDevice inside libnccl), none a bad access.
+  step sanitizer 120 0 "$OUT/gpu_tests.log" "$SAN" --tool memcheck --report-api-errors no \
+    --error-exitcode 3 --print-limit 30 \
     "$BUILD/tests/device/thinwire_device_tests_cuda" '--gtest_filter=-Mpi*:Nccl*'
   grep -E 'ERROR SUMMARY|Invalid|out of bounds|\[  PASSED|\[  FAILED' "$OUT/gpu_tests.log" | sort | uniq -c | head -20 >>"$SUMMARY"
 else RESULT[sanitizer]="NOT RUN (no compute-sanitizer, no device test binary or no GPU)"; fi
@@ -312,10 +374,11 @@ else RESULT[sanitizer]="NOT RUN (no compute-sanitizer, no device test binary or 
 # ---- summary --------------------------------------------------------------------------------
 note ""
 note "steps:"
-for s in configure build gpu_tests bench_codec bench_topk bench_allreduce torch_cuda sanitizer; do
+for s in configure build gpu_tests bench_codec bench_topk bench_allreduce bench_allreduce_mpi2 \
+         torch_cuda linkage sanitizer; do
   note "  $(printf '%-16s' "$s") ${RESULT[$s]:-NOT RUN}"
 done
 note "benchmark JSON:"
-for j in "$J1" "$J2" "$J3"; do bench_result "$j"; done
+for j in "$J1" "$J2" "$J3" "$J4"; do bench_result "$j"; done
 note "total $(elapsed)s of ${BUDGET}s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
 exit 0

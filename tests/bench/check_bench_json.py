@@ -74,10 +74,13 @@ def main():
     on_host = rates_probe.get("ranks_on_host")
     if not isinstance(on_host, int) or not 1 <= on_host <= ranks:
         fail(f"'compute_rates_probe.ranks_on_host' should be in 1..{ranks}, got {on_host!r}")
-    if not isinstance(rates_probe.get("when"), str) or "between the timed iterations" not in \
-            rates_probe["when"]:
-        fail("'compute_rates_probe.when' should say the rates are timed between the timed "
-             f"iterations, got {rates_probe.get('when')!r}")
+    # Device runs time no host kernels (their steps run the device's); host runs time them
+    # between the timed iterations.
+    when_wanted = "not measured: device tensors" if tensors == "device" else \
+        "between the timed iterations"
+    if not isinstance(rates_probe.get("when"), str) or when_wanted not in rates_probe["when"]:
+        fail(f"'compute_rates_probe.when' should say '{when_wanted}', "
+             f"got {rates_probe.get('when')!r}")
     cores = d.get("cores")
     if share > 1 or (isinstance(cores, int) and abs(share - min(1.0, cores / on_host)) > 1e-12):
         fail(f"compute_rates_probe: cpu_share {share} is not min(1, cores / ranks_on_host)")
@@ -132,6 +135,11 @@ def main():
             fail(f"{where}: auto results should say what auto chose")
         number(r, "setup_s", where)
         rates = r.get("compute_rates")
+        if tensors == "device":
+            if rates is not None:
+                fail(f"{where}: a device run should carry no host 'compute_rates'")
+            seen.add((r["method"], r["size_bytes"]))
+            continue
         if not isinstance(rates, dict):
             fail(f"{where}: no 'compute_rates' object")
         family = r["method"].split(":")[0].split(",")[0]
