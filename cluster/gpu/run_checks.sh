@@ -233,14 +233,40 @@ if ! compgen -G '/usr/local/cuda/lib*/libnccl.so*' >/dev/null &&
 fi
 
 # ---- 3. configure + build -------------------------------------------------------------------
+# The C++ compiler: one that links libstdc++ as a shared library into shared libraries. The H200
+# image's default (/opt/gcc/bin/g++, GNU 13.3) linked it statically: libthinwire.so then carried
+# its own copy of the C++ runtime and test_torch.py crashed in the Reducer's constructor next to
+# torch's (tests/linkage checks the built libraries for this).
+cxx_links_runtime_shared() {
+  local probe=/tmp/thinwire_cxx_probe
+  printf '#include <sstream>\n#include <string>\nstd::string f(unsigned long x) { std::ostringstream o; o << x; return o.str(); }\n' >$probe.cpp
+  "$1" -shared -fPIC "$probe.cpp" -o "$probe.so" 2>/dev/null && readelf -d "$probe.so" | grep -q 'NEEDED.*libstdc++'
+}
+CXX_CHOSEN=
+for cand in "${CXX:-}" "$(command -v c++ || true)" "$(command -v g++ || true)" /usr/bin/g++; do
+  [[ -n $cand && -x $cand ]] || continue
+  if cxx_links_runtime_shared "$cand"; then CXX_CHOSEN=$cand; break; fi
+  note "compiler $cand links libstdc++ statically into shared libraries: not used ($(file -b "$cand" | cut -c1-60))"
+  file "$cand" | grep -q text && { echo "--- $cand:"; head -20 "$cand"; } >>"$BUILDLOG"
+done
+COMPILER_ARGS=()
+if [[ -n $CXX_CHOSEN ]]; then
+  CC_CHOSEN=${CXX_CHOSEN%++}; CC_CHOSEN=${CC_CHOSEN/%g/gcc}; CC_CHOSEN=${CC_CHOSEN/%c/cc}
+  [[ -x $CC_CHOSEN ]] || CC_CHOSEN=$(command -v gcc || echo cc)
+  COMPILER_ARGS=(-DCMAKE_CXX_COMPILER="$CXX_CHOSEN" -DCMAKE_C_COMPILER="$CC_CHOSEN"
+                 -DCMAKE_CUDA_HOST_COMPILER="$CXX_CHOSEN")
+  note "compilers: CXX $CXX_CHOSEN, CC $CC_CHOSEN (CXX in the environment: ${CXX:-unset})"
+else
+  note "compilers: none found that links libstdc++ shared; CMake's default (shared_cxx_runtime will fail)"
+fi
 PYBIND=$("$PY" -m pybind11 --cmakedir 2>/dev/null || true)
 CONF=(cmake -G Ninja -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTHINWIRE_CUDA=ON
       -DCMAKE_CUDA_ARCHITECTURES=90 -DTHINWIRE_BUILD_EXAMPLES=OFF -DPython_EXECUTABLE="$PY"
-      -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${MPI_ARGS[@]}" "${NCCL_ARGS[@]}")
+      -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${COMPILER_ARGS[@]}" "${MPI_ARGS[@]}" "${NCCL_ARGS[@]}")
 [[ -n $PYBIND ]] && CONF+=(-Dpybind11_DIR="$PYBIND")
 [[ -x /usr/local/cuda/bin/nvcc ]] || { [[ -n $NVCC ]] && CONF+=(-DCMAKE_CUDA_COMPILER="$NVCC"); }
-# Reserves: build 150 + tests 150 + benchmarks 150 after configure.
-step configure 120 400 "$BUILDLOG" "${CONF[@]}"
+# Reserves: after configure, 150 s for the build and what follows (GPU_BUDGET_S >= ~300).
+step configure 120 150 "$BUILDLOG" "${CONF[@]}"
 grep -E '^-- (Found (MPI|GTest|Boost|nlohmann|benchmark|CUDAToolkit)|thinwire: (CUDA|NCCL|Python))' \
   "$BUILDLOG" | sort -u >>"$SUMMARY"
 grep -E '^((Eigen3|nlohmann_json|GTest|benchmark|Boost|pybind11)_DIR|MPI_CXX_COMPILER|MPIEXEC_EXECUTABLE|THINWIRE_NCCL_LIBRARY)[:=]' "$BUILD/CMakeCache.txt" 2>/dev/null >>"$SUMMARY"
@@ -308,8 +334,8 @@ else RESULT[bench_allreduce]="NOT RUN (not built)"; fi
 # pipeline under torch (staged over MPI: one GPU) against the CPU tensors' bits. Needs the
 # image's torch and mpi4py to load next to this MPI; -V shows whether the CUDA case ran.
 if [[ -f $BUILD/CTestTestfile.cmake ]] && ctest --test-dir "$BUILD" -N -R '^python_torch_np2$' | grep -q 'Total Tests: 1'; then
-  step torch_cuda 120 30 "$OUT/gpu_tests.log" ctest --test-dir "$BUILD" -R '^python_torch_np2$' -V
-  grep -E 'cuda_tensors_match_cpu_tensors|^[0-9: ]*(PASS|FAIL)' "$OUT/gpu_tests.log" | sort -u | head -10 >>"$SUMMARY"
+  step torch_cuda 120 30 "$OUT/gpu_tests.log" ctest --test-dir "$BUILD" -R '^(shared_cxx_runtime|python_torch_np2)$' -V
+  grep -E 'cuda_tensors_match_cpu_tensors|^[0-9: ]*(PASS|FAIL)|shared C\+\+ runtime' "$OUT/gpu_tests.log" | sort -u | head -10 >>"$SUMMARY"
 else RESULT[torch_cuda]="NOT RUN (python_torch_np2 not defined: the Python module is not built)"; fi
 
 # ---- 8b. how the libraries link the C++ runtime, and where a Python process crashes --------
