@@ -113,6 +113,11 @@ DEV=$(printf '%s' "$GPU_NAME" | tr 'A-Z' 'a-z' | sed -E 's/^nvidia[ -]*//; s/^(t
       awk '{print $1}' | tr -c 'a-z0-9\n' '_')
 [[ -n "$DEV" ]] || DEV=nogpu
 note "thinwire GPU checks, $(date -u +%FT%TZ), host $(uname -n), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# The device tool's copy may carry a .git older than its files (the H200 runs of 2026-11-30
+# named the session's first commit, 'dirty'): the tree's hash names the files themselves;
+# `git rev-parse COMMIT^{tree}` here finds the commit.
+note "tree $(rm -f /tmp/thinwire_index; GIT_INDEX_FILE=/tmp/thinwire_index git -C "$ROOT" add -A . 2>/dev/null &&
+             GIT_INDEX_FILE=/tmp/thinwire_index git -C "$ROOT" write-tree 2>/dev/null || echo unknown) (git rev-parse COMMIT^{tree} matches it)"
 note "gpu: ${GPU_NAME:-none found by nvidia-smi} (file tag: $DEV); cores $(nproc); jobs $JOBS; budget ${BUDGET}s"
 NVCC=/usr/local/cuda/bin/nvcc; [[ -x $NVCC ]] || NVCC=$(command -v nvcc || echo)
 {
@@ -355,7 +360,24 @@ linkage() {
   done
   echo "g++ -print-file-name=libstdc++.so: $(g++ -print-file-name=libstdc++.so)"
   ls -la "$(g++ -print-file-name=libstdc++.so)" /usr/lib/gcc/x86_64-linux-gnu/*/libstdc++* 2>&1 | head
-  echo "link of libthinwire: $(ninja -C "$BUILD" -t commands thinwire 2>/dev/null | grep -- '-o src/libthinwire.so' | tail -1 | cut -c1-1500)"
+  # Which input of libthinwire's link defines libstdc++'s functions: the same command again,
+  # into /tmp, with the linker tracing its inputs (-t) and the definitions of two of libstdc++'s
+  # own functions (-y). With /usr/bin/c++ (which links libstdc++ shared, checked above) the
+  # second H200 run's libthinwire.so still had no NEEDED libstdc++.so.6 and 3104 std::
+  # definitions; the _thinwire module, linked without CUDA's -L directories, was fine.
+  local link
+  link=$(ninja -C "$BUILD" -t commands thinwire 2>/dev/null | grep -- '-o src/libthinwire.so' | tail -1)
+  echo "link of libthinwire: $link"
+  echo "environment: CXX=${CXX:-} CC=${CC:-} LDFLAGS=${LDFLAGS:-} CXXFLAGS=${CXXFLAGS:-} LIBRARY_PATH=${LIBRARY_PATH:-} NVCC_PREPEND_FLAGS=${NVCC_PREPEND_FLAGS:-} NVCC_APPEND_FLAGS=${NVCC_APPEND_FLAGS:-} NVCC_CCBIN=${NVCC_CCBIN:-}"
+  grep -hE 'IMPLICIT_LINK_(LIBRARIES|DIRECTORIES)' "$BUILD"/CMakeFiles/*/CMakeCUDACompiler.cmake "$BUILD"/CMakeFiles/*/CMakeCXXCompiler.cmake 2>/dev/null
+  local d
+  for d in $(grep -oE -- '-L[^ ]+' <<<"$link" | cut -c3-) $(grep -oE -- '-Wl,-rpath,[^ ]+' <<<"$link" | cut -d, -f3 | tr ':' ' '); do
+    ls -la "$d"/libstdc++* 2>/dev/null | sed "s|^|  in $d: |"
+  done
+  if [[ -n $link ]]; then
+    (cd "$BUILD" && eval "${link/-o src\/libthinwire.so.0.1.0/-o /tmp/relink.so -Wl,-t -Wl,-y,_ZNKSo6sentrycvbEv}") 2>&1 |
+      grep -E 'stdc\+\+|sentry|\.a(\(|$)' | sort | uniq -c | head -30
+  fi
   cat >/tmp/repro.py <<'PYEOF'
 import sys
 for m in sys.argv[1].split("+"):

@@ -118,7 +118,7 @@ def main():
         s = number(r, "speedup", where, positive=True)
         if abs(s - b / t) > 1e-9 * s:
             fail(f"{where}: speedup {s} is not baseline/time = {b / t}")
-        number(r, "bytes_sent", where, positive=True)
+        number(r, "bytes_sent", where, positive=ranks > 1)  # one rank sends nothing
         ratio = number(r, "compression_ratio", where, positive=True)
         err = number(r, "rel_err", where)
         number(r, "algbw_GBps", where, positive=True)
@@ -129,7 +129,7 @@ def main():
             fail(f"{where}: ranks ended with different bits")
         if r["method"] == "none" and (err > 1e-6 or abs(ratio - 1) > 0.1):
             fail(f"{where}: dense should be exact with ratio ~1, got rel_err {err} ratio {ratio}")
-        if r["method"] == "onebit" and ratio < 5:
+        if r["method"] == "onebit" and ranks > 1 and ratio < 5:
             fail(f"{where}: onebit should compress, ratio {ratio}")
         if r["method"].startswith("auto") and "layer_specs" not in r:
             fail(f"{where}: auto results should say what auto chose")
