@@ -306,6 +306,15 @@ TEST(CodecRates, MeasureTimesTheSpecsKernelsOnly) {
     EXPECT_LT(summed.*rate, 1e-6);
   }
   EXPECT_EQ(summed.topk_encode, 0.0);
+  // codec_only: the codec's own kernels, none of the base ones (the probes time those once).
+  const ComputeRates own =
+      measure_rates(Config::parse("qsgd:4"), 128, 128, 1, 0.0, RateKernels::codec_only);
+  for (double ComputeRates::*base :
+       {&ComputeRates::copy, &ComputeRates::add, &ComputeRates::check, &ComputeRates::norm})
+    EXPECT_EQ(own.*base, 0.0);
+  EXPECT_GT(own.qsgd_encode, 1e-13);
+  EXPECT_GT(own.qsgd_decode, 1e-13);
+  EXPECT_EQ(own.onebit_encode, 0.0);
 }
 
 // ---- auto -----------------------------------------------------------------------------------

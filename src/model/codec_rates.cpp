@@ -113,7 +113,7 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
 }
 
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
-                           double min_timed_s) {
+                           double min_timed_s, RateKernels which) {
   const std::size_t n = rows * cols;
   ComputeRates r;
   if (n == 0) return r;
@@ -127,23 +127,25 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
   }
   const double fn = static_cast<double>(n);
   CacheEvictor evictor;
-  r.copy = median_cold(evictor, repeats, min_timed_s,
-                       [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
-           fn;
-  r.add = median_cold(evictor, repeats, min_timed_s,
-                      [&] { add_error_feedback(out.data(), g.data(), n); }) /
-          fn;
-  volatile std::size_t first_bad = 0;  // a use of the result, so the scan is not dropped
-  r.check = median_cold(evictor, repeats, min_timed_s,
-                        [&] { first_bad = first_non_finite(TensorView::host(g.data(), n)); }) /
+  if (which == RateKernels::base_and_codec) {
+    r.copy = median_cold(evictor, repeats, min_timed_s,
+                         [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
+             fn;
+    r.add = median_cold(evictor, repeats, min_timed_s,
+                        [&] { add_error_feedback(out.data(), g.data(), n); }) /
             fn;
+    volatile std::size_t first_bad = 0;  // a use of the result, so the scan is not dropped
+    r.check = median_cold(evictor, repeats, min_timed_s,
+                          [&] { first_bad = first_non_finite(TensorView::host(g.data(), n)); }) /
+              fn;
 
-  double sq_error = 0, sq_norm = 0;
-  r.norm =
-      median_cold(
-          evictor, repeats, min_timed_s,
-          [&] { low_rank::residual_update(e.data(), g.data(), n, true, &sq_error, &sq_norm); }) /
-      fn;
+    double sq_error = 0, sq_norm = 0;
+    r.norm =
+        median_cold(
+            evictor, repeats, min_timed_s,
+            [&] { low_rank::residual_update(e.data(), g.data(), n, true, &sq_error, &sq_norm); }) /
+        fn;
+  }
 
   // Each codec's worker step as the Reducer runs it with error feedback: top-k and 1-bit fuse
   // x = g + e into their pass (SparseAllgather, TwoPhase), qsgd adds first.

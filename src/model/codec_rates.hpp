@@ -24,9 +24,13 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 // `spec` (topk, onebit, qsgd or powersgd at its parameter; for none only copy and add). Rates of
 // other codecs stay 0. With `min_timed_s`, each of the `repeats` samples is the mean of cold
 // calls adding up to that long (at most kMaxSampleCalls), for ranks that share cores.
+// RateKernels::codec_only leaves the base kernels (copy, add, check, norm) at 0, for callers
+// that time them once and then every codec (the benchmark's probes).
 inline constexpr int kMaxSampleCalls = 16;
+enum class RateKernels { base_and_codec, codec_only };
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
-                           double min_timed_s = 0.0);
+                           double min_timed_s = 0.0,
+                           RateKernels which = RateKernels::base_and_codec);
 
 // The shape to time kernels on: the largest layer's [rows, cols], halved along its longer side
 // until it has at most `max_elements`.
