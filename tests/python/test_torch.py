@@ -80,7 +80,8 @@ def cuda_tensors_match_cpu_tensors():
                         assert err < 1e-2, f"{spec} {dtype} step {step}: relative difference {err}"
     os.environ.pop("THINWIRE_TRANSPORT", None)
     if RANK == 0:  # says that the CUDA case ran (the GPU check's summary looks for it)
-        print(f"cuda_tensors_match_cpu_tensors: checked on {torch.cuda.get_device_name()}", flush=True)
+        print(f"cuda_tensors_match_cpu_tensors: checked on {torch.cuda.get_device_name()}",
+              flush=True)
 
 
 @test
