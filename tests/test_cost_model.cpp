@@ -265,6 +265,8 @@ TEST(CodecRates, MeasureTimesTheSpecsKernelsOnly) {
     const char* spec;
     std::vector<double ComputeRates::*> own;
   };
+  const std::vector<double ComputeRates::*> base = {&ComputeRates::copy, &ComputeRates::add,
+                                                    &ComputeRates::check, &ComputeRates::norm};
   const std::vector<double ComputeRates::*> all = {
       &ComputeRates::topk_encode,       &ComputeRates::topk_decode_zero,
       &ComputeRates::topk_decode_entry, &ComputeRates::onebit_encode,
@@ -282,10 +284,9 @@ TEST(CodecRates, MeasureTimesTheSpecsKernelsOnly) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.spec);
     const ComputeRates r = measure_rates(Config::parse(c.spec), 128, 128, 5);
-    for (double ComputeRates::*base :
-         {&ComputeRates::copy, &ComputeRates::add, &ComputeRates::check, &ComputeRates::norm}) {
-      EXPECT_GT(r.*base, 1e-13);
-      EXPECT_LT(r.*base, 1e-6);
+    for (double ComputeRates::*rate : base) {
+      EXPECT_GT(r.*rate, 1e-13);
+      EXPECT_LT(r.*rate, 1e-6);
     }
     for (double ComputeRates::*rate : all) {
       const bool own = std::find(c.own.begin(), c.own.end(), rate) != c.own.end();
@@ -309,9 +310,7 @@ TEST(CodecRates, MeasureTimesTheSpecsKernelsOnly) {
   // codec_only: the codec's own kernels, none of the base ones (the probes time those once).
   const ComputeRates own =
       measure_rates(Config::parse("qsgd:4"), 128, 128, 1, 0.0, RateKernels::codec_only);
-  for (double ComputeRates::*base :
-       {&ComputeRates::copy, &ComputeRates::add, &ComputeRates::check, &ComputeRates::norm})
-    EXPECT_EQ(own.*base, 0.0);
+  for (double ComputeRates::*rate : base) EXPECT_EQ(own.*rate, 0.0);
   EXPECT_GT(own.qsgd_encode, 1e-13);
   EXPECT_GT(own.qsgd_decode, 1e-13);
   EXPECT_EQ(own.onebit_encode, 0.0);

@@ -21,11 +21,11 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 
 // Times this rank's kernels on a synthetic layer of `n` elements (a rows x cols matrix with
 // rows * cols == n for PowerSGD), the median of `repeats` calls on cold caches, for the codec of
-// `spec` (topk, onebit, qsgd or powersgd at its parameter; for none only copy and add). Rates of
-// other codecs stay 0. With `min_timed_s`, each of the `repeats` samples is the mean of cold
-// calls adding up to that long (at most kMaxSampleCalls), for ranks that share cores.
-// RateKernels::codec_only leaves the base kernels (copy, add, check, norm) at 0, for callers
-// that time them once and then every codec (the benchmark's probes).
+// `spec` (topk, onebit, qsgd or powersgd at its parameter), after the base kernels (copy, add,
+// check, norm; for none only those). Rates of other codecs stay 0. With `min_timed_s`, each of the
+// `repeats` samples is the mean of cold calls adding up to that long (at most kMaxSampleCalls), for
+// ranks that share cores. RateKernels::codec_only leaves the base kernels (copy, add, check, norm)
+// at 0, for callers that time them once and then every codec (the benchmark's probes).
 inline constexpr int kMaxSampleCalls = 16;
 enum class RateKernels { base_and_codec, codec_only };
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
