@@ -15,9 +15,11 @@ foreach(f IN LISTS FILES)
   if(NOT dyn MATCHES "NEEDED[^\n]*\\[(libstdc\\+\\+|libc\\+\\+)\\.so")
     message(FATAL_ERROR
       "${f} does not load a shared C++ runtime (no libstdc++.so/libc++.so among NEEDED): the "
-      "compiler linked libstdc++ statically into a shared library, which breaks next to other "
-      "C++ libraries in one process (PyTorch). Configure with a compiler that links it shared, "
-      "e.g. -DCMAKE_CXX_COMPILER=/usr/bin/g++.\n${dyn}")
+      "link took libstdc++ statically into a shared library, which breaks next to other "
+      "C++ libraries in one process (PyTorch). Either the C++ compiler links it statically "
+      "(configure with one that does not, e.g. -DCMAKE_CXX_COMPILER=/usr/bin/g++) or a -L "
+      "directory on the link line holds a libstdc++.a (see the library's link command; "
+      "cmake/cuda_host_runtime.cmake drops the CUDA host compiler's).\n${dyn}")
   endif()
   execute_process(COMMAND ${NM} -D --defined-only ${f} OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
