@@ -272,7 +272,7 @@ CONF=(cmake -G Ninja -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTHINWIR
 [[ -x /usr/local/cuda/bin/nvcc ]] || { [[ -n $NVCC ]] && CONF+=(-DCMAKE_CUDA_COMPILER="$NVCC"); }
 # Reserves: after configure, 150 s for the build and what follows (GPU_BUDGET_S >= ~300).
 step configure 120 150 "$BUILDLOG" "${CONF[@]}"
-grep -E '^-- (Found (MPI|GTest|Boost|nlohmann|benchmark|CUDAToolkit)|thinwire: (CUDA|NCCL|Python))' \
+grep -E '^-- (Found (MPI|GTest|Boost|nlohmann|benchmark|CUDAToolkit)|thinwire: (CUDA|NCCL|Python|not linking))' \
   "$BUILDLOG" | sort -u >>"$SUMMARY"
 grep -E '^((Eigen3|nlohmann_json|GTest|benchmark|Boost|pybind11)_DIR|MPI_CXX_COMPILER|MPIEXEC_EXECUTABLE|THINWIRE_NCCL_LIBRARY)[:=]' "$BUILD/CMakeCache.txt" 2>/dev/null >>"$SUMMARY"
 if [[ -f $BUILD/build.ninja ]]; then
