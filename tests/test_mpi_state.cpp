@@ -55,6 +55,30 @@ std::stringstream state_after_three_steps(Reducer& r, int rank) {
   return saved;
 }
 
+using StepResults = std::vector<std::vector<std::vector<float>>>;  // [step][layer][element]
+
+// Runs steps 3..5 of `rank`'s gradients through `r`; the averages, checked to be identical on
+// every rank.
+StepResults three_more_steps(Reducer& r, int rank) {
+  StepResults out;
+  for (std::uint64_t step = 3; step < 6; ++step) {
+    auto g = gradients(rank, step);
+    r.allreduce(views(g));
+    EXPECT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << r.config().to_string();
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+void expect_same_bits(const StepResults& got, const StepResults& expected,
+                      const std::string& label) {
+  ASSERT_EQ(got.size(), expected.size()) << label;
+  for (std::size_t s = 0; s < got.size(); ++s)
+    for (std::size_t l = 0; l < got[s].size(); ++l)
+      ASSERT_EQ(0, std::memcmp(got[s][l].data(), expected[s][l].data(), got[s][l].size() * 4))
+          << label << " layer " << l << " step " << s + 3;
+}
+
 // Train 3 steps, save, train 3 more; a fresh Reducer that loads the saved state and sees
 // the same 3 gradients must produce the same bits.
 TEST(MpiState, RestoredReducerContinuesBitForBit) {
@@ -63,24 +87,49 @@ TEST(MpiState, RestoredReducerContinuesBitForBit) {
   for (const char* spec : kSpecs) {
     Reducer a(comm, layers(), Config::parse(spec));
     std::stringstream saved = state_after_three_steps(a, me);
-    std::vector<std::vector<std::vector<float>>> expected;
-    for (std::uint64_t step = 3; step < 6; ++step) {
-      auto g = gradients(me, step);
-      a.allreduce(views(g));
-      expected.push_back(g);
-    }
+    const StepResults expected = three_more_steps(a, me);
     Reducer b(comm, layers(), Config::parse(spec));
     b.load_state(saved);
     EXPECT_EQ(b.step(), 3u) << spec;
-    for (std::uint64_t step = 3; step < 6; ++step) {
-      auto g = gradients(me, step);
-      b.allreduce(views(g));
-      ASSERT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << spec;
-      for (std::size_t l = 0; l < g.size(); ++l)
-        ASSERT_EQ(0, std::memcmp(g[l].data(), expected[step - 3][l].data(), g[l].size() * 4))
-            << spec << " layer " << l << " step " << step;
-    }
+    expect_same_bits(three_more_steps(b, me), expected, spec);
   }
+}
+
+// A resumed auto Reducer can probe its way to another choice than the run that saved the
+// state. It takes the saved choice when that is one of its candidates, and continues bit for
+// bit; a spec outside its candidates is still a mismatch.
+TEST(MpiState, AutoAdoptsTheChoiceItsCheckpointWasSavedUnder) {
+  const int me = world_rank();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  const Config auto_spec = Config::parse("auto:topk");
+  Reducer b(comm, layers(), auto_spec);
+  // A candidate that b's probe did not choose for the first layer (its choice is the same on
+  // every rank: rank 0's, broadcast).
+  const std::string saved_spec = b.layer_spec(0) == "topk:0.1" ? "topk:0.03" : "topk:0.1";
+  Reducer a(comm, layers(), Config::parse(saved_spec));
+  std::stringstream saved = state_after_three_steps(a, me);
+  const StepResults expected = three_more_steps(a, me);
+
+  b.load_state(saved);
+  EXPECT_EQ(b.step(), 3u);
+  for (std::size_t l = 0; l < layers().size(); ++l) {
+    EXPECT_EQ(b.layer_spec(l), saved_spec) << l;
+    EXPECT_EQ(b.stats().layers[l].spec, saved_spec) << l;
+  }
+  expect_same_bits(three_more_steps(b, me), expected, "auto:topk from " + saved_spec);
+
+  Reducer onebit(comm, layers(), Config::parse("onebit"));
+  std::stringstream foreign = state_after_three_steps(onebit, me);
+  Reducer c(comm, layers(), auto_spec);
+  const std::string before = c.layer_spec(0);
+  const auto err = error_from([&] { c.load_state(foreign); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::mismatch);
+  EXPECT_NE(std::string(err->what()).find("none of the candidates of 'auto:topk"),
+            std::string::npos)
+      << err->what();
+  EXPECT_EQ(c.layer_spec(0), before);
+  EXPECT_EQ(c.step(), 0u);
 }
 
 TEST(MpiState, ForeignOrCorruptStateIsRefusedAndChangesNothing) {

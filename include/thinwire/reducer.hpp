@@ -43,7 +43,9 @@ class THINWIRE_API Reducer {
   // This rank's compression state (error memories, EControl estimates, PowerSGD factors,
   // step counter; a versioned, checksummed binary format). load_state() restores it into a
   // Reducer built with the same layers, specs, number of ranks and rank; anything else
-  // raises Error. Not collective: every rank saves and loads its own state.
+  // raises Error. An `auto` Reducer takes the saved spec of each layer when it is one of its
+  // candidates (recalibrate() then chooses again). Not collective: every rank saves and loads
+  // its own state.
   void save_state(std::ostream& out) const;
   void load_state(std::istream& in);
   void save_state(const std::string& path) const;

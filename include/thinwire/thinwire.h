@@ -95,7 +95,8 @@ TW_API tw_status tw_reducer_stats_json_size(tw_reducer* r, size_t* len);
 
 /* This rank's compression state (error memories, warm-start factors, step counter) to and
  * from a file. Not collective: every rank saves and loads its own file. load_state needs a
- * reducer created with the same layers, spec, number of ranks and rank (else TW_MISMATCH); a
+ * reducer created with the same layers, spec, number of ranks and rank (else TW_MISMATCH; an
+ * `auto` reducer takes each layer's saved spec when it is one of its candidates); a
  * truncated or corrupt file gives TW_INVALID_ARGUMENT and leaves the reducer unchanged. */
 TW_API tw_status tw_reducer_save_state(tw_reducer* r, const char* path);
 TW_API tw_status tw_reducer_load_state(tw_reducer* r, const char* path);

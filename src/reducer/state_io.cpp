@@ -24,6 +24,7 @@
 #include "common/bytes.hpp"
 #include "common/fail.hpp"
 #include "common/hash.hpp"
+#include "model/auto_policy.hpp"
 #include "reducer/reducer_impl.hpp"
 
 namespace thinwire {
@@ -235,10 +236,26 @@ void ReducerImpl::load_state(std::istream& in) {
       choices[i] = static_cast<std::size_t>(c);
     }
     if (adaptive_) plans[i] = plan_for(i, adaptive_->config_of(choices[i]));
+    // An auto Reducer takes the choice the checkpoint was saved under when it is one of its
+    // candidates: the probe of a resumed run can choose differently (another network, or
+    // timings on either side of a margin), and the saved error memories belong to the saved
+    // choice. recalibrate() after loading chooses again for this network.
+    if (config_.method == Method::automatic &&
+        layer_spec_hash(layers_[i], plans[i].spec) != saved_hash)
+      for (const Config& c : model::auto_candidates(config_)) {
+        LayerPlan candidate = plan_for(i, c);
+        if (layer_spec_hash(layers_[i], candidate.spec) != saved_hash) continue;
+        plans[i] = std::move(candidate);
+        break;
+      }
     if (layer_spec_hash(layers_[i], plans[i].spec) != saved_hash)
       fail_with(ErrorCode::mismatch, "state", me, "compression state differs at layer ", i, " '",
                 layers_[i].describe(), "': saved with another name, shape or spec (now '",
-                plans[i].spec, "')");
+                plans[i].spec, "'",
+                config_.method == Method::automatic
+                    ? cat(", and none of the candidates of '", config_.to_string(), "'")
+                    : std::string(),
+                ")");
     const std::size_t q_size = plans[i].cols * plans[i].rank;
     if (!s.q.empty() && s.q.size() != q_size)
       r.bad(cat("layer ", i, " field ", kQ, " holds ", s.q.size(), " values, expected 0 or ",
@@ -246,14 +263,13 @@ void ReducerImpl::load_state(std::istream& in) {
   }
   if (r.position() != end) r.bad("trailing bytes after the last layer");
   states_ = std::move(loaded);
-  if (adaptive_) {
+  if (adaptive_ || config_.method == Method::automatic)
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       plans_[i] = std::move(plans[i]);
       spec_hashes_[i] = spec_hash(i);
       stats_.layers[i].spec = plans_[i].spec;
     }
-    adaptive_->set_choices(std::move(choices));
-  }
+  if (adaptive_) adaptive_->set_choices(std::move(choices));
   step_ = step;
   last_skipped_ = false;
 }

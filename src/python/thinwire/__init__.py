@@ -83,7 +83,8 @@ class Reducer:
 
     def load_state(self, path):
         """Restores a state saved by a Reducer with the same layers, spec, ranks and rank; else
-        raises Error (mismatch; invalid_argument for a corrupt file)."""
+        raises Error (mismatch; invalid_argument for a corrupt file). An auto Reducer takes each
+        layer's saved spec when it is one of its candidates (recalibrate() chooses again)."""
         self._core.load_state(str(path))
 
     def state_bytes(self):
