@@ -55,6 +55,7 @@
 #include "launch.hpp"
 #include "median.hpp"
 #include "model/auto_policy.hpp"
+#include "model/auto_trial.hpp"
 #include "model/codec_rates.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/device_transport.hpp"
@@ -490,6 +491,12 @@ class Bench {
       return MPI_Wtime() - t0;
     };
 
+    // auto tries its choice against dense on its first steps (model/auto_trial.hpp; only
+    // where the predicted gain is small). Those run first, so that the correctness call, the
+    // warm-up and the timed calls all see the choice it settled on.
+    for (Candidate& c : cands)
+      if (c.reducer && c.reducer->config().method == thinwire::Method::automatic)
+        for (int k = 0; k < thinwire::detail::model::AutoTrial::kSteps; ++k) call(c);
     // First call of each candidate: correctness (error, same bits), then the warm-up.
     for (Candidate& c : cands) {
       call(c);

@@ -6,13 +6,16 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "model/auto_policy.hpp"
 #include "model/cost_model.hpp"
+#include "reducer/reducer_impl.hpp"
 #include "test_support.hpp"
 #include "transport/mpi_transport.hpp"
 
@@ -118,6 +121,71 @@ TEST(MpiAutoCalibration, KernelsTimedOncePerHostAndScaledByTheCoreShare) {
   MPI_Allreduce(mine, least, 2, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
   EXPECT_EQ(most[0], least[0]);
   EXPECT_EQ(most[1], least[1]);
+}
+
+// Sleeps in the collectives a test names: a link that was fast while the probe ran and is
+// slow in the steps, as peers descheduled on shared cores made it.
+class DelayingTransport final : public Transport {
+ public:
+  explicit DelayingTransport(Communicator inner) : inner_(std::move(inner)) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  const char* name() const override { return "delaying"; }
+  void allreduce(void* d, std::size_t c, ElementType t, ReduceOp o) override {
+    pause(allreduce_delay_s);  // dense layers' sums (the control exchange is an allgather)
+    inner_.host_transport().allreduce(d, c, t, o);
+  }
+  void allgather(const void* s, void* r, std::size_t b) override {
+    inner_.host_transport().allgather(s, r, b);
+  }
+  void alltoall(const void* s, void* r, std::size_t b) override {
+    pause(alltoall_delay_s);  // onebit's first phase
+    inner_.host_transport().alltoall(s, r, b);
+  }
+  void broadcast(void* d, std::size_t b, int root) override {
+    inner_.host_transport().broadcast(d, b, root);
+  }
+  void barrier() override { inner_.host_transport().barrier(); }
+  double allreduce_delay_s = 0, alltoall_delay_s = 0;
+
+ private:
+  static void pause(double s) {
+    if (s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(s));
+  }
+  Communicator inner_;
+};
+
+// The trial apply_auto starts when the predicted gain is small (model/auto_trial.hpp), of
+// onebit against dense, on a link that slows one of the two after the probe: the steps
+// follow the schedule, every rank ends each with the same bits, and the Reducer keeps the
+// arm that was faster.
+TEST(MpiAutoTrial, KeepsWhicheverArmRanFasterOnRealSteps) {
+  const std::vector<Layer> layers = {{"w", {128, 128}}, {"b", {128}}};
+  const int me = world_rank();
+  const std::vector<Config> chosen(layers.size(), Config::parse("onebit,min_numel=0"));
+  const std::vector<Config> dense(layers.size(), Config::parse("none"));
+  for (const bool compressed_slow : {true, false}) {
+    auto transport = std::make_shared<DelayingTransport>(Communicator::from_mpi(MPI_COMM_WORLD));
+    detail::ReducerImpl r(Communicator::from_transport(transport), layers,
+                          Config::parse("auto:onebit"));
+    for (std::size_t i = 0; i < layers.size(); ++i) r.set_layer_config(i, chosen[i]);
+    r.auto_trial_.start(chosen, dense);
+    (compressed_slow ? transport->alltoall_delay_s : transport->allreduce_delay_s) = 0.05;
+    const char* arm_spec[] = {"onebit,min_numel=0", "none", "none",
+                              "onebit,min_numel=0", "none", "onebit,min_numel=0"};
+    for (int step = 0; step < detail::model::AutoTrial::kSteps + 2; ++step) {
+      auto g = gradients(layers, step, me);
+      r.allreduce(views(g));
+      ASSERT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << step;
+      const std::string kept = compressed_slow ? "none" : "onebit,min_numel=0";
+      const std::string expected =
+          step < detail::model::AutoTrial::kSteps - 1 ? arm_spec[step] : kept;
+      for (std::size_t i = 0; i < layers.size(); ++i)
+        EXPECT_EQ(r.stats_.layers[i].spec, expected)
+            << "step " << step << (compressed_slow ? ", onebit slowed" : ", dense slowed");
+    }
+    EXPECT_FALSE(r.auto_trial_.active());
+  }
 }
 
 TEST(MpiAutoRecalibrate, DoesNothingForOtherSpecs) {

@@ -11,6 +11,7 @@
 #include "common/logging.hpp"
 #include "common/machine.hpp"
 #include "common/timer.hpp"
+#include "model/auto_trial.hpp"
 #include "model/codec_rates.hpp"
 #include "reducer/layer_plan.hpp"
 #include "reducer/reducer_impl.hpp"
@@ -305,19 +306,32 @@ void apply_auto(ReducerImpl& r) {
   const int p = r.comm_.size();
   const Calibration cal = calibrate(r.transport_, r.layers_, a);
   AutoDecision d = decide(r.layers_, a, p, cal);
+  const std::vector<Config> cands = auto_candidates(a);
+  // A compressed choice with a small predicted gain is tried against dense on real steps
+  // (model/auto_trial.hpp).
+  const bool compresses = std::any_of(d.specs.begin(), d.specs.end(),
+                                      [](const Config& c) { return c.method != Method::none; });
+  const bool trial = p > 1 && compresses && d.dense.total() < kTrialBelowGain * d.predicted.total();
   // Rank 0 decides for everyone: even a rank whose arithmetic differed could not diverge.
   std::vector<std::uint32_t> choice(d.choice.begin(), d.choice.end());
-  if (!choice.empty()) r.transport_.broadcast(choice.data(), choice.size() * 4, 0);
-  const std::vector<Config> cands = auto_candidates(a);
+  choice.push_back(trial ? 1u : 0u);
+  r.transport_.broadcast(choice.data(), choice.size() * 4, 0);
+  const bool try_it = choice.back() != 0;
+  choice.pop_back();
   for (std::size_t i = 0; i < choice.size(); ++i) {
     const Config& spec = cands[std::min<std::size_t>(choice[i], cands.size() - 1)];
     if (spec != r.plans_[i].config || r.plans_[i].spec != spec.to_string())
       r.set_layer_config(i, spec);
     d.specs[i] = spec;
   }
+  if (try_it)
+    r.auto_trial_.start(d.specs, std::vector<Config>(d.specs.size(), cands.front()));
+  else
+    r.auto_trial_.cancel();
   TW_LOG(info, "auto '", a.to_string(), "' on ", p, " ranks: ", cal.describe());
   TW_LOG(info, "auto chose ", spec_summary(d.specs), "; predicted step ", d.predicted.total(),
-         " s (comm ", d.predicted.comm, " s), all-dense ", d.dense.total(), " s");
+         " s (comm ", d.predicted.comm, " s), all-dense ", d.dense.total(), " s",
+         try_it ? cat("; tried against dense on the next ", AutoTrial::kSteps, " steps") : "");
 }
 
 }  // namespace thinwire::detail::model

@@ -10,7 +10,9 @@
 // choices, and the per-layer choices with every layer that can be compressed compressed (a
 // dense route kept only for a few small layers can cost more in ring latency than it saves).
 // The most faithful of them within kAutoSlack of the fastest is taken. Time saved beyond the
-// slack is thus spent on fidelity, and a close call goes to dense, which loses nothing.
+// slack is thus spent on fidelity, and a close call goes to dense, which loses nothing. A
+// compressed choice with a small predicted gain is then tried against dense on real steps
+// (model/auto_trial.hpp).
 //
 // Every rank must make the same choice: the probe's numbers are maxed over the ranks (every
 // rank calibrates with the slowest rank's), and rank 0's choice is broadcast.
@@ -73,7 +75,9 @@ Calibration calibrate(Transport& transport, const std::vector<Layer>& layers,
                       const Config& auto_spec);
 
 // Collective: calibrate, decide (rank 0's choice, broadcast) and put every layer under its
-// choice (ReducerImpl::set_layer_config). Logs the calibration and the choice at INFO.
+// choice (ReducerImpl::set_layer_config); start the Reducer's trial of a compressed choice
+// whose predicted gain is under kTrialBelowGain (rank 0's verdict too), else cancel any. Logs
+// the calibration and the choice at INFO.
 void apply_auto(ReducerImpl& reducer);
 
 }  // namespace thinwire::detail::model

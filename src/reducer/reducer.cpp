@@ -3,6 +3,8 @@
 //   layer -> run the algorithms -> write results back -> statistics.
 #include "thinwire/reducer.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -303,7 +305,44 @@ void ReducerImpl::sync_host_state() const {
   if (device_ && device_->holds_state()) device_->download_state();
 }
 
-void ReducerImpl::allreduce(const std::vector<TensorView>& grads_in) {
+void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
+  if (!auto_trial_.active()) return reduce(grads);
+  // Switching specs between device steps would move every state through the host; the trial
+  // is for host tensors (device tensors keep the model's choice).
+  for (const TensorView& g : grads)
+    if (!g.is_host()) {
+      TW_LOG(info, "auto: the choice is not tried against dense on device tensors; kept");
+      put_layers_under(auto_trial_.chosen());
+      auto_trial_.cancel();
+      return reduce(grads);
+    }
+  put_layers_under(auto_trial_.next_specs());
+  Timer t;
+  reduce(grads);
+  if (auto_trial_.record(t.seconds(), last_skipped_)) finish_auto_trial();
+}
+
+void ReducerImpl::put_layers_under(const std::vector<Config>& specs) {
+  for (std::size_t i = 0; i < specs.size() && i < plans_.size(); ++i)
+    if (specs[i] != plans_[i].config || plans_[i].spec != specs[i].to_string())
+      set_layer_config(i, specs[i]);
+}
+
+void ReducerImpl::finish_auto_trial() {
+  std::array<double, 4> slowest = auto_trial_.timed();
+  with_context(
+      [&] {
+        transport_.allreduce(slowest.data(), slowest.size(), ElementType::f64, ReduceOp::max);
+      },
+      [&] { return cat("step ", step_, ": auto's trial, gathering the step times"); });
+  const bool keep = model::AutoTrial::keep_chosen(slowest);
+  put_layers_under(keep ? auto_trial_.chosen() : auto_trial_.dense());
+  TW_LOG(info, "auto trial on real steps (slowest rank's best of 2): dense ",
+         std::min(slowest[0], slowest[2]), " s, choice ", std::min(slowest[1], slowest[3]), " s; ",
+         keep ? "keeping the choice" : "going dense");
+}
+
+void ReducerImpl::reduce(const std::vector<TensorView>& grads_in) {
   Timer total;
   PhaseTimes times;
   int device = -1;

@@ -14,6 +14,7 @@
 #include "algorithm/low_rank_allreduce.hpp"
 #include "algorithm/sparse_allgather.hpp"
 #include "algorithm/two_phase.hpp"
+#include "model/auto_trial.hpp"
 #include "reducer/agreement.hpp"
 #include "reducer/layer_plan.hpp"
 #include "reducer/layer_state.hpp"
@@ -61,6 +62,7 @@ class ReducerImpl {
   std::unique_ptr<LgrecoPolicy> adaptive_;  // adaptive:<family> specs
   std::vector<LayerPlan> warm_plans_;       // this step's DGC warm-up density, per layer
   std::unique_ptr<DevicePipeline> device_;  // created by the first step on device tensors
+  model::AutoTrial auto_trial_;             // auto: the choice against dense on real steps
 
  private:
   // Sizes, dtypes and placement (all host, or all on one usable CUDA device); *device = the
@@ -71,6 +73,12 @@ class ReducerImpl {
   // Features that run on the host only: device tensors are staged through host memory.
   bool host_only_features() const;
   DevicePipeline& device_pipeline(int device);
+  // One step: checks, control exchange, then run_step() (allreduce() adds auto's trial).
+  void reduce(const std::vector<TensorView>& grads);
+  // Puts every layer under `specs` where it differs (the trial's arms).
+  void put_layers_under(const std::vector<Config>& specs);
+  // The end of auto's trial: the slowest rank's times decide, on every rank alike.
+  void finish_auto_trial();
   // The step after the control exchange, on host or device tensors.
   void run_step(const std::vector<TensorView>& grads, bool on_device, PhaseTimes& times);
   std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;

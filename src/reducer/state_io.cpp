@@ -270,6 +270,8 @@ void ReducerImpl::load_state(std::istream& in) {
       stats_.layers[i].spec = plans_[i].spec;
     }
   if (adaptive_) adaptive_->set_choices(std::move(choices));
+  // The checkpoint's choice stands: a trial of this Reducer's own choice would undo it.
+  auto_trial_.cancel();
   step_ = step;
   last_skipped_ = false;
 }
