@@ -323,9 +323,16 @@ void ReducerImpl::allreduce(const std::vector<TensorView>& grads) {
 }
 
 void ReducerImpl::put_layers_under(const std::vector<Config>& specs) {
+  bool synced = false;
   for (std::size_t i = 0; i < specs.size() && i < plans_.size(); ++i)
-    if (specs[i] != plans_[i].config || plans_[i].spec != specs[i].to_string())
+    if (specs[i] != plans_[i].config || plans_[i].spec != specs[i].to_string()) {
+      if (!synced && device_) {  // as recalibrate(): plans and their states may change
+        sync_host_state();
+        device_->invalidate();
+        synced = true;
+      }
       set_layer_config(i, specs[i]);
+    }
 }
 
 void ReducerImpl::finish_auto_trial() {
