@@ -125,34 +125,24 @@ TEST(MpiAutoCalibration, KernelsTimedOncePerHostAndScaledByTheCoreShare) {
 
 // Sleeps in the collectives a test names: a link that was fast while the probe ran and is
 // slow in the steps, as peers descheduled on shared cores made it.
-class DelayingTransport final : public Transport {
+class DelayingTransport final : public ForwardingTransport {
  public:
-  explicit DelayingTransport(Communicator inner) : inner_(std::move(inner)) {}
-  int rank() const override { return inner_.rank(); }
-  int size() const override { return inner_.size(); }
-  const char* name() const override { return "delaying"; }
+  explicit DelayingTransport(Communicator inner)
+      : ForwardingTransport(std::move(inner), "delaying") {}
   void allreduce(void* d, std::size_t c, ElementType t, ReduceOp o) override {
     pause(allreduce_delay_s);  // dense layers' sums (the control exchange is an allgather)
-    inner_.host_transport().allreduce(d, c, t, o);
-  }
-  void allgather(const void* s, void* r, std::size_t b) override {
-    inner_.host_transport().allgather(s, r, b);
+    ForwardingTransport::allreduce(d, c, t, o);
   }
   void alltoall(const void* s, void* r, std::size_t b) override {
     pause(alltoall_delay_s);  // onebit's first phase
-    inner_.host_transport().alltoall(s, r, b);
+    ForwardingTransport::alltoall(s, r, b);
   }
-  void broadcast(void* d, std::size_t b, int root) override {
-    inner_.host_transport().broadcast(d, b, root);
-  }
-  void barrier() override { inner_.host_transport().barrier(); }
   double allreduce_delay_s = 0, alltoall_delay_s = 0;
 
  private:
   static void pause(double s) {
     if (s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(s));
   }
-  Communicator inner_;
 };
 
 // The trial apply_auto starts when the predicted gain is small (model/auto_trial.hpp), of

@@ -97,38 +97,24 @@ TEST(MpiFailure, LayerSpecChangeAtDifferentStepsFailsEveryRank) {
 
 // Wraps the MPI transport and corrupts what rank `bad` sends to rank `victim` in the next
 // alltoall, as a faulty rank or NIC would.
-class CorruptingTransport final : public Transport {
+class CorruptingTransport final : public ForwardingTransport {
  public:
   CorruptingTransport(Communicator inner, int bad, int victim)
-      : inner_(std::move(inner)), bad_(bad), victim_(victim) {}
-  int rank() const override { return inner_.rank(); }
-  int size() const override { return inner_.size(); }
-  const char* name() const override { return "corrupting"; }
-  void allreduce(void* d, std::size_t c, ElementType t, ReduceOp o) override {
-    inner_.host_transport().allreduce(d, c, t, o);
-  }
-  void allgather(const void* s, void* r, std::size_t b) override {
-    inner_.host_transport().allgather(s, r, b);
-  }
+      : ForwardingTransport(std::move(inner), "corrupting"), bad_(bad), victim_(victim) {}
   void alltoall(const void* s, void* r, std::size_t b) override {
     if (armed && rank() == bad_) {
       std::vector<std::uint8_t> copy(static_cast<const std::uint8_t*>(s),
                                      static_cast<const std::uint8_t*>(s) + b * size());
       copy[b * static_cast<std::size_t>(victim_) + 8] ^= 0x01;  // the header's n
       armed = false;
-      inner_.host_transport().alltoall(copy.data(), r, b);
+      ForwardingTransport::alltoall(copy.data(), r, b);
       return;
     }
-    inner_.host_transport().alltoall(s, r, b);
+    ForwardingTransport::alltoall(s, r, b);
   }
-  void broadcast(void* d, std::size_t b, int root) override {
-    inner_.host_transport().broadcast(d, b, root);
-  }
-  void barrier() override { inner_.host_transport().barrier(); }
   bool armed = false;
 
  private:
-  Communicator inner_;
   int bad_, victim_;
 };
 

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "thinwire/thinwire.hpp"
@@ -44,6 +45,34 @@ std::optional<Error> error_from(F&& body) {
   }
   return std::nullopt;
 }
+
+// A Transport that passes every collective on to `inner`'s host transport. Tests derive from
+// it and override the collective they interfere with (corrupt, delay).
+class ForwardingTransport : public Transport {
+ public:
+  ForwardingTransport(Communicator inner, const char* name)
+      : inner_(std::move(inner)), name_(name) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  const char* name() const override { return name_; }
+  void allreduce(void* d, std::size_t c, ElementType t, ReduceOp o) override {
+    inner_.host_transport().allreduce(d, c, t, o);
+  }
+  void allgather(const void* s, void* r, std::size_t b) override {
+    inner_.host_transport().allgather(s, r, b);
+  }
+  void alltoall(const void* s, void* r, std::size_t b) override {
+    inner_.host_transport().alltoall(s, r, b);
+  }
+  void broadcast(void* d, std::size_t b, int root) override {
+    inner_.host_transport().broadcast(d, b, root);
+  }
+  void barrier() override { inner_.host_transport().barrier(); }
+
+ private:
+  Communicator inner_;
+  const char* name_;
+};
 
 // Sets (or, with nullptr, unsets) the environment variable `name` for the scope and restores
 // its previous value.

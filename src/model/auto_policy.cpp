@@ -318,12 +318,9 @@ void apply_auto(ReducerImpl& r) {
   r.transport_.broadcast(choice.data(), choice.size() * 4, 0);
   const bool try_it = choice.back() != 0;
   choice.pop_back();
-  for (std::size_t i = 0; i < choice.size(); ++i) {
-    const Config& spec = cands[std::min<std::size_t>(choice[i], cands.size() - 1)];
-    if (spec != r.plans_[i].config || r.plans_[i].spec != spec.to_string())
-      r.set_layer_config(i, spec);
-    d.specs[i] = spec;
-  }
+  for (std::size_t i = 0; i < choice.size(); ++i)
+    d.specs[i] = cands[std::min<std::size_t>(choice[i], cands.size() - 1)];
+  r.put_layers_under(d.specs);
   if (try_it)
     r.auto_trial_.start(d.specs, std::vector<Config>(d.specs.size(), cands.front()));
   else

@@ -75,7 +75,7 @@ Calibration calibrate(Transport& transport, const std::vector<Layer>& layers,
                       const Config& auto_spec);
 
 // Collective: calibrate, decide (rank 0's choice, broadcast) and put every layer under its
-// choice (ReducerImpl::set_layer_config); start the Reducer's trial of a compressed choice
+// choice (ReducerImpl::put_layers_under); start the Reducer's trial of a compressed choice
 // whose predicted gain is under kTrialBelowGain (rank 0's verdict too), else cancel any. Logs
 // the calibration and the choice at INFO.
 void apply_auto(ReducerImpl& reducer);

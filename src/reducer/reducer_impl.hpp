@@ -36,6 +36,9 @@ class ReducerImpl {
   // Puts layer i under `config` from the next step on (adaptive policies). Every rank must
   // make the same change before the same step: the per-step agreement checks it.
   void set_layer_config(std::size_t i, const Config& config);
+  // set_layer_config for every layer whose spec differs from specs[i] (auto's choice, its
+  // trial's arms); device state is synced and invalidated first where it would change.
+  void put_layers_under(const std::vector<Config>& specs);
 
   void save_state(std::ostream& out) const;
   void load_state(std::istream& in);
@@ -75,8 +78,6 @@ class ReducerImpl {
   DevicePipeline& device_pipeline(int device);
   // One step: checks, control exchange, then run_step() (allreduce() adds auto's trial).
   void reduce(const std::vector<TensorView>& grads);
-  // Puts every layer under `specs` where it differs (the trial's arms).
-  void put_layers_under(const std::vector<Config>& specs);
   // The end of auto's trial: the slowest rank's times decide, on every rank alike.
   void finish_auto_trial();
   // The step after the control exchange, on host or device tensors.
