@@ -80,18 +80,29 @@ TEST(CostModel, DenseStep) {
   EXPECT_NEAR(d.decode, n * (0.75 + 0.25) * 0.5e-9 + n * 0.25e-9, kTol);
 }
 
-TEST(CostModel, NonFiniteCheckReadsEveryGradientUnlessPropagating) {
+// nan=error|skip reads every gradient before the step, except dense layers whose check
+// rides on their average (64 KiB or more of them, no clipping/DGC): that costs nothing.
+TEST(CostModel, NonFiniteCheckReadsTheGradientsTheSumDoesNotCheck) {
   ComputeRates r;
   r.check = 0.2e-9;
   const std::vector<Layer> layers = {{"w", {1024, 1024}}, {"b", {1024}}};
-  const double n = 1024.0 * 1024 + 1024;
-  for (const char* spec : {"none", "onebit", "topk:0.01", "powersgd:4"}) {
-    const StepCost checked = predict_step(layers, Config::parse(spec), 4, kMegabyte, r);
+  const std::vector<Layer> small = {{"b", {1024}}, {"c", {4096}}};
+  auto check_cost = [&](const std::vector<Layer>& ls, const std::string& spec,
+                        const char* policy = "") {
+    const StepCost checked = predict_step(ls, Config::parse(spec + policy), 4, kMegabyte, r);
     const StepCost skipped =
-        predict_step(layers, Config::parse(std::string(spec) + ",nan=propagate"), 4, kMegabyte, r);
-    EXPECT_NEAR(checked.encode - skipped.encode, n * 0.2e-9, kTol) << spec;
+        predict_step(ls, Config::parse(spec + ",nan=propagate"), 4, kMegabyte, r);
     EXPECT_EQ(checked.comm, skipped.comm) << spec;
-  }
+    return checked.encode - skipped.encode;
+  };
+  const double n = 1024.0 * 1024 + 1024;
+  // Compressed: w before the step, and b, a dense layer of only 4 KiB, too.
+  for (const char* spec : {"onebit", "topk:0.01", "powersgd:4"})
+    EXPECT_NEAR(check_cost(layers, spec), n * 0.2e-9, kTol) << spec;
+  EXPECT_NEAR(check_cost(layers, "none"), 0.0, kTol);
+  EXPECT_NEAR(check_cost(layers, "none", ",nan=skip"), 0.0, kTol);
+  EXPECT_NEAR(check_cost(small, "none"), 5120 * 0.2e-9, kTol);
+  EXPECT_NEAR(check_cost(layers, "none,clip=1"), n * 0.2e-9, kTol);
 }
 
 TEST(CostModel, OnebitStep) {

@@ -12,11 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "common/non_finite_scan.hpp"
 #include "common/philox_host.hpp"
 #include "common/simd.hpp"
 #include "compress/onebit_codec.hpp"
 #include "compress/qsgd_codec.hpp"
 #include "compress/topk_codec.hpp"
+#include "reducer/non_finite.hpp"
+#include "transport/average.hpp"
 
 namespace thinwire::detail {
 namespace {
@@ -171,6 +174,95 @@ TEST(HostKernels, FillUniformsMatchesTheStream) {
               << "first " << first << " j " << j << " " << level_name(level);
         EXPECT_EQ(u[count], -1.0f);
       }
+}
+
+// The fused checks find the first NaN or infinity wherever it sits relative to their blocks,
+// test the inputs before the body writes (check_then_run_blocks) or what it wrote
+// (run_then_check_blocks), and leave the arithmetic's bits as they were.
+TEST(HostKernels, FusedNonFiniteChecksFindTheFirstAndKeepTheBits) {
+  const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
+                       std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity()};
+  for (std::size_t n :
+       {std::size_t{1}, std::size_t{63}, std::size_t{64}, std::size_t{1025}, std::size_t{5000}}) {
+    std::vector<std::size_t> spots = {0, n / 2, n - 1};
+    if (n > 1024) spots.insert(spots.end(), {1023, 1024});
+    for (std::size_t at : spots) {
+      std::vector<float> x(n);
+      for (std::size_t i = 0; i < n; ++i) x[i] = 0.25f * static_cast<float>(i % 97) - 3.0f;
+      x[at] = bad[at % 3];
+      if (at + 7 < n) x[at + 7] = bad[(at + 1) % 3];  // a later one does not win
+      EXPECT_EQ(first_non_finite_f32(x.data(), n), at) << n;
+      // Inputs: the body doubles x in place after its block was tested.
+      std::vector<float> y = x;
+      EXPECT_EQ(check_then_run_blocks(y.data(), n,
+                                      [&](std::size_t b, std::size_t e) {
+                                        for (std::size_t i = b; i < e; ++i) y[i] *= 2.0f;
+                                      }),
+                at);
+      // Outputs: x / 4 written into z.
+      std::vector<float> z(n), want(n);
+      divide_f32(want.data(), x.data(), n, 4.0f);
+      EXPECT_EQ(divide_f32_checked(z.data(), x.data(), n, 4.0f), at) << n;
+      EXPECT_EQ(0, std::memcmp(z.data(), want.data(), n * 4));
+      // A finite input whose quotient overflows is found in the output only.
+      std::vector<float> big(n, 1.0f);
+      big[at] = 3e38f;
+      EXPECT_EQ(check_then_run_blocks(big.data(), n, [](std::size_t, std::size_t) {}), kAllFinite);
+      EXPECT_EQ(divide_f32_checked(z.data(), big.data(), n, 0.5f), at);
+    }
+  }
+  std::vector<float> finite(3000, 1.5f), out(3000);
+  EXPECT_EQ(divide_f32_checked(out.data(), finite.data(), finite.size(), 3.0f), kAllFinite);
+}
+
+// The first non-finite element wins, then the lowest rank; "found in the average" (-1) comes
+// after every rank at the same element.
+TEST(HostKernels, NonFiniteSumKeepsTheFirstByElementThenRank) {
+  NonFiniteSum s;
+  EXPECT_FALSE(s.found());
+  s.keep_first(kAllFinite, 0);
+  EXPECT_FALSE(s.found());
+  s.keep_first(900, -1);
+  s.keep_first(900, 3);
+  EXPECT_EQ(s.rank, 3);
+  s.keep_first(900, 1);
+  s.keep_first(900, 2);
+  s.keep_first(900, -1);
+  EXPECT_EQ(s.index, 900u);
+  EXPECT_EQ(s.rank, 1);
+  s.keep_first(12, 5);
+  EXPECT_EQ(s.index, 12u);
+  EXPECT_EQ(s.rank, 5);
+}
+
+// When dense layers' check rides on their sum: one policy (not propagate) over at least
+// 64 KiB of dense layers, and no feature that reads gradients first.
+TEST(HostKernels, DenseSumCheckNeedsOnePolicyAndEnoughDenseBytes) {
+  auto plans = [](std::vector<std::pair<std::size_t, const char*>> layers) {
+    std::vector<LayerPlan> out;
+    for (const auto& [n, spec] : layers) {
+      LayerPlan p;
+      p.config = Config::parse(spec);
+      p.route = p.config.method == Method::none ? Route::dense : Route::topk;
+      p.numel = n;
+      out.push_back(p);
+    }
+    return out;
+  };
+  EXPECT_EQ(dense_sum_check(plans({{16384, "none"}}), false), NanPolicy::error);
+  EXPECT_EQ(dense_sum_check(plans({{16383, "none"}}), false), NanPolicy::propagate);
+  EXPECT_EQ(dense_sum_check(plans({{8192, "none,nan=skip"}, {8192, "none,nan=skip"}}), false),
+            NanPolicy::skip);
+  EXPECT_EQ(dense_sum_check(plans({{16384, "none"}, {16384, "none,nan=skip"}}), false),
+            NanPolicy::propagate);
+  EXPECT_EQ(dense_sum_check(plans({{16384, "none"}, {10, "none,nan=propagate"}}), false),
+            NanPolicy::propagate);
+  EXPECT_EQ(dense_sum_check(plans({{16384, "none"}, {1 << 20, "topk:0.01,nan=skip"}}), false),
+            NanPolicy::error);
+  EXPECT_EQ(dense_sum_check(plans({{100, "none"}, {1 << 20, "topk:0.01"}}), false),
+            NanPolicy::propagate);
+  EXPECT_EQ(dense_sum_check(plans({{16384, "none"}}), true), NanPolicy::propagate);
 }
 
 }  // namespace

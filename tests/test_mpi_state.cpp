@@ -319,5 +319,180 @@ TEST(MpiState, NonFiniteGradientPropagatesWhenAsked) {
   }
 }
 
+// Dense layers of 64 KiB or more (packed: 'big' [0, 24000), 'bias' [24000, 24300), 'tail'
+// [24300, 33300)) take nan=error|skip on their average: the ring tests each rank's gradient
+// in its additions, so the check costs no pass of its own and still names the rank. With
+// min_numel=30000, 'w' (40000 elements) is compressed and checked before the step.
+const std::vector<Layer>& large_layers() {
+  static const std::vector<Layer> l = {
+      {"big", {120, 200}}, {"bias", {300}}, {"tail", {9000}}, {"w", {200, 200}}};
+  return l;
+}
+constexpr std::size_t kDenseTotal = 33300;
+
+std::vector<std::vector<float>> large_gradients(int rank, std::uint64_t step) {
+  std::vector<std::vector<float>> g;
+  for (std::size_t l = 0; l < large_layers().size(); ++l)
+    g.push_back(seeded_normal(22, rank, l, step, large_layers()[l].numel()));
+  return g;
+}
+
+// Element `at` of the packed dense layers: its layer and index there.
+std::pair<std::size_t, std::size_t> dense_element(std::size_t at) {
+  std::size_t layer = 0;
+  while (at >= large_layers()[layer].numel()) at -= large_layers()[layer++].numel();
+  return {layer, at};
+}
+
+// Where a value can sit: every ring chunk's first and last element (P = 2, 3, 4), the
+// layers' ends.
+std::vector<std::size_t> dense_positions() {
+  std::vector<std::size_t> at = {0, 23999, 24000, 24299, 24300, kDenseTotal - 1};
+  for (std::size_t p = 2; p <= 4; ++p)
+    for (std::size_t c = 0; c < p; ++c) {
+      at.push_back(kDenseTotal * c / p);
+      at.push_back(kDenseTotal * (c + 1) / p - 1);
+    }
+  return at;
+}
+
+TEST(MpiState, NonFiniteInLargeDenseLayersIsFoundInTheirSumNamingTheRank) {
+  const int me = world_rank(), p = world_size();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
+                       std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity()};
+  for (const char* spec : {"none", "topk:0.05,min_numel=30000"}) {
+    Reducer r(comm, large_layers(), Config::parse(spec));
+    Reducer clean(comm, large_layers(), Config::parse(spec));
+    std::size_t trial = 0;
+    for (int who = 0; who < p; ++who)
+      for (std::size_t at : dense_positions()) {
+        const auto [layer, index] = dense_element(at);
+        auto g = large_gradients(me, 0);
+        if (me == who) g[layer][index] = bad[trial++ % 3];
+        const auto err = error_from([&] { r.allreduce(views(g)); });
+        ASSERT_TRUE(err.has_value()) << spec << " rank " << who << " element " << at;
+        EXPECT_EQ(err->code(), ErrorCode::invalid_argument);
+        const std::string what = err->what();
+        const std::string named = "layer " + std::to_string(layer) + " '" +
+                                  large_layers()[layer].name + "' has a non-finite gradient";
+        EXPECT_NE(what.find(named), std::string::npos) << what;
+        EXPECT_NE(what.find("on rank " + std::to_string(who) + " at element " +
+                            std::to_string(index) + ";"),
+                  std::string::npos)
+            << what;
+        // The dense layers hold their average, the same bits everywhere; the compressed
+        // layer, never reduced, its gradient.
+        auto dense = g;
+        dense.pop_back();
+        EXPECT_TRUE(identical_on_all_ranks(dense, MPI_COMM_WORLD)) << spec << ": " << what;
+      }
+    // Two values: the first by element, then by rank.
+    if (p >= 2) {
+      auto g = large_gradients(me, 0);
+      if (me == 0) g[2][8000] = bad[0];
+      if (me == p - 1) g[0][100] = bad[1];
+      if (me == 0 || me == 1) g[0][7000] = bad[2];
+      auto err = error_from([&] { r.allreduce(views(g)); });
+      ASSERT_TRUE(err.has_value());
+      EXPECT_NE(std::string(err->what())
+                    .find("'big' has a non-finite gradient (NaN or infinity) on rank " +
+                          std::to_string(p - 1) + " at element 100;"),
+                std::string::npos)
+          << err->what();
+      g = large_gradients(me, 0);
+      if (me == 1) g[1][50] = bad[0];
+      if (me == 0) g[1][50] = bad[1];
+      err = error_from([&] { r.allreduce(views(g)); });
+      ASSERT_TRUE(err.has_value());
+      EXPECT_NE(std::string(err->what()).find("on rank 0 at element 50;"), std::string::npos)
+          << err->what();
+    }
+    // Nothing moved on: no compressed layer, no step counter. The next step is the clean
+    // Reducer's first, bit for bit.
+    auto g = large_gradients(me, 0), g_clean = g;
+    r.allreduce(views(g));
+    clean.allreduce(views(g_clean));
+    EXPECT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << spec;
+    for (std::size_t l = 0; l < g.size(); ++l)
+      ASSERT_EQ(0, std::memcmp(g[l].data(), g_clean[l].data(), g[l].size() * 4))
+          << spec << " layer " << l;
+    EXPECT_EQ(r.stats().steps, 1u);
+  }
+}
+
+// nan=skip on the sum: every rank zeroes every gradient and the compressed layer's error
+// memory is untouched (the dense route runs first), so the next step matches a Reducer that
+// never saw the bad step.
+TEST(MpiState, NonFiniteInLargeDenseLayersSkipsTheStepBeforeAnyErrorMemory) {
+  const int me = world_rank(), p = world_size();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  const Config spec = Config::parse("topk:0.05,min_numel=30000,nan=skip");
+  Reducer with_skip(comm, large_layers(), spec), without(comm, large_layers(), spec);
+  auto g0 = large_gradients(me, 0), g0b = g0;
+  with_skip.allreduce(views(g0));
+  without.allreduce(views(g0b));
+  auto bad = large_gradients(me, 1);
+  if (me == p - 1) bad[2][8999] = std::numeric_limits<float>::quiet_NaN();
+  with_skip.allreduce(views(bad));
+  EXPECT_TRUE(with_skip.last_step_skipped());
+  for (const auto& t : bad)
+    for (float v : t) ASSERT_EQ(v, 0.0f);
+  EXPECT_EQ(with_skip.stats().skipped_steps, 1u);
+  auto g1 = large_gradients(me, 2), g1b = g1;
+  with_skip.allreduce(views(g1));
+  EXPECT_FALSE(with_skip.last_step_skipped());
+  without.allreduce(views(g1b));
+  ASSERT_TRUE(identical_on_all_ranks(g1, MPI_COMM_WORLD));
+  for (std::size_t l = 0; l < g1.size(); ++l)
+    ASSERT_EQ(0, std::memcmp(g1[l].data(), g1b[l].data(), g1[l].size() * 4)) << "layer " << l;
+}
+
+// Routes that do not read the gradients themselves test the average as they divide it: MPI's
+// allreduce (THINWIRE_MPI_ALLREDUCE=mpi) and a framework's transport. They cannot name the
+// rank; every rank still reaches the same verdict.
+TEST(MpiState, NonFiniteAverageOfLargeDenseLayersOnOtherRoutes) {
+  const int me = world_rank(), p = world_size();
+  std::vector<Communicator> comms;
+  {
+    ScopedEnv env("THINWIRE_MPI_ALLREDUCE", "mpi");
+    comms.push_back(Communicator::from_mpi(MPI_COMM_WORLD));
+  }
+  comms.push_back(Communicator::from_transport(
+      std::make_shared<ForwardingTransport>(Communicator::from_mpi(MPI_COMM_WORLD), "framework")));
+  for (Communicator& comm : comms) {
+    Reducer r(comm, large_layers(), Config::parse("none"));
+    for (std::size_t at : {std::size_t{0}, std::size_t{24100}, kDenseTotal - 1}) {
+      const auto [layer, index] = dense_element(at);
+      auto g = large_gradients(me, 0);
+      if (me == p - 1) g[layer][index] = std::numeric_limits<float>::infinity();
+      const auto err = error_from([&] { r.allreduce(views(g)); });
+      ASSERT_TRUE(err.has_value()) << comm.host_transport().name();
+      EXPECT_EQ(err->code(), ErrorCode::invalid_argument);
+      const std::string what = err->what();
+      EXPECT_NE(what.find("'" + large_layers()[layer].name +
+                          "' has a non-finite average (NaN or "
+                          "infinity) at element " +
+                          std::to_string(index) + ":"),
+                std::string::npos)
+          << what;
+      EXPECT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << what;
+    }
+    // The sum of finite values can overflow: the average is tested, so it is caught too.
+    auto g = large_gradients(me, 0);
+    g[0][3] = 3e38f;
+    const auto err = error_from([&] { r.allreduce(views(g)); });
+    ASSERT_TRUE(err.has_value());
+    EXPECT_NE(
+        std::string(err->what()).find("at element 3: a rank's gradient was, or the sum overflowed"),
+        std::string::npos)
+        << err->what();
+    g = large_gradients(me, 0);
+    r.allreduce(views(g));
+    EXPECT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD));
+  }
+}
+
 }  // namespace
 }  // namespace thinwire::test

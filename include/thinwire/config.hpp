@@ -24,7 +24,8 @@ enum class Method : std::uint8_t {
 };
 enum class ErrorFeedback : std::uint8_t { none = 0, ef = 1, econtrol = 2 };
 enum class Selection : std::uint8_t { exact = 0, sampled = 1 };
-// What a non-finite (NaN or infinite) gradient entry does, checked before encoding.
+// What a non-finite (NaN or infinite) gradient entry does, checked before encoding (dense
+// layers of a host step, 64 KiB or more of them: while they are summed; see README, `nan`).
 enum class NanPolicy : std::uint8_t { error = 0, skip = 1, propagate = 2 };
 
 THINWIRE_API const char* to_string(Method m);

@@ -9,6 +9,13 @@
 namespace thinwire::detail {
 
 void DenseAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& ctx) {
+  std::vector<StepLayer*> checked, unchecked;
+  for (StepLayer* sl : layers) (sl->check_in_sum ? checked : unchecked).push_back(sl);
+  reduce(checked, true, ctx);
+  reduce(unchecked, false, ctx);
+}
+
+void DenseAllreduce::reduce(const std::vector<StepLayer*>& layers, bool checked, StepContext& ctx) {
   if (layers.empty()) return;
   std::size_t total = 0;
   for (StepLayer* sl : layers) total += sl->n;
@@ -16,6 +23,7 @@ void DenseAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& ctx
   // One f32 layer needs no packing: reduce it where it is.
   const bool in_place = layers.size() == 1;
   float* buf = nullptr;
+  NonFiniteSum found;
   {
     ScopedTimer t(&ctx.times->encode);
     for (StepLayer* sl : layers) prepare_input(*sl);
@@ -35,7 +43,10 @@ void DenseAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& ctx
   {
     // The average: the transport divides the sum inside the collective (each rank 1/P of it).
     ScopedTimer t(&ctx.times->comm);
-    allreduce_average_f32(ctx.transport, buf, total);
+    if (checked)
+      found = allreduce_average_f32_checked(ctx.transport, buf, total);
+    else
+      allreduce_average_f32(ctx.transport, buf, total);
   }
   {
     ScopedTimer t(&ctx.times->decode);
@@ -43,6 +54,10 @@ void DenseAllreduce::run(const std::vector<StepLayer*>& layers, StepContext& ctx
     for (StepLayer* sl : layers) {
       const float* src = buf + off;
       if (sl->n && sl->g != src) std::memcpy(sl->g, src, sl->n * sizeof(float));
+      if (found.found() && found.index >= off && found.index - off < sl->n) {
+        sl->non_finite_at = found.index - off;
+        sl->non_finite_rank = found.rank;
+      }
       off += sl->n;
       sl->bytes_sent = allreduce_bytes(4 * sl->n, ctx.size);
       finish(*sl);

@@ -10,6 +10,7 @@
 #include "compress/topk_codec.hpp"
 #include "reducer/agreement.hpp"
 #include "reducer/layer_plan.hpp"
+#include "reducer/non_finite.hpp"
 #include "reducer/step.hpp"
 #include "transport/mpi_transport.hpp"
 
@@ -98,11 +99,20 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   double check = 0;  // before the control exchange
   std::map<std::string, std::unique_ptr<Compressor>> codecs;
 
+  std::vector<LayerPlan> plans;
+  bool host_only = false;  // the features that keep dense layers' check before the step
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    const LayerPlan plan = make_plan(layers[i], specs[i]);
+    plans.push_back(make_plan(layers[i], specs[i]));
+    host_only = host_only || specs[i].dgc || specs[i].clip > 0.0;
+  }
+  // Dense layers' check may ride on their average at no cost (non_finite.hpp).
+  const bool dense_in_sum = dense_sum_check(plans, host_only) != NanPolicy::propagate;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const LayerPlan& plan = plans[i];
     const double n = static_cast<double>(plan.numel);
     if (plan.numel == 0) continue;
-    if (specs[i].nan != NanPolicy::propagate) check += n * rates.check;
+    if (specs[i].nan != NanPolicy::propagate && !(dense_in_sum && plan.route == Route::dense))
+      check += n * rates.check;
     std::unique_ptr<Compressor>& codec = codecs[plan.spec];
     if (!codec) codec = make_codec(specs[i]);
     switch (plan.route) {

@@ -1,41 +1,39 @@
 #include "reducer/non_finite.hpp"
 
-#include <cstdint>
-#include <cstring>
+#include "common/non_finite_scan.hpp"
+#include "transport/mpi_transport.hpp"
 
 namespace thinwire::detail {
-
-namespace {
-
-// An element is non-finite when all its exponent bits are set.
-template <typename Bits>
-std::size_t scan(const void* data, std::size_t n, Bits exponent) {
-  const auto* p = static_cast<const Bits*>(data);
-  constexpr std::size_t kBlock = 64;
-  std::size_t i = 0;
-  for (; i + kBlock <= n; i += kBlock) {
-    Bits any = 0;
-    for (std::size_t j = 0; j < kBlock; ++j)
-      any |= static_cast<Bits>((p[i + j] & exponent) == exponent);
-    if (any) break;
-  }
-  for (; i < n; ++i)
-    if ((p[i] & exponent) == exponent) return i;
-  return kAllFinite;
-}
-
-}  // namespace
 
 std::size_t first_non_finite(const TensorView& v) {
   switch (v.dtype()) {
     case DType::f32:
-      return scan<std::uint32_t>(v.data(), v.numel(), 0x7f800000u);
+      return first_non_finite_f32(static_cast<const float*>(v.data()), v.numel());
     case DType::f16:
-      return scan<std::uint16_t>(v.data(), v.numel(), 0x7c00u);
+      return first_with_exponent<AliasU16>(static_cast<const AliasU16*>(v.data()), v.numel(),
+                                           0x7c00u);
     case DType::bf16:
-      return scan<std::uint16_t>(v.data(), v.numel(), 0x7f80u);
+      return first_with_exponent<AliasU16>(static_cast<const AliasU16*>(v.data()), v.numel(),
+                                           0x7f80u);
   }
   return kAllFinite;
+}
+
+// Checked averages from this size on take the ring by default, which names the rank.
+static_assert(kDenseSumCheckMinBytes == MpiTransport::kRingMinBytes, "checked sums take the ring");
+
+NanPolicy dense_sum_check(const std::vector<LayerPlan>& plans, bool host_only_features) {
+  if (host_only_features) return NanPolicy::propagate;
+  std::size_t elements = 0;
+  NanPolicy policy = NanPolicy::propagate;
+  for (const LayerPlan& plan : plans) {
+    if (plan.route != Route::dense || plan.numel == 0) continue;
+    if (plan.config.nan == NanPolicy::propagate) return NanPolicy::propagate;
+    if (elements && plan.config.nan != policy) return NanPolicy::propagate;
+    policy = plan.config.nan;
+    elements += plan.numel;
+  }
+  return elements * sizeof(float) >= kDenseSumCheckMinBytes ? policy : NanPolicy::propagate;
 }
 
 }  // namespace thinwire::detail

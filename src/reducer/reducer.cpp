@@ -369,6 +369,7 @@ void ReducerImpl::reduce(const std::vector<TensorView>& grads_in) {
   std::vector<TensorView> staged;
   const std::vector<TensorView>* grads = &grads_in;
   bool non_finite = false;
+  NanPolicy sum_check = NanPolicy::propagate;
   // Everything local that can go wrong goes into the control exchange, so every rank fails.
   try {
     if (status.ok && device >= 0 && host_only_features()) {
@@ -382,10 +383,13 @@ void ReducerImpl::reduce(const std::vector<TensorView>& grads_in) {
       if (on_device) {
         first = device_pipeline(device).begin(grads_in);
       } else {
-        // A read of every gradient: local work before the payload, counted as encode.
+        // A read of every gradient that the sum does not check: local work before the
+        // payload, counted as encode.
         ScopedTimer t(&times.encode);
+        sum_check = dense_sum_check(plans_, host_only_features());
         for (std::size_t i = 0; i < layers_.size(); ++i)
-          if (plans_[i].config.nan != NanPolicy::propagate)
+          if (plans_[i].config.nan != NanPolicy::propagate &&
+              !(sum_check != NanPolicy::propagate && plans_[i].route == Route::dense))
             first[i] = first_non_finite((*grads)[i]);
       }
       status = check_finite(first, &non_finite);
@@ -435,13 +439,13 @@ void ReducerImpl::reduce(const std::vector<TensorView>& grads_in) {
     stats_.seconds_total += total.seconds();
     return;
   }
-  run_step(*grads, on_device, times);
+  run_step(*grads, on_device, on_device ? NanPolicy::propagate : sum_check, times);
   if (grads != &grads_in) device_->stage_out(staged_bytes, grads_in);
   stats_.seconds_total += total.seconds();
 }
 
 void ReducerImpl::run_step(const std::vector<TensorView>& grads, bool on_device,
-                           PhaseTimes& times) {
+                           NanPolicy sum_check, PhaseTimes& times) {
   const int p = comm_.size();
   std::vector<StepLayer> step_layers(layers_.size());
   std::vector<StepLayer*> by_route[4];
@@ -483,6 +487,7 @@ void ReducerImpl::run_step(const std::vector<TensorView>& grads, bool on_device,
       LayerState& state = states_[i];
       if (sl.n == 0) continue;
       sl.route = plan.route;
+      sl.check_in_sum = plan.route == Route::dense && sum_check != NanPolicy::propagate;
       if (plan.route != Route::dense && step_ < plan.config.warmup) {
         sl.route = Route::dense;  // warm-up: uncompressed, error memories untouched
       } else if (plan.route != Route::dense && plan.config.ef == ErrorFeedback::econtrol &&
@@ -526,6 +531,10 @@ void ReducerImpl::run_step(const std::vector<TensorView>& grads, bool on_device,
         [&] {
           return cat("step ", step_, ": ", to_string(route), " route, layers ", layer_list(layers));
         });
+    // The dense route runs first, so a skip here leaves every error memory untouched.
+    if (route == Route::dense && sum_check != NanPolicy::propagate &&
+        non_finite_in_sum(step_layers, grads, sum_check, times))
+      return;
   }
 
   {
@@ -564,6 +573,42 @@ void ReducerImpl::run_step(const std::vector<TensorView>& grads, bool on_device,
   }
   TW_LOG(trace, "step ", step_ - 1, ": encode ", times.encode, " s, comm ", times.comm,
          " s, decode ", times.decode, " s");
+}
+
+bool ReducerImpl::non_finite_in_sum(const std::vector<StepLayer>& step_layers,
+                                    const std::vector<TensorView>& grads, NanPolicy sum_check,
+                                    const PhaseTimes& times) {
+  // Every rank holds the same answer (the average's bits, or the ring's notes), so every
+  // rank takes the same branch without another exchange.
+  const StepLayer* hit = nullptr;
+  for (const StepLayer& sl : step_layers)
+    if (sl.check_in_sum && sl.non_finite_at != kAllFinite) {
+      hit = &sl;  // one checked average per step: at most one layer holds its answer
+      break;
+    }
+  if (!hit) return false;
+  const std::string where =
+      hit->non_finite_rank >= 0
+          ? cat("layer ", hit->index, " '", *hit->name, "' has a non-finite gradient (NaN or ",
+                "infinity) on rank ", hit->non_finite_rank, " at element ", hit->non_finite_at)
+          : cat("layer ", hit->index, " '", *hit->name, "' has a non-finite average (NaN or ",
+                "infinity) at element ", hit->non_finite_at,
+                ": a rank's gradient was, or the sum overflowed");
+  if (sum_check == NanPolicy::error)
+    fail_with(ErrorCode::invalid_argument, "reducer", comm_.rank(), where,
+              "; nan=error stops here, nan=skip would drop the step (found while averaging the ",
+              "dense layers, whose buffers now hold the average; no compressed layer was touched)");
+  for (const TensorView& v : grads)
+    if (v.numel()) std::memset(v.data(), 0, v.bytes());
+  last_skipped_ = true;
+  TW_LOG(warn, "step ", step_, " skipped: ", where, " (nan=skip)");
+  ++step_;
+  ++stats_.steps;
+  ++stats_.skipped_steps;
+  stats_.seconds_encode += times.encode;
+  stats_.seconds_comm += times.comm;
+  stats_.seconds_decode += times.decode;
+  return true;
 }
 
 void ReducerImpl::adapt(std::vector<StepLayer>& step_layers, StepContext& ctx) {

@@ -80,8 +80,17 @@ class ReducerImpl {
   void reduce(const std::vector<TensorView>& grads);
   // The end of auto's trial: the slowest rank's times decide, on every rank alike.
   void finish_auto_trial();
-  // The step after the control exchange, on host or device tensors.
-  void run_step(const std::vector<TensorView>& grads, bool on_device, PhaseTimes& times);
+  // The step after the control exchange, on host or device tensors. `sum_check`: the nan
+  // policy dense-plan layers take on their average (non_finite.hpp's dense_sum_check;
+  // NanPolicy::propagate: they were checked before the step).
+  void run_step(const std::vector<TensorView>& grads, bool on_device, NanPolicy sum_check,
+                PhaseTimes& times);
+  // After the dense route of a step whose dense layers were checked in their sum: false when
+  // the average was finite. Otherwise nan=skip drops the step (gradients zeroed; no error
+  // memory has been touched yet) and returns true; nan=error throws on every rank alike.
+  bool non_finite_in_sum(const std::vector<StepLayer>& step_layers,
+                         const std::vector<TensorView>& grads, NanPolicy sum_check,
+                         const PhaseTimes& times);
   std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;
   Compressor* codec_for(const Config& config);
   std::uint64_t spec_hash(std::size_t i) const;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/non_finite_scan.hpp"
 #include "reducer/layer_plan.hpp"
 #include "reducer/layer_state.hpp"
 #include "thinwire/transport.hpp"
@@ -32,11 +33,18 @@ struct StepLayer {
   StepFeedback feedback = StepFeedback::none;
   DType dtype = DType::f32;
   Route route = Route::dense;  // this step's route (warm-up and EControl's first step go dense)
+  // Dense route: test the layer for NaN and infinity on the way through the average (its
+  // nan policy rides on the sum, see ReducerImpl::dense_sum_check) instead of before the step.
+  bool check_in_sum = false;
 
   // Filled by the algorithm.
   std::uint64_t bytes_sent = 0;
   double sq_error = 0.0;
   double sq_norm = 0.0;
+  // check_in_sum: the first non-finite element the average found in this layer (kAllFinite:
+  // none) and the rank whose gradient held it (-1: found in the average itself).
+  std::size_t non_finite_at = kAllFinite;
+  int non_finite_rank = -1;
 };
 
 struct PhaseTimes {

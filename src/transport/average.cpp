@@ -5,17 +5,49 @@
 
 namespace thinwire::detail {
 
-void allreduce_average_f32(Transport& t, float* data, std::size_t count) {
+void NonFiniteSum::keep_first(std::size_t at, int who) {
+  if (at == kAllFinite) return;
+  // -1 (found in the average) orders after every rank at the same index.
+  const auto order = [](int r) {
+    return r < 0 ? static_cast<unsigned>(-1) : static_cast<unsigned>(r);
+  };
+  if (at < index || (at == index && order(who) < order(rank))) {
+    index = at;
+    rank = who;
+  }
+}
+
+namespace {
+
+void average(Transport& t, float* data, std::size_t count, NonFiniteSum* check) {
   if (auto* guarded = dynamic_cast<GuardedTransport*>(&t)) {
-    guarded->average_f32(data, count);
+    guarded->average_f32(data, count, check);
     return;
   }
   if (auto* mpi = dynamic_cast<MpiTransport*>(&t)) {
-    mpi->average_f32(data, count);
+    mpi->average_f32(data, count, check);
     return;
   }
+  if (check && t.size() == 1) check->keep_first(first_non_finite_f32(data, count), t.rank());
   t.allreduce(data, count, ElementType::f32, ReduceOp::sum);
-  if (t.size() > 1) divide_f32(data, data, count, static_cast<float>(t.size()));
+  if (t.size() == 1) return;
+  const auto p = static_cast<float>(t.size());
+  if (check)
+    check->keep_first(divide_f32_checked(data, data, count, p), -1);
+  else
+    divide_f32(data, data, count, p);
+}
+
+}  // namespace
+
+void allreduce_average_f32(Transport& t, float* data, std::size_t count) {
+  average(t, data, count, nullptr);
+}
+
+NonFiniteSum allreduce_average_f32_checked(Transport& t, float* data, std::size_t count) {
+  NonFiniteSum found;
+  average(t, data, count, &found);
+  return found;
 }
 
 }  // namespace thinwire::detail

@@ -1,22 +1,53 @@
 // The average over ranks of f32 values, as dense layers need it (sum, then divide by the
 // number of ranks). Dividing inside the collective costs a pass over 1/P of the data
 // (each rank divides the part of the sum it finishes) instead of a pass over all of it.
+//
+// The checked variant also looks for NaN and infinity, for the nan= policy of dense layers,
+// in passes the average makes anyway: thinwire's ring reads every rank's gradient once in
+// its additions (each rank its own, and at the first step its left neighbour's first chunk
+// as it arrived), so it tests the gradients there and names the rank that held the value;
+// every other route (MPI's allreduce, small sums, a framework's transport) divides the whole
+// result on every rank and tests the average as it writes it. Either way the ranks learn
+// the same answer without a collective of its own (the ring passes it along with its
+// allgather), and a non-finite value is found only after the payload has moved.
 #pragma once
 
 #include <cstddef>
 
+#include "common/non_finite_scan.hpp"
 #include "thinwire/transport.hpp"
 
 namespace thinwire::detail {
+
+// The first NaN or infinity a checked average found (every rank gets the same value).
+struct NonFiniteSum {
+  std::size_t index = kAllFinite;  // element of the buffer; kAllFinite: none found
+  int rank = -1;                   // the rank whose gradient held it; -1: found in the average
+  bool found() const { return index != kAllFinite; }
+  // The first by element index, then by rank (-1, the average, last).
+  void keep_first(std::size_t at, int who);
+};
 
 // In place, every rank with the same bits: those of allreduce(sum) then data[i] / size().
 // MpiTransport (also behind the communicator's guard) divides inside its collective; any
 // other transport (a framework's) sums with allreduce() and then divides here.
 void allreduce_average_f32(Transport& t, float* data, std::size_t count);
 
+// The same average, with the same bits, and where the first non-finite element was (of the
+// gradients on thinwire's ring, else of the average; see above). One rank: its gradient.
+NonFiniteSum allreduce_average_f32_checked(Transport& t, float* data, std::size_t count);
+
 // out[i] = in[i] / divisor; `in` may be `out`.
 inline void divide_f32(float* out, const float* in, std::size_t n, float divisor) {
   for (std::size_t i = 0; i < n; ++i) out[i] = in[i] / divisor;
+}
+
+// divide_f32, testing the quotients as they are written: the first non-finite one's index,
+// or kAllFinite.
+inline std::size_t divide_f32_checked(float* out, const float* in, std::size_t n, float divisor) {
+  return run_then_check_blocks(out, n, [&](std::size_t begin, std::size_t end) {
+    divide_f32(out + begin, in + begin, end - begin, divisor);
+  });
 }
 
 }  // namespace thinwire::detail

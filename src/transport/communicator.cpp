@@ -57,8 +57,13 @@ void GuardedTransport::guarded(const char* what, F&& call) {
 void GuardedTransport::allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) {
   guarded("allreduce", [&] { inner_->allreduce(data, count, type, op); });
 }
-void GuardedTransport::average_f32(float* data, std::size_t count) {
-  guarded("allreduce", [&] { allreduce_average_f32(*inner_, data, count); });
+void GuardedTransport::average_f32(float* data, std::size_t count, NonFiniteSum* check) {
+  guarded("allreduce", [&] {
+    if (check)
+      *check = allreduce_average_f32_checked(*inner_, data, count);
+    else
+      allreduce_average_f32(*inner_, data, count);
+  });
 }
 void GuardedTransport::allgather(const void* send, void* recv, std::size_t bytes) {
   guarded("allgather", [&] { inner_->allgather(send, recv, bytes); });

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "thinwire/transport.hpp"
+#include "transport/average.hpp"
 #include "transport/device_transport.hpp"
 
 namespace thinwire::detail {
@@ -24,8 +25,9 @@ class GuardedTransport final : public Transport {
   void alltoall(const void* send, void* recv, std::size_t bytes) override;
   void broadcast(void* data, std::size_t bytes, int root) override;
   void barrier() override;
-  // allreduce_average_f32() on the inner transport, guarded like the collectives.
-  void average_f32(float* data, std::size_t count);
+  // allreduce_average_f32() (checked when `check` is given, see average.hpp) on the inner
+  // transport, guarded like the collectives.
+  void average_f32(float* data, std::size_t count, NonFiniteSum* check);
 
   bool broken() const { return broken_; }
   Transport& inner() const { return *inner_; }

@@ -24,6 +24,7 @@ constexpr int kTagReduceScatter = 0x7701;
 constexpr int kTagRingAllgather = 0x7702;
 constexpr int kTagAllgather = 0x7703;
 constexpr int kTagAlltoall = 0x7704;
+constexpr int kTagRingCheck = 0x7705;
 
 MPI_Datatype mpi_type(ElementType t) {
   switch (t) {
@@ -308,24 +309,43 @@ void MpiTransport::wait_peers(PeerOps& ops, const char* what, std::size_t bytes)
 void MpiTransport::allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) {
   if (count == 0 || size_ == 1) return;
   if (type == ElementType::f32 && op == ReduceOp::sum && count * 4 >= kRingMinBytes) {
-    sum_f32(static_cast<float*>(data), count, 1.0f);
+    sum_f32(static_cast<float*>(data), count, 1.0f, nullptr);
     return;
   }
   mpi_allreduce(data, count, type, op);
 }
 
-void MpiTransport::average_f32(float* data, std::size_t count) {
-  if (count == 0 || size_ == 1) return;
+void MpiTransport::average_f32(float* data, std::size_t count, NonFiniteSum* non_finite) {
+  if (non_finite) *non_finite = NonFiniteSum{};
+  if (count == 0) return;
+  if (size_ == 1) {
+    if (non_finite) non_finite->keep_first(first_non_finite_f32(data, count), 0);
+    return;
+  }
   const auto p = static_cast<float>(size_);
   if (count * 4 >= kRingMinBytes)
-    sum_f32(data, count, p);
+    sum_f32(data, count, p, non_finite);
   else
-    mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, p);
+    mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, p, non_finite);
 }
 
 void MpiTransport::mpi_allreduce(void* data, std::size_t count, ElementType type, ReduceOp op,
-                                 float divisor) {
+                                 float divisor, NonFiniteSum* non_finite) {
   const bool divide = type == ElementType::f32 && divisor != 1.0f;
+  if (type != ElementType::f32) non_finite = nullptr;
+  // The first non-finite value of a slice as it is divided (or copied) out, at its offset.
+  auto finish_f32 = [&](float* out, const float* in, int n, std::size_t offset) {
+    if (!non_finite) {
+      if (divide) divide_f32(out, in, n, divisor);
+      return;
+    }
+    const std::size_t at = divide
+                               ? divide_f32_checked(out, in, n, divisor)
+                               : run_then_check_blocks(out, n, [&](std::size_t b, std::size_t e) {
+                                   if (out != in) std::memcpy(out + b, in + b, (e - b) * 4);
+                                 });
+    non_finite->keep_first(at == kAllFinite ? kAllFinite : offset + at, -1);
+  };
   const std::size_t esize = element_size(type);
   // MPI counts are int: reduce in slices.
   constexpr std::size_t kSlice = std::size_t{1} << 30;
@@ -335,7 +355,8 @@ void MpiTransport::mpi_allreduce(void* data, std::size_t count, ElementType type
     void* p = bytes + off * esize;
     if (timeout_s_ <= 0) {
       check(MPI_Allreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_), "allreduce");
-      if (divide) divide_f32(static_cast<float*>(p), static_cast<float*>(p), n, divisor);
+      if (type == ElementType::f32)
+        finish_f32(static_cast<float*>(p), static_cast<float*>(p), n, off);
     } else {
       // Into a copy: MPI cannot cancel a collective, and after a timeout it may still write
       // its receive buffer; the copy is then abandoned, the caller's memory is left alone.
@@ -347,28 +368,32 @@ void MpiTransport::mpi_allreduce(void* data, std::size_t count, ElementType type
       MPI_Request r;
       check(MPI_Iallreduce(p, copy_.data(), n, mpi_type(type), mpi_op(op), comm_, &r), "allreduce");
       wait_on_copy(copy_, &r, "allreduce", -1);
-      if (divide)
-        divide_f32(static_cast<float*>(p), reinterpret_cast<const float*>(copy_.data()), n,
-                   divisor);
+      if (type == ElementType::f32 && (divide || non_finite))
+        finish_f32(static_cast<float*>(p), reinterpret_cast<const float*>(copy_.data()), n, off);
       else
         std::memcpy(p, copy_.data(), slice_bytes);
     }
   }
 }
 
-void MpiTransport::sum_f32(float* data, std::size_t count, float divisor) {
+void MpiTransport::sum_f32(float* data, std::size_t count, float divisor,
+                           NonFiniteSum* non_finite) {
   const std::size_t bytes = count * 4;
   const SumRouteChooser::Plan plan = routes_.next(bytes);
   const Timer timer;
   if (plan.route == SumRoute::ring)
-    ring_sum_f32(data, count, divisor);
+    ring_sum_f32(data, count, divisor, non_finite);
   else
-    mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, divisor);
+    mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, divisor, non_finite);
   const double seconds = timer.seconds();
   // MPI does not promise every rank the same bits (Open MPI's algorithms give them, but a
   // library with per-rank reduction orders would not): check MPI's first results.
   if (plan.verify && !make_identical(data, bytes)) {
     routes_.reject_mpi();
+    if (non_finite) {  // rank 0's bits now: test them again, so that every rank answers alike
+      *non_finite = NonFiniteSum{};
+      non_finite->keep_first(first_non_finite_f32(data, count), -1);
+    }
     if (rank_ == 0)
       TW_LOG(warn, "transport: MPI's allreduce gave ranks different bits for ", bytes,
              " bytes; repaired from rank 0, and every f32 sum now takes thinwire's ring");
@@ -402,7 +427,16 @@ void MpiTransport::settle_route(std::size_t bytes) {
 // Reduce-scatter then allgather around the ring, chunk c = [count*c/P, count*(c+1)/P).
 // Each chunk is summed along one path (and divided by the rank that finishes it) and then
 // copied to every rank, so all ranks end with the same bits.
-void MpiTransport::ring_sum_f32(float* data, std::size_t count, float divisor) {
+//
+// With `non_finite`, the additions test the gradients for NaN and infinity as they read them.
+// A rank adds into every chunk but the one it sends first, once each, so `dst` is its own
+// gradient there; that first chunk, as sent, is `src` of its right neighbour's first
+// addition. So every element of every rank's gradient is tested once, by a pass the ring
+// makes anyway, and the rank that held it is known. Each allgather message then carries a
+// 16-byte note, the first (index, rank) its sender has seen (its own and the notes it
+// received before), so that after P-1 steps every rank has seen every rank's.
+void MpiTransport::ring_sum_f32(float* data, std::size_t count, float divisor,
+                                NonFiniteSum* non_finite) {
   const int p = size_;
   const int right = (rank_ + 1) % p, left = (rank_ - 1 + p) % p;
   auto start = [&](int c) {
@@ -410,6 +444,7 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count, float divisor) {
   };
   auto length = [&](int c) { return start(c + 1) - start(c); };
   ring_scratch_.resize(count / p + 1);
+  NonFiniteSum seen;
 
   for (int s = 0; s < p - 1; ++s) {
     const int send_c = (rank_ - s + p) % p, recv_c = (rank_ - s - 1 + p) % p;
@@ -420,18 +455,47 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count, float divisor) {
     wait_peers(ops_, "ring allreduce (reduce-scatter)", count * 4);
     float* dst = data + start(recv_c);
     const float* src = ring_scratch_.data();
-    if (s == p - 2 && divisor != 1.0f)  // this rank finishes chunk recv_c
-      for (std::size_t i = 0; i < n_recv; ++i) dst[i] = (dst[i] + src[i]) / divisor;
-    else
-      for (std::size_t i = 0; i < n_recv; ++i) dst[i] += src[i];
+    const bool finishes = s == p - 2 && divisor != 1.0f;  // this rank finishes chunk recv_c
+    auto add = [&](std::size_t begin, std::size_t end) {
+      if (finishes)
+        for (std::size_t i = begin; i < end; ++i) dst[i] = (dst[i] + src[i]) / divisor;
+      else
+        for (std::size_t i = begin; i < end; ++i) dst[i] += src[i];
+    };
+    if (!non_finite) {
+      add(0, n_recv);
+      continue;
+    }
+    std::size_t lefts = kAllFinite;
+    const std::size_t mine =
+        check_then_run_blocks(dst, n_recv, [&](std::size_t begin, std::size_t end) {
+          if (s == 0 && lefts == kAllFinite) {
+            const std::size_t at = first_non_finite_f32(src + begin, end - begin);
+            if (at != kAllFinite) lefts = begin + at;
+          }
+          add(begin, end);
+        });
+    if (mine != kAllFinite) seen.keep_first(start(recv_c) + mine, rank_);
+    if (lefts != kAllFinite) seen.keep_first(start(recv_c) + lefts, left);
   }
+  std::uint64_t note_out[2], note_in[2];
   for (int s = 0; s < p - 1; ++s) {
     const int send_c = (rank_ + 1 - s + p) % p, recv_c = (rank_ - s + p) % p;
     ops_.clear();
     post_recv(data + start(recv_c), length(recv_c) * 4, left, kTagRingAllgather);
     post_send(data + start(send_c), length(send_c) * 4, right, kTagRingAllgather);
+    if (non_finite) {
+      note_out[0] = seen.index;
+      note_out[1] = static_cast<std::uint64_t>(static_cast<std::int64_t>(seen.rank));
+      post_recv(note_in, sizeof note_in, left, kTagRingCheck);
+      post_send(note_out, sizeof note_out, right, kTagRingCheck);
+    }
     wait_peers(ops_, "ring allreduce (allgather)", count * 4);
+    if (non_finite)
+      seen.keep_first(static_cast<std::size_t>(note_in[0]),
+                      static_cast<int>(static_cast<std::int64_t>(note_in[1])));
   }
+  if (non_finite) *non_finite = seen;
 }
 
 void MpiTransport::allgather(const void* send, void* recv, std::size_t bytes) {

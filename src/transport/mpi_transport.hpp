@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "thinwire/transport.hpp"
+#include "transport/average.hpp"
 #include "transport/sum_route.hpp"
 
 namespace thinwire::detail {
@@ -39,8 +40,10 @@ class MpiTransport final : public Transport {
   void allreduce(void* data, std::size_t count, ElementType type, ReduceOp op) override;
   // In place: the f32 sum over ranks divided by size(), the same bits as allreduce() then
   // a division on every rank, but each rank divides only the part of the sum it finishes
-  // (ring) or divides while copying the result out (MPI's route).
-  void average_f32(float* data, std::size_t count);
+  // (ring) or divides while copying the result out (MPI's route). With `non_finite`, also finds
+  // the first NaN or infinity on the way (average.hpp): the ring tests the gradients in its
+  // additions, MPI's route the average as it divides.
+  void average_f32(float* data, std::size_t count, NonFiniteSum* non_finite = nullptr);
   void allgather(const void* send, void* recv, std::size_t bytes) override;
   void alltoall(const void* send, void* recv, std::size_t bytes) override;
   void broadcast(void* data, std::size_t bytes, int root) override;
@@ -92,12 +95,13 @@ class MpiTransport final : public Transport {
   void check(int rc, const char* what) const;
   // A large f32 sum: by the route chooser's plan, timed while it explores.
   // Divides the sum by `divisor` unless it is 1.
-  void sum_f32(float* data, std::size_t count, float divisor);
-  void ring_sum_f32(float* data, std::size_t count, float divisor);
+  void sum_f32(float* data, std::size_t count, float divisor, NonFiniteSum* non_finite);
+  void ring_sum_f32(float* data, std::size_t count, float divisor, NonFiniteSum* non_finite);
   // MPI's own allreduce (nonblocking and polled when there is a deadline), in int-sized
-  // slices; f32 results are divided by `divisor` unless it is 1.
+  // slices; f32 results are divided by `divisor` unless it is 1, and with `non_finite` (f32)
+  // tested for NaN and infinity as they are written.
   void mpi_allreduce(void* data, std::size_t count, ElementType type, ReduceOp op,
-                     float divisor = 1.0f);
+                     float divisor = 1.0f, NonFiniteSum* non_finite = nullptr);
   // The size class of `bytes` has its exploration timings: agree them (slowest rank) and
   // settle its route.
   void settle_route(std::size_t bytes);
