@@ -20,6 +20,7 @@
 #include "compress/topk_codec.hpp"
 #include "reducer/non_finite.hpp"
 #include "transport/average.hpp"
+#include "transport/ring_add.hpp"
 
 namespace thinwire::detail {
 namespace {
@@ -176,44 +177,112 @@ TEST(HostKernels, FillUniformsMatchesTheStream) {
       }
 }
 
-// The fused checks find the first NaN or infinity wherever it sits relative to their blocks,
-// test the inputs before the body writes (check_then_run_blocks) or what it wrote
-// (run_then_check_blocks), and leave the arithmetic's bits as they were.
+// The fused checks find the first NaN or infinity wherever it sits relative to their blocks
+// (first, partial last, one block ahead of the arithmetic), in the operands as they were
+// before the ring's addition or in what divide_f32_checked wrote, and leave the arithmetic's
+// bits as the plain loops give them.
 TEST(HostKernels, FusedNonFiniteChecksFindTheFirstAndKeepTheBits) {
   const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
                        std::numeric_limits<float>::infinity(),
                        -std::numeric_limits<float>::infinity()};
-  for (std::size_t n :
-       {std::size_t{1}, std::size_t{63}, std::size_t{64}, std::size_t{1025}, std::size_t{5000}}) {
+  for (std::size_t n : {std::size_t{1}, std::size_t{255}, std::size_t{256}, std::size_t{257},
+                        std::size_t{1000}, std::size_t{5000}}) {
     std::vector<std::size_t> spots = {0, n / 2, n - 1};
-    if (n > 1024) spots.insert(spots.end(), {1023, 1024});
-    for (std::size_t at : spots) {
+    for (std::size_t edge :
+         {std::size_t{255}, std::size_t{256}, std::size_t{511}, std::size_t{512}, std::size_t{767}})
+      if (edge < n) spots.push_back(edge);
+    auto values = [&](int salt) {
       std::vector<float> x(n);
-      for (std::size_t i = 0; i < n; ++i) x[i] = 0.25f * static_cast<float>(i % 97) - 3.0f;
-      x[at] = bad[at % 3];
-      if (at + 7 < n) x[at + 7] = bad[(at + 1) % 3];  // a later one does not win
-      EXPECT_EQ(first_non_finite_f32(x.data(), n), at) << n;
-      // Inputs: the body doubles x in place after its block was tested.
-      std::vector<float> y = x;
-      EXPECT_EQ(check_then_run_blocks(y.data(), n,
-                                      [&](std::size_t b, std::size_t e) {
-                                        for (std::size_t i = b; i < e; ++i) y[i] *= 2.0f;
-                                      }),
-                at);
-      // Outputs: x / 4 written into z.
-      std::vector<float> z(n), want(n);
-      divide_f32(want.data(), x.data(), n, 4.0f);
-      EXPECT_EQ(divide_f32_checked(z.data(), x.data(), n, 4.0f), at) << n;
-      EXPECT_EQ(0, std::memcmp(z.data(), want.data(), n * 4));
-      // A finite input whose quotient overflows is found in the output only.
-      std::vector<float> big(n, 1.0f);
-      big[at] = 3e38f;
-      EXPECT_EQ(check_then_run_blocks(big.data(), n, [](std::size_t, std::size_t) {}), kAllFinite);
-      EXPECT_EQ(divide_f32_checked(z.data(), big.data(), n, 0.5f), at);
-    }
+      for (std::size_t i = 0; i < n; ++i)
+        x[i] = 0.25f * static_cast<float>((i * 7 + salt) % 97) - 3.0f + 1e-39f * salt;
+      return x;
+    };
+    for (std::size_t at : spots)
+      for (int in_src = 0; in_src < 2; ++in_src) {
+        std::vector<float> d = values(1), s = values(2);
+        std::vector<float>& hit = in_src ? s : d;
+        hit[at] = bad[at % 3];
+        if (at + 7 < n) hit[at + 7] = bad[(at + 1) % 3];  // a later one does not win
+        EXPECT_EQ(first_non_finite_f32(hit.data(), n), at) << n;
+        for (float divisor : {1.0f, 4.0f, 3.0f}) {
+          std::vector<float> want = d, got = d;
+          for (std::size_t i = 0; i < n; ++i)
+            want[i] = divisor == 1.0f ? d[i] + s[i] : (d[i] + s[i]) / divisor;
+          for (int tests = 0; tests < 4; ++tests) {  // none, dst, src, both
+            got = d;
+            const bool td = tests & 1, ts = tests & 2;
+            const RingAddFound f = ring_add_f32(got.data(), s.data(), n, divisor, td, ts);
+            EXPECT_EQ(0, std::memcmp(got.data(), want.data(), n * 4)) << n << " " << divisor;
+            EXPECT_EQ(f.dst, td && !in_src ? at : kAllFinite) << n << " " << at << " " << tests;
+            EXPECT_EQ(f.src, ts && in_src ? at : kAllFinite) << n << " " << at << " " << tests;
+          }
+        }
+        // Outputs: d / 4 and d / 3 written into z.
+        for (float divisor : {4.0f, 3.0f}) {
+          std::vector<float> z(n), want(n);
+          for (std::size_t i = 0; i < n; ++i) want[i] = d[i] / divisor;
+          if (!in_src) {
+            EXPECT_EQ(divide_f32_checked(z.data(), d.data(), n, divisor), at) << n;
+            EXPECT_EQ(0, std::memcmp(z.data(), want.data(), n * 4));
+          }
+        }
+        // A finite input whose quotient overflows is found in the output.
+        std::vector<float> big(n, 1.0f), z(n);
+        big[at] = 3e38f;
+        EXPECT_EQ(first_non_finite_f32(big.data(), n), kAllFinite);
+        EXPECT_EQ(divide_f32_checked(z.data(), big.data(), n, 0.5f), at);
+      }
   }
   std::vector<float> finite(3000, 1.5f), out(3000);
   EXPECT_EQ(divide_f32_checked(out.data(), finite.data(), finite.size(), 3.0f), kAllFinite);
+}
+
+// A power of two divides as a multiplication by its reciprocal, with the same bits for every
+// float (subnormal results, NaN and infinity included); other divisors do not qualify.
+TEST(HostKernels, PowerOfTwoDivisorsDivideAsReciprocals) {
+  for (float p : {2.0f, 4.0f, 8.0f, 1024.0f, 0.5f}) EXPECT_TRUE(divides_as_reciprocal(p)) << p;
+  for (float p : {3.0f, 6.0f, 1e-40f, 0.0f, 1e38f * 10.0f})
+    EXPECT_FALSE(divides_as_reciprocal(p)) << p;
+  std::mt19937 rng(5);
+  std::vector<float> x(1 << 16);
+  for (float& v : x) {
+    const std::uint32_t bits = rng();
+    std::memcpy(&v, &bits, 4);
+  }
+  x[0] = std::numeric_limits<float>::denorm_min();
+  x[1] = std::numeric_limits<float>::min();
+  for (float p : {2.0f, 4.0f, 64.0f}) {
+    std::vector<float> got(x.size());
+    divide_f32(got.data(), x.data(), x.size(), p);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float want = x[i] / p;
+      ASSERT_EQ(0, std::memcmp(&got[i], &want, 4)) << x[i] << " / " << p;
+    }
+  }
+}
+
+// The 16-bit scans: all exponent bits set is non-finite (either sign, any mantissa); the
+// largest finite values and a set sign bit alone are not.
+TEST(HostKernels, FirstNonFiniteOfHalfAndBfloat16) {
+  struct Case {
+    DType dtype;
+    std::uint16_t finite[3], non_finite[3];
+  };
+  const Case cases[] = {{DType::f16, {0x7bff, 0xfbff, 0x8000}, {0x7c00, 0xfc00, 0x7e01}},
+                        {DType::bf16, {0x7f7f, 0xff7f, 0x8000}, {0x7f80, 0xff80, 0x7fc1}}};
+  for (const Case& c : cases)
+    for (std::size_t n : {std::size_t{5}, std::size_t{64}, std::size_t{200}}) {
+      std::vector<std::uint16_t> v(n);
+      for (std::size_t i = 0; i < n; ++i) v[i] = c.finite[i % 3];
+      EXPECT_EQ(first_non_finite(TensorView::host(v.data(), n, c.dtype)), kAllFinite);
+      for (std::size_t k = 0; k < 3; ++k) {
+        const std::size_t at = (n - 1) * k / 2;
+        auto w = v;
+        w[at] = c.non_finite[k];
+        EXPECT_EQ(first_non_finite(TensorView::host(w.data(), n, c.dtype)), at)
+            << static_cast<int>(c.dtype) << " " << n << " " << k;
+      }
+    }
 }
 
 // The first non-finite element wins, then the lowest rank; "found in the average" (-1) comes

@@ -15,6 +15,7 @@
 #include "common/logging.hpp"
 #include "common/timer.hpp"
 #include "transport/average.hpp"
+#include "transport/ring_add.hpp"
 
 namespace thinwire::detail {
 
@@ -453,30 +454,13 @@ void MpiTransport::ring_sum_f32(float* data, std::size_t count, float divisor,
     post_recv(ring_scratch_.data(), n_recv * 4, left, kTagReduceScatter);
     post_send(data + start(send_c), length(send_c) * 4, right, kTagReduceScatter);
     wait_peers(ops_, "ring allreduce (reduce-scatter)", count * 4);
-    float* dst = data + start(recv_c);
-    const float* src = ring_scratch_.data();
-    const bool finishes = s == p - 2 && divisor != 1.0f;  // this rank finishes chunk recv_c
-    auto add = [&](std::size_t begin, std::size_t end) {
-      if (finishes)
-        for (std::size_t i = begin; i < end; ++i) dst[i] = (dst[i] + src[i]) / divisor;
-      else
-        for (std::size_t i = begin; i < end; ++i) dst[i] += src[i];
-    };
-    if (!non_finite) {
-      add(0, n_recv);
-      continue;
-    }
-    std::size_t lefts = kAllFinite;
-    const std::size_t mine =
-        check_then_run_blocks(dst, n_recv, [&](std::size_t begin, std::size_t end) {
-          if (s == 0 && lefts == kAllFinite) {
-            const std::size_t at = first_non_finite_f32(src + begin, end - begin);
-            if (at != kAllFinite) lefts = begin + at;
-          }
-          add(begin, end);
-        });
-    if (mine != kAllFinite) seen.keep_first(start(recv_c) + mine, rank_);
-    if (lefts != kAllFinite) seen.keep_first(start(recv_c) + lefts, left);
+    // This rank finishes chunk recv_c at the last step: it divides that part of the sum.
+    const float chunk_divisor = s == p - 2 ? divisor : 1.0f;
+    const RingAddFound found =
+        ring_add_f32(data + start(recv_c), ring_scratch_.data(), n_recv, chunk_divisor,
+                     non_finite != nullptr, non_finite != nullptr && s == 0);
+    seen.keep_first(found.dst == kAllFinite ? kAllFinite : start(recv_c) + found.dst, rank_);
+    seen.keep_first(found.src == kAllFinite ? kAllFinite : start(recv_c) + found.src, left);
   }
   std::uint64_t note_out[2], note_in[2];
   for (int s = 0; s < p - 1; ++s) {
