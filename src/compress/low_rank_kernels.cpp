@@ -257,22 +257,31 @@ TW_TARGET_AVX2 void reconstruct_avx2(const float* p, const float* qt, std::size_
 #define TW_DISPATCH(kernel, ...) kernel##_default(__VA_ARGS__)
 #endif
 
+// Q^T for the kernels: grow-only and per thread, so that a step's three products allocate
+// nothing in the steady state (a Reducer may run on any thread, several at once).
+float* transposed_scratch(std::size_t n) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < n) scratch.resize(n);
+  return scratch.data();
+}
+
 }  // namespace
 
 void project(const float* m, std::size_t rows, std::size_t cols, const float* q, std::size_t r,
              float* p) {
   if (rows == 0 || r == 0) return;
-  std::vector<float> qt(cols * r);
-  transpose(q, cols, r, qt.data());
-  TW_DISPATCH(project, m, rows, cols, qt.data(), r, p);
+  float* qt = transposed_scratch(cols * r);
+  transpose(q, cols, r, qt);
+  TW_DISPATCH(project, m, rows, cols, qt, r, p);
 }
 
 void back_project(const float* m, std::size_t rows, std::size_t cols, const float* p, std::size_t r,
                   float* q) {
   if (cols == 0 || r == 0) return;
-  std::vector<float> qt(cols * r, 0.0f);
-  TW_DISPATCH(back_project, m, rows, cols, p, r, qt.data());
-  transpose(qt.data(), r, cols, q);  // q (cols x r) = qt^T
+  float* qt = transposed_scratch(cols * r);
+  std::fill(qt, qt + cols * r, 0.0f);
+  TW_DISPATCH(back_project, m, rows, cols, p, r, qt);
+  transpose(qt, r, cols, q);  // q (cols x r) = qt^T
 }
 
 void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t cols, std::size_t r,
@@ -282,9 +291,9 @@ void reconstruct(const float* p, const float* q, std::size_t rows, std::size_t c
     std::memset(out, 0, rows * cols * sizeof(float));
     return;
   }
-  std::vector<float> qt(cols * r);
-  transpose(q, cols, r, qt.data());
-  TW_DISPATCH(reconstruct, p, qt.data(), rows, cols, r, out);
+  float* qt = transposed_scratch(cols * r);
+  transpose(q, cols, r, qt);
+  TW_DISPATCH(reconstruct, p, qt, rows, cols, r, out);
 }
 
 void residual_update(float* x, const float* y, std::size_t n, bool subtract, double* sq_error,
