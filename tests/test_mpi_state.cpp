@@ -422,6 +422,27 @@ TEST(MpiState, NonFiniteInLargeDenseLayersIsFoundInTheirSumNamingTheRank) {
   }
 }
 
+// f16/bf16 dense layers are checked in their f32 sum too; on nan=error their buffers keep the
+// gradient (the average is not written back to them).
+TEST(MpiState, NonFiniteInLargeHalfDenseLayersIsFoundInTheirSum) {
+  const int me = world_rank(), p = world_size();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  for (DType dt : {DType::f16, DType::bf16}) {
+    Reducer r(comm, {{"h", {40000}}}, Config::parse("none"));
+    std::vector<std::uint16_t> g(40000);
+    for (std::size_t i = 0; i < g.size(); ++i) g[i] = dt == DType::f16 ? 0x3c00 : 0x3f80;  // 1.0
+    if (me == p - 1) g[39999] = dt == DType::f16 ? 0x7e00 : 0x7fc0;                        // NaN
+    const auto before = g;
+    const auto err = error_from([&] { r.allreduce({TensorView::host(g.data(), g.size(), dt)}); });
+    ASSERT_TRUE(err.has_value());
+    EXPECT_NE(
+        std::string(err->what()).find("on rank " + std::to_string(p - 1) + " at element 39999;"),
+        std::string::npos)
+        << err->what();
+    EXPECT_EQ(g, before);
+  }
+}
+
 // nan=skip on the sum: every rank zeroes every gradient and the compressed layer's error
 // memory is untouched (the dense route runs first), so the next step matches a Reducer that
 // never saw the bad step.

@@ -597,7 +597,7 @@ bool ReducerImpl::non_finite_in_sum(const std::vector<StepLayer>& step_layers,
   if (sum_check == NanPolicy::error)
     fail_with(ErrorCode::invalid_argument, "reducer", comm_.rank(), where,
               "; nan=error stops here, nan=skip would drop the step (found while averaging the ",
-              "dense layers, whose buffers now hold the average; no compressed layer was touched)");
+              "dense layers, after their payload moved; no compressed layer was touched)");
   for (const TensorView& v : grads)
     if (v.numel()) std::memset(v.data(), 0, v.bytes());
   last_skipped_ = true;

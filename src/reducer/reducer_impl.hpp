@@ -87,7 +87,8 @@ class ReducerImpl {
                 PhaseTimes& times);
   // After the dense route of a step whose dense layers were checked in their sum: false when
   // the average was finite. Otherwise nan=skip drops the step (gradients zeroed; no error
-  // memory has been touched yet) and returns true; nan=error throws on every rank alike.
+  // memory has been touched yet) and returns true; nan=error throws on every rank alike (f32
+  // dense layers then hold the average, f16/bf16 ones their gradient: it is not written back).
   bool non_finite_in_sum(const std::vector<StepLayer>& step_layers,
                          const std::vector<TensorView>& grads, NanPolicy sum_check,
                          const PhaseTimes& times);
