@@ -19,11 +19,17 @@ const std::vector<Layer>& layers() {
   return l;
 }
 
-std::vector<std::vector<float>> gradients(int rank, std::uint64_t step) {
+// Every layer of `ls` filled from seeded_normal(seed, rank, layer, step).
+std::vector<std::vector<float>> seeded_gradients(const std::vector<Layer>& ls, std::uint64_t seed,
+                                                 int rank, std::uint64_t step) {
   std::vector<std::vector<float>> g;
-  for (std::size_t l = 0; l < layers().size(); ++l)
-    g.push_back(seeded_normal(21, rank, l, step, layers()[l].numel()));
+  for (std::size_t l = 0; l < ls.size(); ++l)
+    g.push_back(seeded_normal(seed, rank, l, step, ls[l].numel()));
   return g;
+}
+
+std::vector<std::vector<float>> gradients(int rank, std::uint64_t step) {
+  return seeded_gradients(layers(), 21, rank, step);
 }
 
 const char* const kSpecs[] = {"none",
@@ -331,10 +337,7 @@ const std::vector<Layer>& large_layers() {
 constexpr std::size_t kDenseTotal = 33300;
 
 std::vector<std::vector<float>> large_gradients(int rank, std::uint64_t step) {
-  std::vector<std::vector<float>> g;
-  for (std::size_t l = 0; l < large_layers().size(); ++l)
-    g.push_back(seeded_normal(22, rank, l, step, large_layers()[l].numel()));
-  return g;
+  return seeded_gradients(large_layers(), 22, rank, step);
 }
 
 // Element `at` of the packed dense layers: its layer and index there.

@@ -22,16 +22,25 @@ using AliasU32 = std::uint32_t;
 using AliasU16 = std::uint16_t;
 #endif
 
-// Whether any element of p[0, n) has all its `exponent` bits set. And, add and or only, which
-// the compiler vectorizes even for SSE2: the exponent field plus its lowest bit carries into
-// the bit above it exactly when the field is all ones.
+// The exponent field of `bits` plus its lowest bit: it carries into the bit above the field
+// (carry_bit) exactly when the field is all ones, a NaN or an infinity. And and add only, so
+// OR-ed over a block it vectorizes even for SSE2.
+template <typename Bits>
+constexpr Bits exponent_carry(Bits bits, Bits exponent) {
+  return static_cast<Bits>((bits & exponent) + (exponent & (~exponent + 1u)));
+}
+template <typename Bits>
+constexpr Bits carry_bit(Bits exponent) {
+  return static_cast<Bits>(exponent + (exponent & (~exponent + 1u)));
+}
+constexpr std::uint32_t kF32Exponent = 0x7f800000u;
+
+// Whether any element of p[0, n) has all its `exponent` bits set.
 template <typename Bits>
 bool any_with_exponent(const Bits* p, std::size_t n, Bits exponent) {
-  const Bits lowest = static_cast<Bits>(exponent & (~exponent + 1u));
-  const Bits carry = static_cast<Bits>(exponent + lowest);
   Bits any = 0;
-  for (std::size_t i = 0; i < n; ++i) any |= static_cast<Bits>((p[i] & exponent) + lowest);
-  return (any & carry) != 0;
+  for (std::size_t i = 0; i < n; ++i) any |= exponent_carry<Bits>(p[i], exponent);
+  return (any & carry_bit(exponent)) != 0;
 }
 
 // Elements per block of the scans: a block is tested as a whole and searched only when it
@@ -54,7 +63,7 @@ std::size_t first_with_exponent(const Bits* p, std::size_t n, Bits exponent) {
 // Index of the first NaN or infinity of x[0, n), or kAllFinite.
 inline std::size_t first_non_finite_f32(const float* x, std::size_t n) {
   static_assert(sizeof(float) == sizeof(std::uint32_t), "IEEE binary32 floats");
-  return first_with_exponent<AliasU32>(reinterpret_cast<const AliasU32*>(x), n, 0x7f800000u);
+  return first_with_exponent<AliasU32>(reinterpret_cast<const AliasU32*>(x), n, kF32Exponent);
 }
 
 // Runs `body(begin, end)` over [0, n) block by block and returns the index of the first NaN

@@ -100,18 +100,14 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   std::map<std::string, std::unique_ptr<Compressor>> codecs;
 
   std::vector<LayerPlan> plans;
-  bool host_only = false;  // the features that keep dense layers' check before the step
-  for (std::size_t i = 0; i < layers.size(); ++i) {
-    plans.push_back(make_plan(layers[i], specs[i]));
-    host_only = host_only || specs[i].dgc || specs[i].clip > 0.0;
-  }
+  for (std::size_t i = 0; i < layers.size(); ++i) plans.push_back(make_plan(layers[i], specs[i]));
   // Dense layers' check may ride on their average at no cost (non_finite.hpp).
-  const bool dense_in_sum = dense_sum_check(plans, host_only) != NanPolicy::propagate;
+  const NanPolicy sum_check = dense_sum_check(plans, false);
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const LayerPlan& plan = plans[i];
     const double n = static_cast<double>(plan.numel);
     if (plan.numel == 0) continue;
-    if (specs[i].nan != NanPolicy::propagate && !(dense_in_sum && plan.route == Route::dense))
+    if (specs[i].nan != NanPolicy::propagate && !checked_in_sum(plan, sum_check))
       check += n * rates.check;
     std::unique_ptr<Compressor>& codec = codecs[plan.spec];
     if (!codec) codec = make_codec(specs[i]);

@@ -29,6 +29,12 @@ struct LayerPlan {
 // not be smaller than the layer (vectors, rank >= min(rows, cols)) go dense.
 LayerPlan make_plan(const Layer& layer, const Config& config);
 
+// Features of a spec that run on the host only and read the gradients before the sum (DGC,
+// clipping): device tensors under them are staged through host memory.
+inline bool runs_on_host_only(const Config& config) {
+  return config.dgc || config.clip > 0.0;
+}
+
 // One codec per distinct spec, so layers that share a spec share its workspaces.
 std::unique_ptr<Compressor> make_codec(const Config& config);
 

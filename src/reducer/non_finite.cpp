@@ -22,8 +22,10 @@ std::size_t first_non_finite(const TensorView& v) {
 // Checked averages from this size on take the ring by default, which names the rank.
 static_assert(kDenseSumCheckMinBytes == MpiTransport::kRingMinBytes, "checked sums take the ring");
 
-NanPolicy dense_sum_check(const std::vector<LayerPlan>& plans, bool host_only_features) {
-  if (host_only_features) return NanPolicy::propagate;
+NanPolicy dense_sum_check(const std::vector<LayerPlan>& plans, bool adaptive) {
+  if (adaptive) return NanPolicy::propagate;
+  for (const LayerPlan& plan : plans)
+    if (runs_on_host_only(plan.config)) return NanPolicy::propagate;
   std::size_t elements = 0;
   NanPolicy policy = NanPolicy::propagate;
   for (const LayerPlan& plan : plans) {

@@ -24,12 +24,17 @@ std::size_t first_non_finite(const TensorView& v);
 // - at least kDenseSumCheckMinBytes of them: below it the check before the step is cheap
 //   and, riding on the control exchange, names the rank (small sums take MPI's allreduce,
 //   where only the average can be tested);
-// - no feature that reads gradients before the sum (`host_only_features`: clipping, DGC,
-//   adaptive choice), since a NaN there would reach other layers first.
+// - no feature that reads gradients before the sum (clipping and DGC, `runs_on_host_only`,
+//   or an adaptive choice), since a NaN there would reach other layers first.
 // The compressed layers are still checked before the step: their error memories and
 // payloads must never see a non-finite value. Dense layers run first in a step, so a skip
 // still leaves every error memory untouched.
 constexpr std::size_t kDenseSumCheckMinBytes = 64 * 1024;  // MpiTransport::kRingMinBytes
-NanPolicy dense_sum_check(const std::vector<LayerPlan>& plans, bool host_only_features);
+NanPolicy dense_sum_check(const std::vector<LayerPlan>& plans, bool adaptive);
+
+// Whether layer `plan`'s check rides on the dense sum under dense_sum_check's `sum_check`.
+inline bool checked_in_sum(const LayerPlan& plan, NanPolicy sum_check) {
+  return sum_check != NanPolicy::propagate && plan.route == Route::dense;
+}
 
 }  // namespace thinwire::detail

@@ -288,7 +288,7 @@ LocalStatus ReducerImpl::check_finite(const std::vector<std::size_t>& first,
 bool ReducerImpl::host_only_features() const {
   if (adaptive_) return true;
   for (const LayerPlan& plan : plans_)
-    if (plan.config.dgc || plan.config.clip > 0.0) return true;
+    if (runs_on_host_only(plan.config)) return true;
   return false;
 }
 
@@ -386,10 +386,9 @@ void ReducerImpl::reduce(const std::vector<TensorView>& grads_in) {
         // A read of every gradient that the sum does not check: local work before the
         // payload, counted as encode.
         ScopedTimer t(&times.encode);
-        sum_check = dense_sum_check(plans_, host_only_features());
+        sum_check = dense_sum_check(plans_, adaptive_ != nullptr);
         for (std::size_t i = 0; i < layers_.size(); ++i)
-          if (plans_[i].config.nan != NanPolicy::propagate &&
-              !(sum_check != NanPolicy::propagate && plans_[i].route == Route::dense))
+          if (plans_[i].config.nan != NanPolicy::propagate && !checked_in_sum(plans_[i], sum_check))
             first[i] = first_non_finite((*grads)[i]);
       }
       status = check_finite(first, &non_finite);
@@ -439,7 +438,7 @@ void ReducerImpl::reduce(const std::vector<TensorView>& grads_in) {
     stats_.seconds_total += total.seconds();
     return;
   }
-  run_step(*grads, on_device, on_device ? NanPolicy::propagate : sum_check, times);
+  run_step(*grads, on_device, sum_check, times);  // propagate unless a host step set it
   if (grads != &grads_in) device_->stage_out(staged_bytes, grads_in);
   stats_.seconds_total += total.seconds();
 }
@@ -487,7 +486,7 @@ void ReducerImpl::run_step(const std::vector<TensorView>& grads, bool on_device,
       LayerState& state = states_[i];
       if (sl.n == 0) continue;
       sl.route = plan.route;
-      sl.check_in_sum = plan.route == Route::dense && sum_check != NanPolicy::propagate;
+      sl.check_in_sum = checked_in_sum(plan, sum_check);
       if (plan.route != Route::dense && step_ < plan.config.warmup) {
         sl.route = Route::dense;  // warm-up: uncompressed, error memories untouched
       } else if (plan.route != Route::dense && plan.config.ef == ErrorFeedback::econtrol &&

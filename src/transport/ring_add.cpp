@@ -20,11 +20,6 @@ void combine_range(float* dst, const float* src, std::size_t n, float factor) {
   for (std::size_t i = 0; i < n; ++i) dst[i] = combine<op>(dst[i], src[i], factor);
 }
 
-// The exponent test of any_with_exponent (non_finite_scan.hpp), for one f32 bit pattern.
-inline std::uint32_t exponent_carry(std::uint32_t bits) {
-  return (bits & 0x7f800000u) + 0x00800000u;
-}
-
 template <Op op, bool kTestDst, bool kTestSrc>
 RingAddFound add_testing_ahead(float* dst, const float* src, std::size_t n, float factor) {
   constexpr std::size_t kBlock = kNonFiniteBlock;
@@ -41,9 +36,9 @@ RingAddFound add_testing_ahead(float* dst, const float* src, std::size_t n, floa
   };
   auto flagged = [&](std::size_t b, std::size_t m) {
     return (kTestDst && any_with_exponent<AliasU32>(reinterpret_cast<const AliasU32*>(dst + b), m,
-                                                    0x7f800000u)) ||
+                                                    kF32Exponent)) ||
            (kTestSrc && any_with_exponent<AliasU32>(reinterpret_cast<const AliasU32*>(src + b), m,
-                                                    0x7f800000u));
+                                                    kF32Exponent));
   };
   if (n && flagged(0, n < kBlock ? n : kBlock)) search(0, n < kBlock ? n : kBlock);
   for (std::size_t b = 0; b < n; b += kBlock) {
@@ -57,11 +52,11 @@ RingAddFound add_testing_ahead(float* dst, const float* src, std::size_t n, floa
       const float* s = src + b;
       std::uint32_t any = 0;
       for (std::size_t i = 0; i < kBlock; ++i) {
-        if (kTestDst) any |= exponent_carry(nd[i]);
-        if (kTestSrc) any |= exponent_carry(ns[i]);
+        if (kTestDst) any |= exponent_carry<std::uint32_t>(nd[i], kF32Exponent);
+        if (kTestSrc) any |= exponent_carry<std::uint32_t>(ns[i], kF32Exponent);
         d[i] = combine<op>(d[i], s[i], factor);
       }
-      if (any & 0x80000000u) search(next, m_next);
+      if (any & carry_bit(kF32Exponent)) search(next, m_next);
     } else {
       combine_range<op>(dst + b, src + b, m, factor);
       if (m_next && flagged(next, m_next)) search(next, m_next);
