@@ -640,7 +640,14 @@ class Bench {
   json measure_compute_rates(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
     twm::ComputeRates mine;
-    if (host_rank_ == 0) mine = twm::rates_from_json(measure_compute_rates_here(layers));
+    if (host_rank_ == 0) {
+      mine = twm::rates_from_json(measure_compute_rates_here(layers));
+    } else {
+      // The same per-shape keys as the timing rank's, at 0, for max_rates.
+      for (const std::string& m : o_.methods)
+        for (const auto& shape : twm::low_rank_shapes(layers, method_timed(m)))
+          mine.powersgd_by_shape[shape] = {};
+    }
     sleeping_barrier();
     return twm::rates_to_json(twm::max_rates(comm_.host_transport(), mine));
   }
@@ -655,20 +662,28 @@ class Bench {
     json j = twm::rates_to_json(
         twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 1, kRateMinTimedS));
     for (const std::string& m : o_.methods) {
-      thinwire::Config c = thinwire::Config::parse(m);
-      if (c.method == thinwire::Method::automatic) {
-        const thinwire::Method family = c.family;
-        c.method = family;
-        c.family = thinwire::Method::none;
-      }
+      const thinwire::Config c = method_timed(m);
       if (c.method == thinwire::Method::none) continue;
       // The base kernels were timed above, once per probe.
-      const json r = twm::rates_to_json(
-          twm::measure_rates(c, rows, cols, 1, kRateMinTimedS, twm::RateKernels::codec_only));
+      twm::ComputeRates codec =
+          twm::measure_rates(c, rows, cols, 1, kRateMinTimedS, twm::RateKernels::codec_only);
+      // PowerSGD's speed depends on the matrix shape: each of the layers' shapes too.
+      twm::measure_low_rank_shapes(c, layers, std::size_t{1} << 22, kRateMinTimedS, &codec);
+      const json r = twm::rates_to_json(codec);
       for (const auto& [name, v] : r.items())
         if (v.get<double>() > 0) j[name] = v;
     }
     return j;
+  }
+
+  // The codec a method's probe times: auto's family for auto.
+  static thinwire::Config method_timed(const std::string& method) {
+    thinwire::Config c = thinwire::Config::parse(method);
+    if (c.method == thinwire::Method::automatic) {
+      c.method = c.family;
+      c.family = thinwire::Method::none;
+    }
+    return c;
   }
 
   void finish(Candidate& c, const std::vector<thinwire::Layer>& layers) {

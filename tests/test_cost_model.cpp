@@ -68,16 +68,29 @@ TEST(CostModel, DenseStep) {
   EXPECT_EQ(c.bytes_sent, 6291456u + 768u);
   EXPECT_NEAR(c.comm, 6291456 / 1e6 + kControl, kTol);
   EXPECT_EQ(c.encode + c.decode, 0.0);
-  // Two layers are packed and unpacked; the ring sums 3/4 of the buffer and divides the 1/4
-  // each rank finishes.
+  // Two large layers travel where they are; the ring sums 3/4 of their concatenation and
+  // divides the 1/4 each rank finishes.
   ComputeRates r;
   r.copy = 0.25e-9;
   r.add = 0.5e-9;
   const std::vector<Layer> two = {{"w", {1024, 1024}}, {"v", {1024, 1024}}};
   const StepCost d = predict_step(two, Config::parse("none"), 4, kMegabyte, r);
   const double n = 2.0 * 1024 * 1024;
-  EXPECT_NEAR(d.encode, n * 0.25e-9, kTol);
-  EXPECT_NEAR(d.decode, n * (0.75 + 0.25) * 0.5e-9 + n * 0.25e-9, kTol);
+  EXPECT_EQ(d.encode, 0.0);
+  EXPECT_NEAR(d.decode, n * (0.75 + 0.25) * 0.5e-9, kTol);
+  // Layers under 64 KiB (DenseAllreduce::kInPlaceMinBytes) are packed and unpacked, also
+  // next to a large one.
+  const std::vector<Layer> mixed = {{"w", {1024, 1024}}, {"b", {16383}}, {"c", {16384}}};
+  const StepCost m = predict_step(mixed, Config::parse("none"), 4, kMegabyte, r);
+  const double all = 1024.0 * 1024 + 16383 + 16384;
+  EXPECT_NEAR(m.encode, 16383 * 0.25e-9, kTol);
+  EXPECT_NEAR(m.decode, all * (0.75 + 0.25) * 0.5e-9 + 16383 * 0.25e-9, kTol);
+  // Below the ring's threshold (64 KiB in all) MPI's allreduce needs one buffer: all packed,
+  // and every rank divides the whole result.
+  const std::vector<Layer> small = {{"b", {1000}}, {"c", {2000}}};
+  const StepCost s = predict_step(small, Config::parse("none"), 4, kMegabyte, r);
+  EXPECT_NEAR(s.encode, 3000 * 0.25e-9, kTol);
+  EXPECT_NEAR(s.decode, 3000 * (0.75 * 0.5e-9 + 0.5e-9 + 0.25e-9), kTol);
 }
 
 // nan=error|skip reads every gradient before the step, except dense layers whose check
@@ -161,6 +174,71 @@ TEST(CostModel, PowersgdStepAndItsDenseFallback) {
   const StepCost plain = predict_step(layers, Config::parse("powersgd:4,ef=none"), 4, kMegabyte, r);
   EXPECT_NEAR(c.encode - plain.encode, n * 0.5e-9, kTol);
   EXPECT_NEAR(plain.decode - c.decode, n * 0.25e-9, kTol);
+}
+
+TEST(CostModel, PowersgdTakesTheRatesTimedOnItsLayersShape) {
+  ComputeRates r;
+  r.powersgd_encode = 1e-9;
+  r.powersgd_decode = 2e-9;
+  r.powersgd_by_shape[{2048, 512}] = {3e-9, 5e-9};
+  r.powersgd_by_shape[{512, 2048}] = {7e-9, 0.0};  // not both timed: the scalar rates
+  EXPECT_EQ(r.powersgd_at(2048, 512).encode, 3e-9);
+  EXPECT_EQ(r.powersgd_at(2048, 512).decode, 5e-9);
+  EXPECT_EQ(r.powersgd_at(512, 2048).encode, 1e-9);
+  EXPECT_EQ(r.powersgd_at(1024, 1024).decode, 2e-9);
+  // One tall layer with its own rates and one square one without: each layer's work at its
+  // rates (no error feedback, no check, so that only the products count).
+  const std::vector<Layer> layers = {{"tall", {2048, 512}}, {"square", {1024, 1024}}};
+  const Config spec = Config::parse("powersgd:4,ef=none,nan=propagate");
+  const double work = 2048.0 * 512 * 4;  // both layers: 1 Mi elements x rank 4
+  const StepCost c = predict_step(layers, spec, 4, kMegabyte, r);
+  EXPECT_NEAR(c.encode, work * 3e-9 + work * 1e-9, kTol);
+  EXPECT_NEAR(c.decode, work * 5e-9 + work * 2e-9, kTol);
+  // Scaling by a core's share scales the per-shape rates too.
+  const ComputeRates half = r.scaled(0.5);
+  EXPECT_EQ(half.powersgd_at(2048, 512).encode, 6e-9);
+  EXPECT_EQ(half.powersgd_at(2048, 512).decode, 10e-9);
+}
+
+TEST(CostModel, PerShapeRatesRoundTripThroughJson) {
+  ComputeRates r;
+  r.copy = 1e-9;
+  r.powersgd_by_shape[{2304, 576}] = {3e-10, 1.5e-10};
+  const nlohmann::json j = rates_to_json(r);
+  EXPECT_EQ(j.at("powersgd_encode@2304x576").get<double>(), 3e-10);
+  EXPECT_EQ(j.at("powersgd_decode@2304x576").get<double>(), 1.5e-10);
+  const ComputeRates back = rates_from_json(j);
+  EXPECT_EQ(back.copy, 1e-9);
+  ASSERT_EQ(back.powersgd_by_shape.size(), 1u);
+  EXPECT_EQ(back.powersgd_at(2304, 576).encode, 3e-10);
+  EXPECT_EQ(back.powersgd_at(2304, 576).decode, 1.5e-10);
+  // Keys that only look like a shape are not read as one.
+  nlohmann::json odd = j;
+  odd["powersgd_encode@12x"] = 1.0;
+  odd["powersgd_encode@3x4x5"] = 1.0;
+  odd["powersgd_decode@x7"] = 1.0;
+  EXPECT_EQ(rates_from_json(odd).powersgd_by_shape.size(), 1u);
+}
+
+TEST(CodecRates, LowRankShapesAreTheMatrixLayersDistinctShapes) {
+  const std::vector<Layer> layers = {{"qkv", {1728, 576}},  {"bias", {1728}},
+                                     {"fc1", {2304, 576}},  {"fc2", {576, 2304}},
+                                     {"qkv2", {1728, 576}}, {"narrow", {4096, 2}}};
+  using Shape = std::pair<std::size_t, std::size_t>;
+  // The bias is a vector and rank 4 is not below min(4096, 2): both dense.
+  EXPECT_EQ(low_rank_shapes(layers, Config::parse("powersgd:4")),
+            (std::vector<Shape>{{576, 2304}, {1728, 576}, {2304, 576}}));
+  EXPECT_TRUE(low_rank_shapes(layers, Config::parse("onebit")).empty());
+  // Timing them fills one entry per shape, each with both rates.
+  ComputeRates r;
+  measure_low_rank_shapes(Config::parse("powersgd:2"), {{"a", {64, 32}}, {"b", {32, 64}}},
+                          std::size_t{1} << 22, 0.0, &r);
+  ASSERT_EQ(r.powersgd_by_shape.size(), 2u);
+  for (const auto& [shape, rates] : r.powersgd_by_shape) {
+    EXPECT_GT(rates.encode, 0.0);
+    EXPECT_GT(rates.decode, 0.0);
+  }
+  EXPECT_EQ(r.powersgd_encode, 0.0);  // the scalar rates are measure_rates' to set
 }
 
 // ---- a link with a token bucket (tc tbf) ---------------------------------------------------

@@ -205,10 +205,52 @@ TEST(MpiReducer, ThousandSmallLayers) {
       reducer.allreduce(views(g));
       ASSERT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << spec;
       EXPECT_LT(relative_error(g, ref[step]), 1e-6) << spec;
-      if (config.method != Method::none)
-        for (std::size_t l = 0; l < layers.size(); ++l)
+      if (config.method != Method::none) {
+        for (std::size_t l = 0; l < layers.size(); ++l) {
           ASSERT_EQ(0, std::memcmp(g[l].data(), ref[step][l].data(), g[l].size() * 4))
               << spec << " layer " << l;
+        }
+      }
+    }
+  }
+}
+
+// On thinwire's ring, dense layers of 64 KiB or more (DenseAllreduce::kInPlaceMinBytes) are
+// sent and summed where they are, and runs of smaller ones packed between them. The result
+// must be the bits of the average of one packed buffer: the concatenated gradient as one
+// layer, which is reduced where it is, is that buffer. Chunk boundaries fall inside layers
+// and inside packed runs; also with messages cut into segments, and with the check in the sum.
+TEST(MpiReducer, DenseLayersSummedWhereTheyAreGiveThePackedBits) {
+  const std::vector<Layer> layers = {{"a", {70001}}, {"b1", {5}},       {"b2", {3000}},
+                                     {"empty", {0}}, {"c", {128, 300}}, {"d", {16384}},
+                                     {"e", {16383}}, {"f", {40000}},    {"g", {7}}};
+  std::int64_t total = 0;
+  for (const Layer& l : layers) total += static_cast<std::int64_t>(l.numel());
+  const std::vector<Layer> one = {{"all", {total}}};
+  const int me = world_rank();
+  for (const char* segment : {"0", "32768"}) {
+    ScopedEnv env("THINWIRE_MPI_SEGMENT_BYTES", segment);
+    Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+    for (const char* spec : {"none", "none,nan=propagate"}) {
+      Reducer split(comm, layers, Config::parse(spec));
+      Reducer whole(comm, one, Config::parse(spec));
+      for (int step = 0; step < 2; ++step) {
+        auto g =
+            gradients_at(layers, seeded_gradients(layers, 5), static_cast<std::uint64_t>(step), me);
+        std::vector<float> concat;
+        for (const auto& t : g) concat.insert(concat.end(), t.begin(), t.end());
+        split.allreduce(views(g));
+        whole.allreduce({TensorView::host(concat.data(), concat.size())});
+        ASSERT_TRUE(identical_on_all_ranks(g, MPI_COMM_WORLD)) << spec;
+        std::size_t off = 0;
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+          if (!g[l].empty()) {  // memcmp wants pointers even for 0 bytes
+            ASSERT_EQ(0, std::memcmp(g[l].data(), concat.data() + off, g[l].size() * 4))
+                << spec << ", segment " << segment << ", step " << step << ", layer " << l;
+          }
+          off += g[l].size();
+        }
+      }
     }
   }
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <thread>
 
+#include "common/fail.hpp"
 #include "common/logging.hpp"
 #include "common/machine.hpp"
 #include "common/timer.hpp"
@@ -100,6 +101,13 @@ ComputeRates max_rates(Transport& t, const ComputeRates& r) {
   nlohmann::json j = rates_to_json(r);
   std::vector<double> values;
   for (const auto& [name, v] : j.items()) values.push_back(v.get<double>());
+  // Per-shape rates add keys: every rank must hold the same ones (the same layers), or the
+  // maxima below would pair different rates.
+  double count[2] = {static_cast<double>(values.size()), -static_cast<double>(values.size())};
+  t.allreduce(count, 2, ElementType::f64, ReduceOp::max);
+  if (count[0] != -count[1])
+    fail_with(ErrorCode::invalid_argument, "model", -1, "max_rates: ranks hold ", -count[1], " to ",
+              count[0], " rates (expected the same per-shape rates on every rank)");
   t.allreduce(values.data(), values.size(), ElementType::f64, ReduceOp::max);
   std::size_t i = 0;
   for (auto& [name, v] : j.items()) v = values[i++];

@@ -44,7 +44,8 @@ struct Calibration {
   std::string describe() const;
 };
 
-// Every rate maxed over the ranks of `transport` (collective): the slowest rank's.
+// Every rate maxed over the ranks of `transport` (collective): the slowest rank's. Ranks that
+// hold different per-shape rates (ComputeRates::powersgd_by_shape) get Error(invalid_argument).
 ComputeRates max_rates(Transport& transport, const ComputeRates& rates);
 
 // The ranks that gave the same `id` as this rank (collective): how many, and this rank's

@@ -1,6 +1,7 @@
 #include "model/codec_rates.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -261,15 +262,74 @@ std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layer
   return {rows, cols};
 }
 
+std::vector<std::pair<std::size_t, std::size_t>> low_rank_shapes(const std::vector<Layer>& layers,
+                                                                 const Config& spec) {
+  std::vector<std::pair<std::size_t, std::size_t>> shapes;
+  if (spec.method != Method::powersgd) return shapes;
+  for (const Layer& l : layers) {
+    const LayerPlan plan = make_plan(l, spec);
+    if (plan.route == Route::low_rank) shapes.emplace_back(plan.rows, plan.cols);
+  }
+  std::sort(shapes.begin(), shapes.end());
+  shapes.erase(std::unique(shapes.begin(), shapes.end()), shapes.end());
+  return shapes;
+}
+
+void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layers,
+                             std::size_t max_elements, double min_timed_s, ComputeRates* rates) {
+  for (const auto& [rows, cols] : low_rank_shapes(layers, spec)) {
+    const auto [r, c] = sample_shape(
+        {Layer{"shape", {static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)}}},
+        max_elements);
+    const ComputeRates t = measure_rates(spec, r, c, 1, min_timed_s, RateKernels::codec_only);
+    rates->powersgd_by_shape[{rows, cols}] = {t.powersgd_encode, t.powersgd_decode};
+  }
+}
+
+namespace {
+
+constexpr const char* kShapeEncode = "powersgd_encode@";
+constexpr const char* kShapeDecode = "powersgd_decode@";
+
+std::string shape_key(const char* prefix, std::size_t rows, std::size_t cols) {
+  return std::string(prefix) + std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+// "<prefix>ROWSxCOLS" -> (rows, cols); false for any other key.
+bool parse_shape_key(const std::string& key, const char* prefix, std::size_t* rows,
+                     std::size_t* cols) {
+  const std::size_t n = std::strlen(prefix);
+  if (key.compare(0, n, prefix) != 0) return false;
+  unsigned long long r = 0, c = 0;
+  char tail = 0;
+  if (std::sscanf(key.c_str() + n, "%llux%llu%c", &r, &c, &tail) != 2) return false;
+  *rows = static_cast<std::size_t>(r);
+  *cols = static_cast<std::size_t>(c);
+  return true;
+}
+
+}  // namespace
+
 nlohmann::json rates_to_json(const ComputeRates& r) {
   nlohmann::json j = nlohmann::json::object();
   for_each_rate(r, [&](const char* name, double v) { j[name] = v; });
+  for (const auto& [shape, low_rank] : r.powersgd_by_shape) {
+    j[shape_key(kShapeEncode, shape.first, shape.second)] = low_rank.encode;
+    j[shape_key(kShapeDecode, shape.first, shape.second)] = low_rank.decode;
+  }
   return j;
 }
 
 ComputeRates rates_from_json(const nlohmann::json& j) {
   ComputeRates r;
   for_each_rate(r, [&](const char* name, double& v) { v = j.value(name, 0.0); });
+  for (const auto& [key, v] : j.items()) {
+    std::size_t rows = 0, cols = 0;
+    if (parse_shape_key(key, kShapeEncode, &rows, &cols))
+      r.powersgd_by_shape[{rows, cols}].encode = v.get<double>();
+    else if (parse_shape_key(key, kShapeDecode, &rows, &cols))
+      r.powersgd_by_shape[{rows, cols}].decode = v.get<double>();
+  }
   return r;
 }
 

@@ -37,8 +37,21 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
 std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
                                                  std::size_t max_elements);
 
+// The distinct (rows, cols) of the layers that `spec` (PowerSGD) reduces as matrices, sorted;
+// none for other methods.
+std::vector<std::pair<std::size_t, std::size_t>> low_rank_shapes(const std::vector<Layer>& layers,
+                                                                 const Config& spec);
+
+// Times PowerSGD's two kernels once per shape of low_rank_shapes() (a shape over
+// `max_elements` on its sample_shape(), keyed by its own), as measure_rates(spec, ..., 1,
+// min_timed_s, codec_only) does, into rates->powersgd_by_shape.
+void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layers,
+                             std::size_t max_elements, double min_timed_s, ComputeRates* rates);
+
 // The rates as {"copy": s, "add": s, ...} (seconds per unit of work) and back; missing
-// fields read as 0.
+// fields read as 0. PowerSGD's per-shape rates are "powersgd_encode@ROWSxCOLS" and
+// "powersgd_decode@ROWSxCOLS", so that medians and maxima per key (the benchmark's probes,
+// max_rates) treat them like the others.
 nlohmann::json rates_to_json(const ComputeRates& r);
 ComputeRates rates_from_json(const nlohmann::json& j);
 

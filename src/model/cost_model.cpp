@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 
+#include "algorithm/dense_allreduce.hpp"
 #include "algorithm/two_phase.hpp"
 #include "common/fail.hpp"
 #include "compress/topk_codec.hpp"
@@ -74,7 +75,18 @@ ComputeRates ComputeRates::scaled(double share) const {
                     &r.topk_decode_entry, &r.onebit_encode, &r.onebit_decode, &r.qsgd_encode,
                     &r.qsgd_decode, &r.powersgd_encode, &r.powersgd_decode})
     *v /= share;
+  for (auto& [shape, low_rank] : r.powersgd_by_shape) {
+    low_rank.encode /= share;
+    low_rank.decode /= share;
+  }
   return r;
+}
+
+ComputeRates::LowRankRates ComputeRates::powersgd_at(std::size_t rows, std::size_t cols) const {
+  const auto it = powersgd_by_shape.find({rows, cols});
+  if (it != powersgd_by_shape.end() && it->second.encode > 0 && it->second.decode > 0)
+    return it->second;
+  return {powersgd_encode, powersgd_decode};
 }
 
 StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config>& specs, int ranks,
@@ -92,6 +104,7 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   // compute of each route is summed by where it runs relative to those collectives.
   std::uint64_t dense_elems = 0, topk_block = 0, two_phase_block = 0, low_rank_p = 0,
                 low_rank_q = 0;
+  std::uint64_t small_dense_elems = 0;  // in layers that the ring, too, packs
   std::size_t dense_layers = 0;
   double topk_encode = 0, topk_decode = 0;
   double two_phase_worker = 0, two_phase_server = 0, two_phase_decode = 0;
@@ -114,6 +127,7 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
     switch (plan.route) {
       case Route::dense:
         dense_elems += plan.numel;
+        if (4 * plan.numel < DenseAllreduce::kInPlaceMinBytes) small_dense_elems += plan.numel;
         ++dense_layers;
         cost.bytes_sent += allreduce_bytes(4 * plan.numel, p);
         break;
@@ -150,12 +164,12 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         // x = g + e (error feedback) and M Q before P's allreduce; the orthonormalisation
         // and M^T P (about the other half of the encode work) before Q's.
         const bool feedback = specs[i].ef != ErrorFeedback::none;
-        low_rank_before_p += work * rates.powersgd_encode / 2 + (feedback ? n * rates.add : 0.0);
-        low_rank_before_q += work * rates.powersgd_encode / 2;
+        const ComputeRates::LowRankRates shape = rates.powersgd_at(plan.rows, plan.cols);
+        low_rank_before_p += work * shape.encode / 2 + (feedback ? n * rates.add : 0.0);
+        low_rank_before_q += work * shape.encode / 2;
         // P Q^T into the output, then one pass for the error statistics and e <- M - P Q^T;
         // without error feedback P Q^T goes to scratch and is copied out.
-        low_rank_decode +=
-            work * rates.powersgd_decode + n * rates.norm + (feedback ? 0.0 : n * rates.copy);
+        low_rank_decode += work * shape.decode + n * rates.norm + (feedback ? 0.0 : n * rates.copy);
         break;
       }
     }
@@ -191,15 +205,19 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   cost.bytes_sent += allgather_bytes(kControlBlockBytes, p);
   if (dense_elems) {
     const double n = static_cast<double>(dense_elems);
-    // Packing and unpacking (unless one layer is reduced in place); the sums; the division
-    // by P, which the ring does on the 1/P of the sum each rank finishes and MPI's route
-    // (below the ring threshold) on the whole result as it copies it out.
-    const bool packed = dense_layers > 1;
-    if (packed) compute(n * rates.copy, &cost.encode);
+    // Packing and unpacking: none for one layer, reduced where it is; on the ring only the
+    // layers below DenseAllreduce::kInPlaceMinBytes, the others travel where they are; below
+    // the ring's threshold all of them. Then the sums, and the division by P, which the ring
+    // does on the 1/P of the sum each rank finishes and MPI's route (below the ring
+    // threshold) on the whole result as it copies it out.
+    const bool ring = 4 * dense_elems >= MpiTransport::kRingMinBytes;
+    const double packed =
+        dense_layers <= 1 ? 0.0 : static_cast<double>(ring ? small_dense_elems : dense_elems);
+    compute(packed * rates.copy, &cost.encode);
     allreduce(4 * dense_elems);
     if (p > 1) {
-      const double divided = 4 * dense_elems >= MpiTransport::kRingMinBytes ? n / fp : n;
-      compute(n * (fp - 1.0) / fp * rates.add + divided * rates.add + (packed ? n * rates.copy : 0),
+      const double divided = ring ? n / fp : n;
+      compute(n * (fp - 1.0) / fp * rates.add + divided * rates.add + packed * rates.copy,
               &cost.decode);
     }
   }

@@ -24,7 +24,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "thinwire/config.hpp"
@@ -75,6 +77,16 @@ struct ComputeRates {
   double qsgd_decode = 0.0;
   double powersgd_encode = 0.0;  // M Q, orthonormalisation, M^T P
   double powersgd_decode = 0.0;  // P Q^T, error memory, result
+
+  // PowerSGD's two rates for the matrix shapes (rows, cols) they were timed on. Its products'
+  // speed per unit of work depends on the shape: on one core of the development VM a 2304 x 576
+  // layer took 1.2-1.6x the time of a 1024 x 1024 or 576 x 2304 one. Layers of a shape not
+  // in here use the two rates above.
+  struct LowRankRates {
+    double encode = 0.0, decode = 0.0;
+  };
+  std::map<std::pair<std::size_t, std::size_t>, LowRankRates> powersgd_by_shape;
+  LowRankRates powersgd_at(std::size_t rows, std::size_t cols) const;
 
   // Every rate divided by `share` (< 1 when ranks share cores).
   ComputeRates scaled(double share) const;

@@ -1,5 +1,7 @@
 #include "transport/average.hpp"
 
+#include <cstring>
+
 #include "transport/communicator_state.hpp"
 #include "transport/mpi_transport.hpp"
 
@@ -38,7 +40,49 @@ void average(Transport& t, float* data, std::size_t count, NonFiniteSum* check) 
     divide_f32(data, data, count, p);
 }
 
+// The transport under the communicator's guard, if any.
+Transport& unguarded(Transport& t) {
+  if (auto* guarded = dynamic_cast<GuardedTransport*>(&t)) return guarded->inner();
+  return t;
+}
+
 }  // namespace
+
+bool average_takes_spans(Transport& t, std::size_t count) {
+  auto* mpi = dynamic_cast<MpiTransport*>(&unguarded(t));
+  return mpi && mpi->ring_takes_spans(count);
+}
+
+NonFiniteSum allreduce_average_f32_spans(Transport& t, const std::vector<F32Span>& spans,
+                                         bool check, std::vector<float>& scratch) {
+  NonFiniteSum found;
+  std::size_t total = 0;
+  for (const F32Span& s : spans) total += s.count;
+  if (spans.size() == 1 || total == 0) {
+    if (spans.size() == 1) average(t, spans[0].data, spans[0].count, check ? &found : nullptr);
+    return found;
+  }
+  if (average_takes_spans(t, total)) {
+    if (auto* guarded = dynamic_cast<GuardedTransport*>(&t))
+      guarded->average_f32_spans(spans, total, check ? &found : nullptr);
+    else
+      static_cast<MpiTransport&>(t).average_f32_spans(spans, total, check ? &found : nullptr);
+    return found;
+  }
+  scratch.resize(total);
+  std::size_t off = 0;
+  for (const F32Span& s : spans) {
+    if (s.count) std::memcpy(scratch.data() + off, s.data, s.count * sizeof(float));
+    off += s.count;
+  }
+  average(t, scratch.data(), total, check ? &found : nullptr);
+  off = 0;
+  for (const F32Span& s : spans) {
+    if (s.count) std::memcpy(s.data, scratch.data() + off, s.count * sizeof(float));
+    off += s.count;
+  }
+  return found;
+}
 
 void allreduce_average_f32(Transport& t, float* data, std::size_t count) {
   average(t, data, count, nullptr);

@@ -10,9 +10,14 @@
 // result on every rank and tests the average as it writes it. Either way the ranks learn
 // the same answer without a collective of its own (the ring passes it along with its
 // allgather), and a non-finite value is found only after the payload has moved.
+//
+// A step's dense layers are one such average over their concatenation. thinwire's ring can
+// read and write the layers where they are (allreduce_average_f32_spans); every other route
+// needs them packed into one buffer first, and the result copied back.
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "common/non_finite_scan.hpp"
 #include "thinwire/transport.hpp"
@@ -37,6 +42,24 @@ void allreduce_average_f32(Transport& t, float* data, std::size_t count);
 // The same average, with the same bits, and where the first non-finite element was (of the
 // gradients on thinwire's ring, else of the average; see above). One rank: its gradient.
 NonFiniteSum allreduce_average_f32_checked(Transport& t, float* data, std::size_t count);
+
+// Part of a buffer that exists only as the concatenation of its parts.
+struct F32Span {
+  float* data = nullptr;
+  std::size_t count = 0;
+};
+
+// Whether allreduce_average_f32_spans() would reduce a concatenation of `count` elements
+// where its parts are (thinwire's ring, over MPI), rather than pack them: the caller then
+// packs only parts too small to be worth a message of their own.
+bool average_takes_spans(Transport& t, std::size_t count);
+
+// allreduce_average_f32[_checked] of the concatenation of `spans`, written back into them:
+// the same bits, and a NonFiniteSum index into the concatenation. On thinwire's ring every
+// span travels and is summed where it is; otherwise the spans are packed into `scratch` and
+// copied back (one span is reduced where it is).
+NonFiniteSum allreduce_average_f32_spans(Transport& t, const std::vector<F32Span>& spans,
+                                         bool check, std::vector<float>& scratch);
 
 // out[i] = in[i] / divisor; `in` may be `out`. (A power of two multiplies by its exact
 // reciprocal instead: the same bits, at the cost of a multiplication.)

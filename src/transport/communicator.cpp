@@ -65,6 +65,11 @@ void GuardedTransport::average_f32(float* data, std::size_t count, NonFiniteSum*
       allreduce_average_f32(*inner_, data, count);
   });
 }
+void GuardedTransport::average_f32_spans(const std::vector<F32Span>& spans, std::size_t count,
+                                         NonFiniteSum* check) {
+  guarded("allreduce",
+          [&] { static_cast<MpiTransport&>(*inner_).average_f32_spans(spans, count, check); });
+}
 void GuardedTransport::allgather(const void* send, void* recv, std::size_t bytes) {
   guarded("allgather", [&] { inner_->allgather(send, recv, bytes); });
 }

@@ -28,6 +28,8 @@ class GuardedTransport final : public Transport {
   // allreduce_average_f32() (checked when `check` is given, see average.hpp) on the inner
   // transport, guarded like the collectives.
   void average_f32(float* data, std::size_t count, NonFiniteSum* check);
+  // MpiTransport::average_f32_spans on the inner transport (which must be one), guarded.
+  void average_f32_spans(const std::vector<F32Span>& spans, std::size_t count, NonFiniteSum* check);
 
   bool broken() const { return broken_; }
   Transport& inner() const { return *inner_; }

@@ -377,13 +377,41 @@ void MpiTransport::mpi_allreduce(void* data, std::size_t count, ElementType type
   }
 }
 
+bool MpiTransport::ring_takes_spans(std::size_t count) const {
+  return size_ > 1 && count * 4 >= kRingMinBytes && routes_.next(count * 4).route == SumRoute::ring;
+}
+
+void MpiTransport::average_f32_spans(const std::vector<F32Span>& spans, std::size_t count,
+                                     NonFiniteSum* non_finite) {
+  if (non_finite) *non_finite = NonFiniteSum{};
+  if (!ring_takes_spans(count)) {
+    // One buffer for MPI's route, small sums and one rank.
+    pack_scratch_.resize(count);
+    const SpanMap map(spans.data(), spans.size());
+    map.for_pieces(0, count, [&](float* piece, std::size_t off, std::size_t n) {
+      std::memcpy(pack_scratch_.data() + off, piece, n * sizeof(float));
+    });
+    average_f32(pack_scratch_.data(), count, non_finite);
+    map.for_pieces(0, count, [&](float* piece, std::size_t off, std::size_t n) {
+      std::memcpy(piece, pack_scratch_.data() + off, n * sizeof(float));
+    });
+    return;
+  }
+  const std::size_t bytes = count * 4;
+  const SumRouteChooser::Plan plan = routes_.next(bytes);
+  const Timer timer;
+  ring_sum_f32(SpanMap(spans.data(), spans.size()), static_cast<float>(size_), non_finite);
+  if (routes_.record(bytes, plan, timer.seconds())) settle_route(bytes);
+}
+
 void MpiTransport::sum_f32(float* data, std::size_t count, float divisor,
                            NonFiniteSum* non_finite) {
   const std::size_t bytes = count * 4;
   const SumRouteChooser::Plan plan = routes_.next(bytes);
   const Timer timer;
+  const F32Span whole{data, count};
   if (plan.route == SumRoute::ring)
-    ring_sum_f32(data, count, divisor, non_finite);
+    ring_sum_f32(SpanMap(&whole, 1), divisor, non_finite);
   else
     mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, divisor, non_finite);
   const double seconds = timer.seconds();
@@ -436,38 +464,47 @@ void MpiTransport::settle_route(std::size_t bytes) {
 // makes anyway, and the rank that held it is known. Each allgather message then carries a
 // 16-byte note, the first (index, rank) its sender has seen (its own and the notes it
 // received before), so that after P-1 steps every rank has seen every rank's.
-void MpiTransport::ring_sum_f32(float* data, std::size_t count, float divisor,
-                                NonFiniteSum* non_finite) {
+void MpiTransport::ring_sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non_finite) {
   const int p = size_;
   const int right = (rank_ + 1) % p, left = (rank_ - 1 + p) % p;
+  const std::size_t count = data.total();
   auto start = [&](int c) {
     return count * static_cast<std::size_t>(c) / static_cast<std::size_t>(p);
   };
-  auto length = [&](int c) { return start(c + 1) - start(c); };
+  // A chunk's pieces go as messages of their own (in the same order on every rank, so that
+  // MPI's ordering per peer and tag matches them up); the reduce-scatter receives them into
+  // one scratch buffer, at their offsets in the chunk.
+  auto post_chunk = [&](int c, int peer, int tag, bool receive, float* scratch) {
+    data.for_pieces(start(c), start(c + 1), [&](float* piece, std::size_t off, std::size_t n) {
+      post(scratch ? scratch + off : piece, n * 4, peer, tag, receive);
+    });
+  };
   ring_scratch_.resize(count / p + 1);
   NonFiniteSum seen;
 
   for (int s = 0; s < p - 1; ++s) {
     const int send_c = (rank_ - s + p) % p, recv_c = (rank_ - s - 1 + p) % p;
-    const std::size_t n_recv = length(recv_c);
     ops_.clear();
-    post_recv(ring_scratch_.data(), n_recv * 4, left, kTagReduceScatter);
-    post_send(data + start(send_c), length(send_c) * 4, right, kTagReduceScatter);
+    post_chunk(recv_c, left, kTagReduceScatter, true, ring_scratch_.data());
+    post_chunk(send_c, right, kTagReduceScatter, false, nullptr);
     wait_peers(ops_, "ring allreduce (reduce-scatter)", count * 4);
     // This rank finishes chunk recv_c at the last step: it divides that part of the sum.
     const float chunk_divisor = s == p - 2 ? divisor : 1.0f;
-    const RingAddFound found =
-        ring_add_f32(data + start(recv_c), ring_scratch_.data(), n_recv, chunk_divisor,
-                     non_finite != nullptr, non_finite != nullptr && s == 0);
-    seen.keep_first(found.dst == kAllFinite ? kAllFinite : start(recv_c) + found.dst, rank_);
-    seen.keep_first(found.src == kAllFinite ? kAllFinite : start(recv_c) + found.src, left);
+    const std::size_t base = start(recv_c);
+    data.for_pieces(base, start(recv_c + 1), [&](float* piece, std::size_t off, std::size_t n) {
+      const RingAddFound found =
+          ring_add_f32(piece, ring_scratch_.data() + off, n, chunk_divisor, non_finite != nullptr,
+                       non_finite != nullptr && s == 0);
+      seen.keep_first(found.dst == kAllFinite ? kAllFinite : base + off + found.dst, rank_);
+      seen.keep_first(found.src == kAllFinite ? kAllFinite : base + off + found.src, left);
+    });
   }
   std::uint64_t note_out[2], note_in[2];
   for (int s = 0; s < p - 1; ++s) {
     const int send_c = (rank_ + 1 - s + p) % p, recv_c = (rank_ - s + p) % p;
     ops_.clear();
-    post_recv(data + start(recv_c), length(recv_c) * 4, left, kTagRingAllgather);
-    post_send(data + start(send_c), length(send_c) * 4, right, kTagRingAllgather);
+    post_chunk(recv_c, left, kTagRingAllgather, true, nullptr);
+    post_chunk(send_c, right, kTagRingAllgather, false, nullptr);
     if (non_finite) {
       note_out[0] = seen.index;
       note_out[1] = static_cast<std::uint64_t>(static_cast<std::int64_t>(seen.rank));

@@ -15,6 +15,7 @@
 
 #include "thinwire/transport.hpp"
 #include "transport/average.hpp"
+#include "transport/span_map.hpp"
 #include "transport/sum_route.hpp"
 
 namespace thinwire::detail {
@@ -44,6 +45,13 @@ class MpiTransport final : public Transport {
   // the first NaN or infinity on the way (average.hpp): the ring tests the gradients in its
   // additions, MPI's route the average as it divides.
   void average_f32(float* data, std::size_t count, NonFiniteSum* non_finite = nullptr);
+  // Whether average_f32_spans() of `count` elements runs thinwire's ring, which sends and sums
+  // the spans where they are (otherwise it packs them).
+  bool ring_takes_spans(std::size_t count) const;
+  // average_f32 of the concatenation of `spans` (`count` elements in all), written back into
+  // them: the same bits and NonFiniteSum index as packing them first.
+  void average_f32_spans(const std::vector<F32Span>& spans, std::size_t count,
+                         NonFiniteSum* non_finite = nullptr);
   void allgather(const void* send, void* recv, std::size_t bytes) override;
   void alltoall(const void* send, void* recv, std::size_t bytes) override;
   void broadcast(void* data, std::size_t bytes, int root) override;
@@ -96,7 +104,8 @@ class MpiTransport final : public Transport {
   // A large f32 sum: by the route chooser's plan, timed while it explores.
   // Divides the sum by `divisor` unless it is 1.
   void sum_f32(float* data, std::size_t count, float divisor, NonFiniteSum* non_finite);
-  void ring_sum_f32(float* data, std::size_t count, float divisor, NonFiniteSum* non_finite);
+  // The ring over a concatenation of spans (one span for a plain buffer).
+  void ring_sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non_finite);
   // MPI's own allreduce (nonblocking and polled when there is a deadline), in int-sized
   // slices; f32 results are divided by `divisor` unless it is 1, and with `non_finite` (f32)
   // tested for NaN and infinity as they are written.
@@ -113,6 +122,7 @@ class MpiTransport final : public Transport {
   std::size_t segment_bytes_ = kDefaultSegmentBytes;
   SumRouteChooser routes_{SumRouteChooser::Mode::ring};
   std::vector<float> ring_scratch_;
+  std::vector<float> pack_scratch_;  // spans packed for a route that needs one buffer
   std::vector<unsigned char> copy_;  // nonblocking collectives run on this copy
   PeerOps ops_;
 };
