@@ -135,6 +135,15 @@ TEST(Reducer, BadTensorsRaiseAndLeaveTheReducerUsable) {
          ErrorCode::invalid_argument, "null data pointer");
   expect({TensorView::host(w.data(), 100), TensorView::cuda(b.data(), 10, DType::f32, 0)},
          ErrorCode::invalid_argument, "one allreduce() takes tensors in one place");
+  // Two layers over the same bytes (a tied weight passed twice): refused, even by one float.
+  expect({TensorView::host(w.data(), 100), TensorView::host(w.data() + 90, 10)},
+         ErrorCode::invalid_argument, "layers 0 'w' and 1 'b' share memory");
+  std::vector<float> both(110, 1.0f);
+  expect({TensorView::host(both.data() + 10, 100), TensorView::host(both.data() + 1, 10)},
+         ErrorCode::invalid_argument, "layers 0 'w' and 1 'b' share memory");
+  // Adjacent is not overlapping.
+  r.allreduce({TensorView::host(both.data() + 10, 100), TensorView::host(both.data(), 10)});
+  EXPECT_EQ(r.step(), 1u);
   // Host memory passed off as device memory: without a usable device the request cannot be
   // served; with one, the pointer check catches it before any kernel touches it.
   std::string why;
@@ -146,9 +155,9 @@ TEST(Reducer, BadTensorsRaiseAndLeaveTheReducerUsable) {
     expect({TensorView::cuda(w.data(), 100, DType::f32, 0),
             TensorView::cuda(b.data(), 10, DType::f32, 0)},
            ErrorCode::invalid_argument, "is host memory");
-  EXPECT_EQ(r.step(), 0u);
-  r.allreduce({TensorView::host(w.data(), 100), TensorView::host(b.data(), 10)});
   EXPECT_EQ(r.step(), 1u);
+  r.allreduce({TensorView::host(w.data(), 100), TensorView::host(b.data(), 10)});
+  EXPECT_EQ(r.step(), 2u);
 }
 
 TEST(Reducer, BadLayersAndUnsupportedSpecsRaise) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -224,6 +225,27 @@ LocalStatus ReducerImpl::check_tensors(const std::vector<TensorView>& grads, int
       return LocalStatus::failure(
           ErrorCode::invalid_argument,
           cat("layer ", i, " '", layers_[i].name, "': unknown dtype code ", int(v.dtype())));
+  }
+  // Every layer its own memory: dense layers are summed where they are, and compressed ones
+  // keep per-layer error memories, so two layers over the same bytes (a tied weight passed
+  // twice) would silently give wrong results.
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < grads.size(); ++i)
+    if (grads[i].numel()) order.push_back(i);
+  const auto begin = [&](std::size_t i) {
+    return reinterpret_cast<std::uintptr_t>(grads[i].data());
+  };
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return begin(a) < begin(b); });
+  for (std::size_t k = 1; k < order.size(); ++k) {
+    const std::size_t a = order[k - 1], b = order[k];
+    if (begin(a) + grads[a].bytes() > begin(b) && grads[a].device() == grads[b].device())
+      return LocalStatus::failure(
+          ErrorCode::invalid_argument,
+          cat("layers ", std::min(a, b), " '", layers_[std::min(a, b)].name, "' and ",
+              std::max(a, b), " '", layers_[std::max(a, b)].name,
+              "' share memory: each layer needs a gradient buffer of its own (a weight tied "
+              "between modules is one layer)"));
   }
   // Placement: all host tensors, or all on one CUDA device.
   bool any_device = false;
