@@ -219,7 +219,8 @@ TEST(MpiReducer, ThousandSmallLayers) {
 // sent and summed where they are, and runs of smaller ones packed between them. The result
 // must be the bits of the average of one packed buffer: the concatenated gradient as one
 // layer, which is reduced where it is, is that buffer. Chunk boundaries fall inside layers
-// and inside packed runs; also with messages cut into segments, and with the check in the sum.
+// and inside packed runs; also with messages cut into segments, with the check in the sum,
+// and on MPI's route.
 TEST(MpiReducer, DenseLayersSummedWhereTheyAreGiveThePackedBits) {
   const std::vector<Layer> layers = {{"a", {70001}}, {"b1", {5}},       {"b2", {3000}},
                                      {"empty", {0}}, {"c", {128, 300}}, {"d", {16384}},
@@ -228,8 +229,11 @@ TEST(MpiReducer, DenseLayersSummedWhereTheyAreGiveThePackedBits) {
   for (const Layer& l : layers) total += static_cast<std::int64_t>(l.numel());
   const std::vector<Layer> one = {{"all", {total}}};
   const int me = world_rank();
-  for (const char* segment : {"0", "32768"}) {
-    ScopedEnv env("THINWIRE_MPI_SEGMENT_BYTES", segment);
+  // MPI's own allreduce (THINWIRE_MPI_ALLREDUCE=mpi) packs the spans inside the transport.
+  for (const char* segment : {"0", "32768", "mpi"}) {
+    const bool mpi_route = std::string(segment) == "mpi";
+    ScopedEnv env("THINWIRE_MPI_SEGMENT_BYTES", mpi_route ? "0" : segment);
+    ScopedEnv route("THINWIRE_MPI_ALLREDUCE", mpi_route ? "mpi" : "ring");
     Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
     for (const char* spec : {"none", "none,nan=propagate"}) {
       Reducer split(comm, layers, Config::parse(spec));

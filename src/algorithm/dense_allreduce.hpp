@@ -3,12 +3,13 @@
 // Layers whose non-finite check rides on the sum (StepLayer::check_in_sum) go in a checked
 // average of their own when the step has both kinds.
 //
-// thinwire's ring (over MPI) sends and sums layers of kInPlaceMinBytes or more where they
-// are, and only runs of smaller layers are packed: a step of many large layers no longer
-// copies every gradient in and the average out (on the development VM a 2-rank step of a
-// 48-layer, 60 MiB mix took 26 ms instead of 39-43 ms). Other routes get every layer packed
-// into one buffer. The concatenation, and with it every bit of the result, is the same
-// either way.
+// Over MPI, layers of kInPlaceMinBytes or more are handed to the transport where they are
+// and only runs of smaller layers are packed. thinwire's ring sends and sums them in place;
+// MPI's own allreduce packs them inside the transport, timed with it for
+// THINWIRE_MPI_ALLREDUCE=auto. So a step of many large layers no longer copies every gradient
+// in and the average out (on the development VM a 2-rank step of a 48-layer, 60 MiB mix took
+// 26 ms instead of 39-43 ms). A framework's transport gets every layer packed into one
+// buffer. The concatenation, and with it every bit of the result, is the same either way.
 #pragma once
 
 #include <cstddef>

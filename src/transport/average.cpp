@@ -50,7 +50,7 @@ Transport& unguarded(Transport& t) {
 
 bool average_takes_spans(Transport& t, std::size_t count) {
   auto* mpi = dynamic_cast<MpiTransport*>(&unguarded(t));
-  return mpi && mpi->ring_takes_spans(count);
+  return mpi && mpi->takes_spans(count);
 }
 
 NonFiniteSum allreduce_average_f32_spans(Transport& t, const std::vector<F32Span>& spans,

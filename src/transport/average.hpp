@@ -49,15 +49,17 @@ struct F32Span {
   std::size_t count = 0;
 };
 
-// Whether allreduce_average_f32_spans() would reduce a concatenation of `count` elements
-// where its parts are (thinwire's ring, over MPI), rather than pack them: the caller then
-// packs only parts too small to be worth a message of their own.
+// Whether allreduce_average_f32_spans() takes a concatenation of `count` elements as its
+// parts (the MPI transport, for a sum large enough for its ring or MPI's allreduce), rather
+// than needing them packed: the caller then packs only parts too small to be worth a message
+// of their own.
 bool average_takes_spans(Transport& t, std::size_t count);
 
 // allreduce_average_f32[_checked] of the concatenation of `spans`, written back into them:
 // the same bits, and a NonFiniteSum index into the concatenation. On thinwire's ring every
-// span travels and is summed where it is; otherwise the spans are packed into `scratch` and
-// copied back (one span is reduced where it is).
+// span travels and is summed where it is, MPI's route packs them inside its timed call (see
+// sum_route.hpp); otherwise the spans are packed into `scratch` and copied back (one span is
+// reduced where it is).
 NonFiniteSum allreduce_average_f32_spans(Transport& t, const std::vector<F32Span>& spans,
                                          bool check, std::vector<float>& scratch);
 

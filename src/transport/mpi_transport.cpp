@@ -377,51 +377,59 @@ void MpiTransport::mpi_allreduce(void* data, std::size_t count, ElementType type
   }
 }
 
-bool MpiTransport::ring_takes_spans(std::size_t count) const {
-  return size_ > 1 && count * 4 >= kRingMinBytes && routes_.next(count * 4).route == SumRoute::ring;
+bool MpiTransport::takes_spans(std::size_t count) const {
+  return size_ > 1 && count * 4 >= kRingMinBytes;
 }
 
 void MpiTransport::average_f32_spans(const std::vector<F32Span>& spans, std::size_t count,
                                      NonFiniteSum* non_finite) {
   if (non_finite) *non_finite = NonFiniteSum{};
-  if (!ring_takes_spans(count)) {
-    // One buffer for MPI's route, small sums and one rank.
-    pack_scratch_.resize(count);
-    const SpanMap map(spans.data(), spans.size());
-    map.for_pieces(0, count, [&](float* piece, std::size_t off, std::size_t n) {
-      std::memcpy(pack_scratch_.data() + off, piece, n * sizeof(float));
-    });
-    average_f32(pack_scratch_.data(), count, non_finite);
-    map.for_pieces(0, count, [&](float* piece, std::size_t off, std::size_t n) {
-      std::memcpy(piece, pack_scratch_.data() + off, n * sizeof(float));
-    });
+  const SpanMap map(spans.data(), spans.size());
+  if (takes_spans(count)) {
+    sum_f32(map, static_cast<float>(size_), non_finite);
     return;
   }
-  const std::size_t bytes = count * 4;
-  const SumRouteChooser::Plan plan = routes_.next(bytes);
-  const Timer timer;
-  ring_sum_f32(SpanMap(spans.data(), spans.size()), static_cast<float>(size_), non_finite);
-  if (routes_.record(bytes, plan, timer.seconds())) settle_route(bytes);
+  // Small sums and one rank: one buffer.
+  pack_scratch_.resize(count);
+  map.pack(pack_scratch_.data());
+  average_f32(pack_scratch_.data(), count, non_finite);
+  map.unpack(pack_scratch_.data());
 }
 
 void MpiTransport::sum_f32(float* data, std::size_t count, float divisor,
                            NonFiniteSum* non_finite) {
-  const std::size_t bytes = count * 4;
+  const F32Span whole{data, count};
+  sum_f32(SpanMap(&whole, 1), divisor, non_finite);
+}
+
+void MpiTransport::sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non_finite) {
+  const std::size_t count = data.total(), bytes = count * 4;
   const SumRouteChooser::Plan plan = routes_.next(bytes);
   const Timer timer;
-  const F32Span whole{data, count};
-  if (plan.route == SumRoute::ring)
-    ring_sum_f32(SpanMap(&whole, 1), divisor, non_finite);
-  else
-    mpi_allreduce(data, count, ElementType::f32, ReduceOp::sum, divisor, non_finite);
+  if (plan.route == SumRoute::ring) {
+    ring_sum_f32(data, divisor, non_finite);
+    if (routes_.record(bytes, plan, timer.seconds())) settle_route(bytes);
+    return;
+  }
+  // MPI's allreduce needs one buffer: spans are packed inside the timed call, so that the
+  // route chooser weighs that copy against the ring, which needs none.
+  float* buf = data.contiguous();
+  if (!buf) {
+    pack_scratch_.resize(count);
+    data.pack(pack_scratch_.data());
+    buf = pack_scratch_.data();
+  }
+  mpi_allreduce(buf, count, ElementType::f32, ReduceOp::sum, divisor, non_finite);
+  if (buf == pack_scratch_.data()) data.unpack(buf);
   const double seconds = timer.seconds();
   // MPI does not promise every rank the same bits (Open MPI's algorithms give them, but a
   // library with per-rank reduction orders would not): check MPI's first results.
-  if (plan.verify && !make_identical(data, bytes)) {
+  if (plan.verify && !make_identical(buf, bytes)) {
+    if (buf == pack_scratch_.data()) data.unpack(buf);
     routes_.reject_mpi();
     if (non_finite) {  // rank 0's bits now: test them again, so that every rank answers alike
       *non_finite = NonFiniteSum{};
-      non_finite->keep_first(first_non_finite_f32(data, count), -1);
+      non_finite->keep_first(first_non_finite_f32(buf, count), -1);
     }
     if (rank_ == 0)
       TW_LOG(warn, "transport: MPI's allreduce gave ranks different bits for ", bytes,

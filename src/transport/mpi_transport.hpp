@@ -45,9 +45,10 @@ class MpiTransport final : public Transport {
   // the first NaN or infinity on the way (average.hpp): the ring tests the gradients in its
   // additions, MPI's route the average as it divides.
   void average_f32(float* data, std::size_t count, NonFiniteSum* non_finite = nullptr);
-  // Whether average_f32_spans() of `count` elements runs thinwire's ring, which sends and sums
-  // the spans where they are (otherwise it packs them).
-  bool ring_takes_spans(std::size_t count) const;
+  // Whether average_f32_spans() of `count` elements is worth spans (a sum over several ranks
+  // at or above kRingMinBytes): the ring sends and sums them where they are, MPI's route packs
+  // them inside its timed call. Otherwise the caller may as well pack them itself.
+  bool takes_spans(std::size_t count) const;
   // average_f32 of the concatenation of `spans` (`count` elements in all), written back into
   // them: the same bits and NonFiniteSum index as packing them first.
   void average_f32_spans(const std::vector<F32Span>& spans, std::size_t count,
@@ -104,6 +105,7 @@ class MpiTransport final : public Transport {
   // A large f32 sum: by the route chooser's plan, timed while it explores.
   // Divides the sum by `divisor` unless it is 1.
   void sum_f32(float* data, std::size_t count, float divisor, NonFiniteSum* non_finite);
+  void sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non_finite);
   // The ring over a concatenation of spans (one span for a plain buffer).
   void ring_sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non_finite);
   // MPI's own allreduce (nonblocking and polled when there is a deadline), in int-sized
@@ -122,7 +124,7 @@ class MpiTransport final : public Transport {
   std::size_t segment_bytes_ = kDefaultSegmentBytes;
   SumRouteChooser routes_{SumRouteChooser::Mode::ring};
   std::vector<float> ring_scratch_;
-  std::vector<float> pack_scratch_;  // spans packed for a route that needs one buffer
+  std::vector<float> pack_scratch_;  // spans packed for MPI's route or a small sum
   std::vector<unsigned char> copy_;  // nonblocking collectives run on this copy
   PeerOps ops_;
 };

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <vector>
 
 #include "transport/average.hpp"
@@ -17,6 +18,19 @@ class SpanMap {
     for (std::size_t i = 0; i < n; ++i) starts_[i + 1] = starts_[i] + spans[i].count;
   }
   std::size_t total() const { return starts_.back(); }
+  // The data when there is one span (nothing to pack), else nullptr.
+  float* contiguous() const { return starts_.size() == 2 ? spans_[0].data : nullptr; }
+  // The concatenation into `out` (total() elements), and back from it.
+  void pack(float* out) const {
+    for_pieces(0, total(), [&](float* piece, std::size_t off, std::size_t n) {
+      std::memcpy(out + off, piece, n * sizeof(float));
+    });
+  }
+  void unpack(const float* in) const {
+    for_pieces(0, total(), [&](float* piece, std::size_t off, std::size_t n) {
+      std::memcpy(piece, in + off, n * sizeof(float));
+    });
+  }
 
   // fn(float* piece, std::size_t offset, std::size_t count) for each non-empty piece of
   // [begin, end), in order; `offset` is the piece's position relative to `begin`. Every rank
