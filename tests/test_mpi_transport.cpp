@@ -5,11 +5,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <string>
 
 #include "test_support.hpp"
+#include "transport/average.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/mpi_transport.hpp"
 
@@ -158,6 +160,46 @@ TEST(MpiTransport, RanksAskingForDifferentSumRoutesAllTakeTheRing) {
   std::vector<float> x(1 << 16, 1.0f);
   t.allreduce(x.data(), x.size(), ElementType::f32, ReduceOp::sum);
   EXPECT_EQ(x[12345], static_cast<float>(world_size()));
+}
+
+// Spans of a concatenation, averaged where they are or packed (a small sum; one rank's
+// transport; a transport that cannot take spans): the bits of averaging the packed buffer,
+// and a non-finite element found at its index in the concatenation.
+TEST(MpiTransport, SpansAverageLikeTheirConcatenation) {
+  Communicator world = Communicator::from_mpi(MPI_COMM_WORLD);
+  Communicator self = Communicator::from_mpi(MPI_COMM_SELF);
+  const int me = rank_of(world);
+  for (Communicator* comm : {&world, &self}) {
+    Transport& t = comm->host_transport();
+    for (std::size_t big : {std::size_t{5000}, std::size_t{40000}}) {  // below / above 64 KiB
+      const std::size_t sizes[] = {big, 3, 0, big + 1};
+      std::vector<std::vector<float>> parts;
+      std::vector<float> concat;
+      for (std::size_t k = 0; k < 4; ++k) {
+        parts.push_back(seeded_normal(17, me, k, big, sizes[k]));
+        concat.insert(concat.end(), parts.back().begin(), parts.back().end());
+      }
+      parts[3][7] = std::numeric_limits<float>::infinity();
+      concat[big + 3 + 7] = std::numeric_limits<float>::infinity();
+      std::vector<detail::F32Span> spans;
+      for (auto& part : parts) spans.push_back({part.data(), part.size()});
+      std::vector<float> scratch;
+      const detail::NonFiniteSum found =
+          detail::allreduce_average_f32_spans(t, spans, true, scratch);
+      const detail::NonFiniteSum whole =
+          detail::allreduce_average_f32_checked(t, concat.data(), concat.size());
+      std::size_t off = 0;
+      for (const auto& part : parts) {
+        if (!part.empty()) {
+          ASSERT_EQ(0, std::memcmp(part.data(), concat.data() + off, part.size() * 4)) << big;
+        }
+        off += part.size();
+      }
+      EXPECT_EQ(found.index, big + 3 + 7) << big;
+      EXPECT_EQ(found.index, whole.index) << big;
+      EXPECT_EQ(found.rank, whole.rank) << big;
+    }
+  }
 }
 
 TEST(MpiTransport, OtherTypesAndOps) {

@@ -20,7 +20,7 @@ void DenseAllreduce::reduce(const std::vector<StepLayer*>& layers, bool checked,
   std::size_t total = 0;
   for (StepLayer* sl : layers) total += sl->n;
 
-  // Which layers stay where they are: one alone always; on thinwire's ring every large one.
+  // Which layers stay where they are: one alone always; over MPI every large one.
   const bool spans = layers.size() > 1 && average_takes_spans(ctx.transport, total);
   auto in_place = [&](const StepLayer& sl) {
     return layers.size() == 1 || (spans && sl.n * sizeof(float) >= kInPlaceMinBytes);

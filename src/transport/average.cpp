@@ -1,9 +1,8 @@
 #include "transport/average.hpp"
 
-#include <cstring>
-
 #include "transport/communicator_state.hpp"
 #include "transport/mpi_transport.hpp"
+#include "transport/span_map.hpp"
 
 namespace thinwire::detail {
 
@@ -69,18 +68,11 @@ NonFiniteSum allreduce_average_f32_spans(Transport& t, const std::vector<F32Span
       static_cast<MpiTransport&>(t).average_f32_spans(spans, total, check ? &found : nullptr);
     return found;
   }
+  const SpanMap map(spans.data(), spans.size());
   scratch.resize(total);
-  std::size_t off = 0;
-  for (const F32Span& s : spans) {
-    if (s.count) std::memcpy(scratch.data() + off, s.data, s.count * sizeof(float));
-    off += s.count;
-  }
+  map.pack(scratch.data());
   average(t, scratch.data(), total, check ? &found : nullptr);
-  off = 0;
-  for (const F32Span& s : spans) {
-    if (s.count) std::memcpy(s.data, scratch.data() + off, s.count * sizeof(float));
-    off += s.count;
-  }
+  map.unpack(scratch.data());
   return found;
 }
 
