@@ -383,17 +383,11 @@ bool MpiTransport::takes_spans(std::size_t count) const {
 
 void MpiTransport::average_f32_spans(const std::vector<F32Span>& spans, std::size_t count,
                                      NonFiniteSum* non_finite) {
+  if (!takes_spans(count))
+    fail_with(ErrorCode::invalid_argument, "transport", rank_, "average_f32_spans: ", count,
+              " elements on ", size_, " rank(s) is not a sum that takes spans (takes_spans)");
   if (non_finite) *non_finite = NonFiniteSum{};
-  const SpanMap map(spans.data(), spans.size());
-  if (takes_spans(count)) {
-    sum_f32(map, static_cast<float>(size_), non_finite);
-    return;
-  }
-  // Small sums and one rank: one buffer.
-  pack_scratch_.resize(count);
-  map.pack(pack_scratch_.data());
-  average_f32(pack_scratch_.data(), count, non_finite);
-  map.unpack(pack_scratch_.data());
+  sum_f32(SpanMap(spans.data(), spans.size()), static_cast<float>(size_), non_finite);
 }
 
 void MpiTransport::sum_f32(float* data, std::size_t count, float divisor,

@@ -50,7 +50,9 @@ class MpiTransport final : public Transport {
   // them inside its timed call. Otherwise the caller may as well pack them itself.
   bool takes_spans(std::size_t count) const;
   // average_f32 of the concatenation of `spans` (`count` elements in all), written back into
-  // them: the same bits and NonFiniteSum index as packing them first.
+  // them: the same bits and NonFiniteSum index as packing them first. Only where
+  // takes_spans(count) (allreduce_average_f32_spans packs the others); otherwise
+  // Error(invalid_argument).
   void average_f32_spans(const std::vector<F32Span>& spans, std::size_t count,
                          NonFiniteSum* non_finite = nullptr);
   void allgather(const void* send, void* recv, std::size_t bytes) override;
@@ -124,7 +126,7 @@ class MpiTransport final : public Transport {
   std::size_t segment_bytes_ = kDefaultSegmentBytes;
   SumRouteChooser routes_{SumRouteChooser::Mode::ring};
   std::vector<float> ring_scratch_;
-  std::vector<float> pack_scratch_;  // spans packed for MPI's route or a small sum
+  std::vector<float> pack_scratch_;  // spans packed for MPI's route
   std::vector<unsigned char> copy_;  // nonblocking collectives run on this copy
   PeerOps ops_;
 };
