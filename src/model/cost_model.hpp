@@ -80,8 +80,8 @@ struct ComputeRates {
 
   // PowerSGD's two rates for the matrix shapes (rows, cols) they were timed on. Its products'
   // speed per unit of work depends on the shape: on one core of the development VM a 2304 x 576
-  // layer took 1.2-1.6x the time of a 1024 x 1024 or 576 x 2304 one. Layers of a shape not
-  // in here use the two rates above.
+  // layer's encode took 1.3-1.7x the time of a 1024 x 1024 or 576 x 2304 one's. Layers of a
+  // shape not in here use the two rates above.
   struct LowRankRates {
     double encode = 0.0, decode = 0.0;
   };

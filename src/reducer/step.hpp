@@ -34,7 +34,8 @@ struct StepLayer {
   DType dtype = DType::f32;
   Route route = Route::dense;  // this step's route (warm-up and EControl's first step go dense)
   // Dense route: test the layer for NaN and infinity on the way through the average (its
-  // nan policy rides on the sum, see ReducerImpl::dense_sum_check) instead of before the step.
+  // nan policy rides on the sum, see dense_sum_check in non_finite.hpp) instead of before the
+  // step.
   bool check_in_sum = false;
 
   // Filled by the algorithm.
