@@ -293,6 +293,15 @@ TEST(MpiState, NonFiniteGradientSkipsTheStepEverywhere) {
     for (const auto& t : bad)
       for (float v : t) ASSERT_EQ(v, 0.0f) << spec;
     EXPECT_EQ(with_skip.stats().skipped_steps, 1u);
+    // A skipped step's time is counted like any step's: the check that found the value
+    // (encode) and the control exchange that agreed on skipping (comm).
+    Reducer skipped_first(comm, layers(), Config::parse(spec));
+    auto bad_first = gradients(me, 1);
+    if (me == 0) bad_first[1][3] = -std::numeric_limits<float>::infinity();
+    skipped_first.allreduce(views(bad_first));
+    EXPECT_EQ(skipped_first.stats().steps, 1u) << spec;
+    EXPECT_GT(skipped_first.stats().seconds_encode, 0.0) << spec;
+    EXPECT_GT(skipped_first.stats().seconds_comm, 0.0) << spec;
     auto g1 = gradients(me, 2), g1b = g1;
     with_skip.allreduce(views(g1));
     EXPECT_FALSE(with_skip.last_step_skipped());

@@ -452,11 +452,7 @@ void ReducerImpl::reduce(const std::vector<TensorView>& grads_in) {
         if (v.numel()) std::memset(v.data(), 0, v.bytes());
       if (grads != &grads_in) device_->stage_out(staged_bytes, grads_in);
     }
-    TW_LOG(warn, "step ", step_, " skipped: a rank had a non-finite gradient (nan=skip)");
-    ++step_;
-    ++stats_.steps;
-    ++stats_.skipped_steps;
-    stats_.seconds_comm += times.comm;
+    count_skipped_step(times, "a rank had a non-finite gradient");
     stats_.seconds_total += total.seconds();
     return;
   }
@@ -621,15 +617,21 @@ bool ReducerImpl::non_finite_in_sum(const std::vector<StepLayer>& step_layers,
               "dense layers, after their payload moved; no compressed layer was touched)");
   for (const TensorView& v : grads)
     if (v.numel()) std::memset(v.data(), 0, v.bytes());
+  count_skipped_step(times, where);
+  return true;
+}
+
+void ReducerImpl::count_skipped_step(const PhaseTimes& times, const std::string& why) {
   last_skipped_ = true;
-  TW_LOG(warn, "step ", step_, " skipped: ", where, " (nan=skip)");
+  TW_LOG(warn, "step ", step_, " skipped: ", why, " (nan=skip)");
   ++step_;
   ++stats_.steps;
   ++stats_.skipped_steps;
+  // Its time so far: the check before the step (encode), the control exchange and, when the
+  // dense sum found it, that sum.
   stats_.seconds_encode += times.encode;
   stats_.seconds_comm += times.comm;
   stats_.seconds_decode += times.decode;
-  return true;
 }
 
 void ReducerImpl::adapt(std::vector<StepLayer>& step_layers, StepContext& ctx) {

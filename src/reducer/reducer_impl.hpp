@@ -92,6 +92,9 @@ class ReducerImpl {
   bool non_finite_in_sum(const std::vector<StepLayer>& step_layers,
                          const std::vector<TensorView>& grads, NanPolicy sum_check,
                          const PhaseTimes& times);
+  // Counts a step that nan=skip dropped (its gradients already zeroed) in Stats, with the time
+  // it took, and logs `why`.
+  void count_skipped_step(const PhaseTimes& times, const std::string& why);
   std::string describe(std::size_t i, const std::vector<TensorView>* grads) const;
   Compressor* codec_for(const Config& config);
   std::uint64_t spec_hash(std::size_t i) const;
