@@ -5,9 +5,11 @@ thinwire-cost-model --validate, so that the README quotes the files verbatim.
     python3 bench/scaling_tables.py bench/results/scaling/goal_4x200mbit_64M.json ...
     python3 bench/scaling_tables.py --validation bench/results/scaling/model_validation.json
     python3 bench/scaling_tables.py --validation-detail bench/results/scaling/model_validation.json
+    python3 bench/scaling_tables.py --validation-pooled RUN1/model_validation.json RUN2/...
 """
 import argparse
 import json
+import statistics
 
 
 def mb(b):
@@ -88,6 +90,44 @@ def validation_detail(path):
           f"largest |error| {100 * max(errs):.0f}%, mean {100 * sum(errs) / len(errs):.0f}%")
 
 
+def validation_pooled(paths):
+    """Several validation runs of the same configurations: per configuration, the median
+    error over the runs and its range. One run's error mixes the model's with the VM's
+    run-to-run spread; the median over runs keeps what is systematic."""
+    runs = [json.load(open(p))["validation"] for p in paths]
+    methods = list(dict.fromkeys(r["method"] for v in runs for r in v))
+    rows = {}
+    for v in runs:
+        for r in v:
+            key = (r["ranks"], float(r["rate"][:-4]), r["rate"], r["layers"] != "single",
+                   r["layers"], r["size_bytes"])
+            rows.setdefault(key, {}).setdefault(r["method"], []).append(r["error"])
+    print("| ranks | rate | gradient | " + " | ".join(f"`{m}`" for m in methods) + " |")
+    print("|---|---|---|" + "---|" * len(methods))
+    medians = []
+    for key in sorted(rows):
+        p, _, rate, _, layers, size = key
+        cells = []
+        for m in methods:
+            errs = rows[key].get(m)
+            if not errs:
+                cells.append("")
+                continue
+            med = statistics.median(errs)
+            medians.append(med)
+            cell = f"{100 * med:+.0f}% ({100 * min(errs):+.0f} … {100 * max(errs):+.0f})"
+            cells.append(f"**{cell}**" if abs(med) > 0.2 else cell)
+        what = (f"{size / (1 << 20):.3g} MiB" +
+                ("" if layers == "single" else f", layers '{layers}'"))
+        print(f"| {p} | {rate} | {what} | " + " | ".join(cells) + " |")
+    within = sum(1 for m in medians if abs(m) <= 0.2)
+    counts = [sum(1 for r in v if abs(r["error"]) <= 0.2) for v in runs]
+    print(f"\nmedian error over {len(runs)} runs (smallest … largest); {within} of {len(medians)} "
+          f"configurations within ±20% in the median, largest |median| "
+          f"{100 * max(abs(m) for m in medians):.0f}%; single runs: "
+          + ", ".join(f"{c} of {len(v)}" for c, v in zip(counts, runs)))
+
+
 def model_table(path, ranks=(4, 64, 1024), gbps=(0.2, 1, 10, 100)):
     """Predicted speedup over dense for a few rank counts and link rates."""
     d = json.load(open(path))
@@ -140,6 +180,7 @@ def main():
     ap.add_argument("bench", nargs="*")
     ap.add_argument("--validation")
     ap.add_argument("--validation-detail")
+    ap.add_argument("--validation-pooled", nargs="+")
     ap.add_argument("--model")
     ap.add_argument("--auto", nargs="+")
     a = ap.parse_args()
@@ -149,6 +190,8 @@ def main():
         validation_table(a.validation)
     if a.validation_detail:
         validation_detail(a.validation_detail)
+    if a.validation_pooled:
+        validation_pooled(a.validation_pooled)
     if a.model:
         model_table(a.model)
     if a.auto:
