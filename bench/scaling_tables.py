@@ -61,6 +61,17 @@ def validation_table(path):
     print(f"\nlargest |error| over all {len(v)}: {100 * d['largest_abs_error']:.0f}%")
 
 
+def config_key(r):
+    """A validation result's configuration, sorting by ranks, rate, single before mix, size."""
+    return (r["ranks"], float(r["rate"][:-4]), r["rate"], r["layers"] != "single",
+            r["layers"], r["size_bytes"])
+
+
+def config_label(layers, size):
+    return (f"{size / (1 << 20):.3g} MiB" +
+            ("" if layers == "single" else f", layers '{layers}'"))
+
+
 def validation_detail(path):
     """One row per configuration (ranks, rate, gradient), the error per method."""
     d = json.load(open(path))
@@ -68,9 +79,7 @@ def validation_detail(path):
     methods = list(dict.fromkeys(r["method"] for r in v))
     rows = {}
     for r in v:
-        key = (r["ranks"], float(r["rate"][:-4]), r["rate"], r["layers"] != "single",
-               r["layers"], r["size_bytes"])
-        rows.setdefault(key, {})[r["method"]] = r
+        rows.setdefault(config_key(r), {})[r["method"]] = r
     print("| ranks | rate | gradient | " + " | ".join(f"`{m}`" for m in methods) + " |")
     print("|---|---|---|" + "---|" * len(methods))
     for key in sorted(rows):
@@ -81,9 +90,7 @@ def validation_detail(path):
             cells.append("" if r is None else
                          f"{1e3 * r['measured_s']:.0f} / {1e3 * r['predicted_s']:.0f} "
                          f"({100 * r['error']:+.0f}%)")
-        what = (f"{size / (1 << 20):.3g} MiB" +
-                ("" if layers == "single" else f", layers '{layers}'"))
-        print(f"| {p} | {rate} | {what} | " + " | ".join(cells) + " |")
+        print(f"| {p} | {rate} | {config_label(layers, size)} | " + " | ".join(cells) + " |")
     errs = [abs(r["error"]) for r in v]
     within = sum(1 for e in errs if e <= 0.2)
     print(f"\nmeasured / predicted ms (error); {within} of {len(errs)} within ±20%, "
@@ -99,9 +106,7 @@ def validation_pooled(paths):
     rows = {}
     for v in runs:
         for r in v:
-            key = (r["ranks"], float(r["rate"][:-4]), r["rate"], r["layers"] != "single",
-                   r["layers"], r["size_bytes"])
-            rows.setdefault(key, {}).setdefault(r["method"], []).append(r["error"])
+            rows.setdefault(config_key(r), {}).setdefault(r["method"], []).append(r["error"])
     print("| ranks | rate | gradient | " + " | ".join(f"`{m}`" for m in methods) + " |")
     print("|---|---|---|" + "---|" * len(methods))
     medians = []
@@ -117,9 +122,7 @@ def validation_pooled(paths):
             medians.append(med)
             cell = f"{100 * med:+.0f}% ({100 * min(errs):+.0f} … {100 * max(errs):+.0f})"
             cells.append(f"**{cell}**" if abs(med) > 0.2 else cell)
-        what = (f"{size / (1 << 20):.3g} MiB" +
-                ("" if layers == "single" else f", layers '{layers}'"))
-        print(f"| {p} | {rate} | {what} | " + " | ".join(cells) + " |")
+        print(f"| {p} | {rate} | {config_label(layers, size)} | " + " | ".join(cells) + " |")
     within = sum(1 for m in medians if abs(m) <= 0.2)
     counts = [sum(1 for r in v if abs(r["error"]) <= 0.2) for v in runs]
     print(f"\nmedian error over {len(runs)} runs (smallest … largest); {within} of {len(medians)} "

@@ -408,18 +408,19 @@ void MpiTransport::sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non
   // MPI's allreduce needs one buffer: spans are packed inside the timed call, so that the
   // route chooser weighs that copy against the ring, which needs none.
   float* buf = data.contiguous();
-  if (!buf) {
+  const bool packed = buf == nullptr;
+  if (packed) {
     pack_scratch_.resize(count);
     data.pack(pack_scratch_.data());
     buf = pack_scratch_.data();
   }
   mpi_allreduce(buf, count, ElementType::f32, ReduceOp::sum, divisor, non_finite);
-  if (buf == pack_scratch_.data()) data.unpack(buf);
+  if (packed) data.unpack(buf);
   const double seconds = timer.seconds();
   // MPI does not promise every rank the same bits (Open MPI's algorithms give them, but a
   // library with per-rank reduction orders would not): check MPI's first results.
   if (plan.verify && !make_identical(buf, bytes)) {
-    if (buf == pack_scratch_.data()) data.unpack(buf);
+    if (packed) data.unpack(buf);  // rank 0's bits, now in the scratch
     routes_.reject_mpi();
     if (non_finite) {  // rank 0's bits now: test them again, so that every rank answers alike
       *non_finite = NonFiniteSum{};
