@@ -774,7 +774,7 @@ int main(int argc, char** argv) {
       "minbytes,b", po::value<std::string>(&min_bytes), "smallest size of a sweep (with -e, -f)")(
       "maxbytes,e", po::value<std::string>(&max_bytes), "largest size of a sweep")(
       "stepfactor,f", po::value<double>(&factor)->default_value(factor),
-      "multiplication factor between sizes of a sweep")(
+      "multiplication factor between sizes of a sweep (each rounded down to whole f32)")(
       "iters", po::value<int>(&o.iters)->default_value(o.iters), "timed calls per candidate")(
       "warmup", po::value<int>(&o.warmup)->default_value(o.warmup),
       "untimed calls per candidate first (the first one also measures rel_err)")(
@@ -828,14 +828,22 @@ int main(int argc, char** argv) {
     if (vm.count("minbytes") || vm.count("maxbytes")) {
       if (!vm.count("minbytes") || !vm.count("maxbytes"))
         throw po::error("a sweep needs both -b and -e");
-      if (!(factor > 1.0)) throw po::error("-f must be > 1");
-      const double lo = static_cast<double>(tb::parse_size(min_bytes));
-      const double hi = static_cast<double>(tb::parse_size(max_bytes));
-      for (double b = lo; b <= hi * (1 + 1e-9); b *= factor)
-        o.sizes.push_back(static_cast<std::size_t>(b));
+      if (!(factor > 1.0) || !std::isfinite(factor)) throw po::error("-f must be a number > 1");
+      const std::size_t lo = tb::parse_size(min_bytes), hi = tb::parse_size(max_bytes);
+      if (lo < 4 || lo % 4 || hi < lo)
+        throw po::error("-b " + min_bytes + " -e " + max_bytes +
+                        ": expected -b a positive multiple of 4 bytes (f32) and -e >= -b");
+      // Each size of the sweep rounded down to whole f32 elements (as nccl-tests aligns its
+      // sizes to the data type), once each.
+      for (double b = static_cast<double>(lo); b <= static_cast<double>(hi) * (1 + 1e-9);
+           b *= factor) {
+        const std::size_t size = static_cast<std::size_t>(b) / 4 * 4;
+        if (o.sizes.empty() || o.sizes.back() != size) o.sizes.push_back(size);
+      }
     } else {
       for (const std::string& s : tb::split_specs(sizes.empty() ? "1M,16M,64M" : sizes))
         o.sizes.push_back(tb::parse_size(s));
+      if (o.sizes.empty()) throw po::error("--sizes: no sizes in '" + sizes + "'");
     }
     for (std::size_t s : o.sizes)
       if (s < 4 || s % 4) throw po::error("sizes must be positive multiples of 4 bytes (f32)");
@@ -843,6 +851,20 @@ int main(int argc, char** argv) {
     if (world_rank == 0) std::cerr << "thinwire-bench-allreduce: " << e.what() << "\n\n" << opts;
     MPI_Finalize();
     return 2;
+  }
+
+  // An unwritable --json fails now, on every rank, not after the whole benchmark. (Opened for
+  // appending, so that an existing file is left as it is until the results replace it.)
+  if (!o.json_path.empty()) {
+    int ok = 1;
+    if (world_rank == 0) ok = std::ofstream(o.json_path, std::ios::app) ? 1 : 0;
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!ok) {
+      if (world_rank == 0)
+        std::cerr << "thinwire-bench-allreduce: --json: cannot write " << o.json_path << "\n";
+      MPI_Finalize();
+      return 2;
+    }
   }
 
   // Device tensors: a usable device on every rank, or a clear refusal on every rank (exit 2).

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -282,24 +283,47 @@ BENCHMARK(BM_qsgd4_decode)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_powersgd4_encode)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_powersgd4_decode)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// --n=COUNT: digits only, 1024 to 2^31 elements (8 GiB of f32), or 0.
+std::size_t parse_n(const std::string& text) {
+  const bool digits = !text.empty() && text.size() <= 10 &&
+                      text.find_first_not_of("0123456789") == std::string::npos;
+  const unsigned long long v = digits ? std::stoull(text) : 0;
+  return v >= 1024 && v <= (1ull << 31) ? static_cast<std::size_t>(v) : 0;
+}
+
 int main(int argc, char** argv) {
   std::string json_path;
   std::vector<char*> args;
+  auto usage = [&](const std::string& why) {
+    std::fprintf(stderr,
+                 "thinwire-bench-codec: %s\nusage: thinwire-bench-codec [--n=16777216] "
+                 "[--json=FILE] [--simd=sse2|scalar] [Google Benchmark flags]\n",
+                 why.c_str());
+    return 2;
+  };
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--n=", 0) == 0)
-      g_n = std::stoull(a.substr(4));
-    else if (a.rfind("--json=", 0) == 0)
+    if (a.rfind("--n=", 0) == 0) {
+      g_n = parse_n(a.substr(4));
+      if (g_n == 0) return usage("--n: '" + a.substr(4) + "' is not a count from 1024 to 2^31");
+    } else if (a.rfind("--json=", 0) == 0) {
       json_path = a.substr(7);
-    else if (a == "--simd=scalar")
+      // Fail now rather than after the benchmarks (appending leaves an existing file as it is).
+      if (json_path.empty() || !std::ofstream(json_path, std::ios::app))
+        return usage("--json: cannot write '" + json_path + "'");
+    } else if (a == "--simd=scalar") {
       tw::set_simd_cap(tw::SimdLevel::scalar);
-    else if (a == "--simd=sse2")
+    } else if (a == "--simd=sse2") {
       tw::set_simd_cap(tw::SimdLevel::sse2);
-    else
+    } else if (a.rfind("--simd", 0) == 0) {
+      return usage("'" + a + "': --simd takes sse2 or scalar (the default takes the widest)");
+    } else {
       args.push_back(argv[i]);
+    }
   }
   int bargc = static_cast<int>(args.size());
   benchmark::Initialize(&bargc, args.data());
+  if (benchmark::ReportUnrecognizedArguments(bargc, args.data())) return 2;
   Collector collector;
   benchmark::RunSpecifiedBenchmarks(&collector);
   benchmark::Shutdown();
@@ -352,7 +376,12 @@ int main(int argc, char** argv) {
       onebit_bw, ratio("BM_topk_select_exact", "BM_nth_element_abs"),
       ratio("BM_topk_decode", "BM_memcpy"));
   if (!json_path.empty()) {
-    std::ofstream(json_path) << out.dump(2) << "\n";
+    std::ofstream f(json_path);
+    f << out.dump(2) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "thinwire-bench-codec: cannot write '%s'\n", json_path.c_str());
+      return 1;
+    }
     std::printf("wrote %s\n", json_path.c_str());
   }
   return 0;

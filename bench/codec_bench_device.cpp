@@ -86,6 +86,7 @@ std::size_t parse_count(const std::string& s) {
     shift = 30;
   else if (!suffix.empty())
     throw Failure("not a count: '" + s + "' (suffixes: K, M, G)");
+  if (pos == 0 || s[0] == '-' || v > (~0ull >> shift)) throw Failure("not a count: '" + s + "'");
   return static_cast<std::size_t>(v) << shift;
 }
 
@@ -296,6 +297,16 @@ struct Options {
   bool flush = true;
 };
 
+// The --methods groups; Failure names an unknown one.
+std::set<std::string> method_groups(const std::string& list) {
+  std::set<std::string> methods;
+  for (const std::string& m : split(list)) methods.insert(m);
+  for (const std::string& m : methods)
+    if (m != "all" && m != "onebit" && m != "qsgd" && m != "topk" && m != "ef" && m != "powersgd")
+      throw Failure("--methods: unknown '" + m + "' (all, onebit, qsgd, topk, ef, powersgd)");
+  return methods;
+}
+
 int run(const Options& o, json out) {
   const std::size_t n = o.n;
   k::ChunkCodec onebit;
@@ -319,12 +330,8 @@ int run(const Options& o, json out) {
                 k::chunk_workspace_bytes(qsgd, n, 1), k::topk_workspace_bytes(n, topk)});
   const std::size_t rank = 4, rows = o.rows, cols = rows ? n / rows : 0;
 
-  std::set<std::string> methods;
-  for (const std::string& m : split(o.methods)) methods.insert(m);
+  const std::set<std::string> methods = method_groups(o.methods);
   const bool all = methods.empty() || methods.count("all");
-  for (const std::string& m : methods)
-    if (m != "all" && m != "onebit" && m != "qsgd" && m != "topk" && m != "ef" && m != "powersgd")
-      throw Failure("--methods: unknown '" + m + "' (all, onebit, qsgd, topk, ef, powersgd)");
   auto wanted = [&](const std::string& m) { return all || methods.count(m) > 0; };
 
   // Device data: g the gradient, e0 the error memory (both pristine), x the working copy,
@@ -855,6 +862,18 @@ int main(int argc, char** argv) {
     std::cerr << "thinwire-bench-codec-device: --timeout must be positive\n";
     return 2;
   }
+  // The rest of the options, checked before looking for a device, so that a typo is an error
+  // on a machine without one too.
+  if (o.rows == 0 || o.device < 0) {
+    std::cerr << "thinwire-bench-codec-device: --rows must be >= 1 and --device >= 0\n";
+    return 2;
+  }
+  try {
+    method_groups(o.methods);
+  } catch (const Failure& e) {
+    std::cerr << "thinwire-bench-codec-device: " << e.what() << "\n";
+    return 2;
+  }
 
   json out = thinwire::bench::provenance(argc, argv);
   try {
@@ -865,9 +884,12 @@ int main(int argc, char** argv) {
       skip = "no CUDA device: " + (why.empty() ? std::string("device_count() = 0") : why);
     else if (k::emulated())
       skip = "the kernels are the CPU emulation";
-    else if (o.device < 0 || o.device >= devices)
-      skip = "--device " + std::to_string(o.device) + " does not exist (" +
-             std::to_string(devices) + " device(s))";
+    if (skip.empty() && o.device >= devices) {
+      std::fprintf(stderr,
+                   "thinwire-bench-codec-device: --device %d does not exist (%d device(s))\n",
+                   o.device, devices);
+      return 2;
+    }
     if (!skip.empty()) {
       std::printf("thinwire-bench-codec-device: skipped: %s\n", skip.c_str());
       out["skipped"] = true;

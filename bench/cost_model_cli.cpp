@@ -53,10 +53,38 @@ std::pair<double, std::string> number_and_unit(const std::string& text, const ch
   }
 }
 
-// tc-style rate ("200mbit", "1gbit", "12500kbps") in bits per second.
+// The whole of `text` as a finite number, or invalid_argument naming `option`.
+double parse_number(const std::string& text, const char* option) {
+  std::size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (pos == 0 || pos != text.size() || !std::isfinite(v))
+    throw std::invalid_argument(std::string(option) + ": '" + text + "' is not a finite number");
+  return v;
+}
+
+// The whole of `text` as an integer in [1, 2^31), or invalid_argument naming `option`.
+int parse_count(const std::string& text, const char* option) {
+  double v = 0;
+  try {
+    v = parse_number(text, option);
+  } catch (const std::invalid_argument&) {
+    v = 0;
+  }
+  if (v != std::floor(v) || v < 1 || v > 2147483647.0)
+    throw std::invalid_argument(std::string(option) + ": '" + text + "' is not an integer >= 1");
+  return static_cast<int>(v);
+}
+
+// tc-style rate ("200mbit", "1gbit", "12500kbps") in bits per second, > 0.
 double parse_rate_bits(const std::string& text) {
   constexpr const char* kLike = "a rate like 200mbit or 1gbit";
   auto [v, unit] = number_and_unit(text, kLike);
+  if (!(v > 0) || !std::isfinite(v)) throw std::invalid_argument("'" + text + "' is not " + kLike);
   double scale = 1;
   if (!unit.empty() && (unit[0] == 'k' || unit[0] == 'm' || unit[0] == 'g')) {
     scale = unit[0] == 'k' ? 1e3 : unit[0] == 'm' ? 1e6 : 1e9;
@@ -92,7 +120,14 @@ double emulated_burst_bytes(const json& link, double rate_bits) {
 double wire_bytes_per_s_from(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot read " + path);
-  const json j = json::parse(f);
+  json j;
+  try {
+    j = json::parse(f);
+    if (!j.contains("link") || !j["link"].contains("emulated") || !j["link"].contains("rate"))
+      throw std::runtime_error("no 'link' with 'emulated' and 'rate'");
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": not a thinwire-bench-allreduce JSON (" + e.what() + ")");
+  }
   if (!j.at("link").at("emulated").get<bool>() || j.at("link").at("rate") != "none")
     throw std::runtime_error(path +
                              ": --wire needs a run on unshaped emulated links (--rate none)");
@@ -107,12 +142,41 @@ double wire_bytes_per_s_from(const std::string& path) {
   return best;
 }
 
+// [{"name": "fc1.weight", "shape": [256, 784]}, ...]: at least one layer, each dimension an
+// integer >= 1 and the layer under 2^62 elements.
 std::vector<thinwire::Layer> read_layer_file(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot read " + path);
-  const json j = json::parse(f);
+  const std::string expected =
+      "; expected [{\"name\": \"fc1.weight\", \"shape\": [256, 784]}, ...]";
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": not JSON (" + e.what() + ")" + expected);
+  }
+  if (!j.is_array() || j.empty()) throw std::runtime_error(path + ": no layers" + expected);
   std::vector<thinwire::Layer> layers;
-  for (const auto& l : j) layers.push_back({l.at("name"), l.at("shape")});
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    const json& l = j[i];
+    const std::string where = path + ": layer " + std::to_string(i);
+    if (!l.is_object() || !l.contains("name") || !l["name"].is_string() || !l.contains("shape") ||
+        !l["shape"].is_array())
+      throw std::runtime_error(where + " has no string 'name' and array 'shape'" + expected);
+    thinwire::Layer layer{l["name"].get<std::string>(), {}};
+    double numel = 1;
+    for (const json& d : l["shape"]) {
+      if (!d.is_number_integer() || d.get<std::int64_t>() < 1)
+        throw std::runtime_error(where + " ('" + layer.name + "'): shape " + l["shape"].dump() +
+                                 " has a dimension that is not an integer >= 1");
+      layer.shape.push_back(d.get<std::int64_t>());
+      numel *= static_cast<double>(layer.shape.back());
+    }
+    if (numel >= 0x1p62)
+      throw std::runtime_error(where + " ('" + layer.name + "'): shape " + l["shape"].dump() +
+                               " has too many elements");
+    layers.push_back(std::move(layer));
+  }
   return layers;
 }
 
@@ -229,86 +293,102 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
   for (const std::string& path : files) {
     std::ifstream f(path);
     if (!f) throw std::runtime_error("cannot read " + path);
-    const json j = json::parse(f);
-    const std::string rate = j.at("link").at("rate");
-    if (!j.at("link").at("emulated").get<bool>())
-      throw std::runtime_error(path + ": not a run on the emulated cluster (no link rate)");
-    const int P = j.at("ranks");
-    const double cores = j.value("cores", 1.0);
-    Params q = p;
-    q.cpu_share = std::min(1.0, cores / P);
-    if (!latency_given) q.latency_s = j.at("latency_probe").at("per_message_s");
-    const twm::ComputeRates codec = rates.scaled(q.cpu_share);
-    const double gbps = parse_rate_bits(rate) / 1e9;
-    q.burst_bytes = emulated_burst_bytes(j.at("link"), gbps * 1e9);
-    const twm::Network net = network(gbps, q);
-    // The run's own kernel rates. Timed by one rank per host they are one core's: divided by
-    // the share of a core a rank gets. (Older files timed them on all ranks at once: taken as
-    // they are.)
-    const json run_rates = median_run_rates(j.at("results"));
-    const double run_share =
-        j.contains("compute_rates_probe") ? j["compute_rates_probe"].value("cpu_share", 1.0) : 1.0;
-    const twm::ComputeRates run_scaled = twm::rates_from_json(run_rates).scaled(run_share);
-    for (const auto& res : j.at("results")) {
-      const std::string method = res.at("method");
-      const std::size_t bytes = res.at("size_bytes");
-      const auto layers = tb::make_layers(res.at("layers"), bytes);
-      if (tb::total_bytes(layers) != bytes)
-        throw std::runtime_error(path + ": cannot rebuild the layers of a " +
-                                 std::to_string(bytes) + "-byte '" +
-                                 res.at("layers").get<std::string>() + "' result");
-      const bool have_run = res.contains("compute_rates");
-      const twm::ComputeRates& run = have_run ? run_scaled : codec;
-      const twm::ComputeRates& used = codec_rates_only || !have_run ? codec : run;
-      const double measured = res.at("time_median_s");
-      // The benchmark's calls run back to back, each candidate's after another's that
-      // emptied the bucket (dense, or a compressed call that outlasts the bucket). Before a
-      // call the link rests only while every rank copies in fresh gradients and meets the
-      // others at a barrier (ceil(log2 P) message latencies).
-      auto bench_call = [&](const twm::ComputeRates& r) {
-        twm::Network n = net;
-        n.idle_before_s = static_cast<double>(bytes / 4) * r.copy +
-                          std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
-        return n;
-      };
-      const double pred_run = predict(layers, method, P, bench_call(run), run).total();
-      const double pred_codec = predict(layers, method, P, bench_call(codec), codec).total();
-      const twm::Network used_net = bench_call(used);
-      const twm::StepCost pred_cost = predict(layers, method, P, used_net, used);
-      const double pred = pred_cost.total();
-      const double dense = predict(layers, "none", P, used_net, used).total();
-      const double err = (pred - measured) / measured;
-      worst = std::max(worst, std::fabs(err));
-      std::printf("%6d %9s %7s %-12s %11.1f %11.1f %+7.1f%% %11.1f %+7.1f%% %8.2fx %8.2fx\n", P,
-                  rate.c_str(), tb::format_size(bytes).c_str(), method.c_str(), 1e3 * measured,
-                  1e3 * pred_run, 100 * (pred_run - measured) / measured, 1e3 * pred_codec,
-                  100 * (pred_codec - measured) / measured, res.at("speedup").get<double>(),
-                  dense / pred);
-      out["validation"].push_back(
-          {{"file", path},
-           {"ranks", P},
-           {"rate", rate},
-           {"size_bytes", bytes},
-           {"layers", res.at("layers")},
-           {"method", method},
-           {"measured_s", measured},
-           {"predicted_s", pred},
-           {"predicted_comm_s", pred_cost.comm},
-           {"predicted_compute_s", pred_cost.encode + pred_cost.decode},
-           {"measured_phases_s", res.value("phases_s", json::object())},
-           {"error", err},
-           {"predicted_run_rates_s", pred_run},
-           {"predicted_codec_rates_s", pred_codec},
-           {"measured_speedup", res.at("speedup")},
-           {"predicted_speedup", dense / pred},
-           {"latency_s", q.latency_s},
-           {"cpu_share", q.cpu_share},
-           {"run_rates", run_rates},
-           {"run_rates_cpu_share", run_share},
-           {"burst_bytes", q.burst_bytes},
-           {"idle_before_s", used_net.idle_before_s},
-           {"wire_bytes_per_s", q.wire_bytes_per_s < 1e300 ? json(q.wire_bytes_per_s) : json()},
-           {"load_average_at_start", j.value("load_average_at_start", json::array())}});
+    // Any malformed field below is reported with the file's name.
+    try {
+      const json j = json::parse(f);
+      const std::string rate = j.at("link").at("rate");
+      if (!j.at("link").at("emulated").get<bool>())
+        throw std::runtime_error("not a run on the emulated cluster (no link rate)");
+      const int P = j.at("ranks");
+      const double cores = j.value("cores", 1.0);
+      if (P < 1 || !(cores > 0))
+        throw std::runtime_error("'ranks' " + std::to_string(P) + " and 'cores' " +
+                                 std::to_string(cores) + ": expected ranks >= 1 and cores > 0");
+      Params q = p;
+      q.cpu_share = std::min(1.0, cores / P);
+      if (!latency_given) q.latency_s = j.at("latency_probe").at("per_message_s");
+      const twm::ComputeRates codec = rates.scaled(q.cpu_share);
+      const double gbps = parse_rate_bits(rate) / 1e9;
+      q.burst_bytes = emulated_burst_bytes(j.at("link"), gbps * 1e9);
+      const twm::Network net = network(gbps, q);
+      // The run's own kernel rates. Timed by one rank per host they are one core's: divided by
+      // the share of a core a rank gets. (Older files timed them on all ranks at once: taken as
+      // they are.)
+      const json run_rates = median_run_rates(j.at("results"));
+      const double run_share = j.contains("compute_rates_probe")
+                                   ? j["compute_rates_probe"].value("cpu_share", 1.0)
+                                   : 1.0;
+      const twm::ComputeRates run_scaled = twm::rates_from_json(run_rates).scaled(run_share);
+      for (const auto& res : j.at("results")) {
+        const std::string method = res.at("method");
+        if (!res.at("size_bytes").is_number_unsigned() ||
+            res["size_bytes"].get<std::size_t>() == 0 ||
+            res["size_bytes"].get<std::size_t>() % 4 != 0 ||
+            !(res.at("time_median_s").get<double>() > 0))
+          throw std::runtime_error("result '" + method + "': size_bytes " +
+                                   res["size_bytes"].dump() + ", time_median_s " +
+                                   res["time_median_s"].dump() +
+                                   ": expected a positive multiple of 4 bytes and a time > 0");
+        const std::size_t bytes = res.at("size_bytes");
+        const auto layers = tb::make_layers(res.at("layers"), bytes);
+        if (tb::total_bytes(layers) != bytes)
+          throw std::runtime_error("cannot rebuild the layers of a " + std::to_string(bytes) +
+                                   "-byte '" + res.at("layers").get<std::string>() + "' result");
+        const bool have_run = res.contains("compute_rates");
+        const twm::ComputeRates& run = have_run ? run_scaled : codec;
+        const twm::ComputeRates& used = codec_rates_only || !have_run ? codec : run;
+        const double measured = res.at("time_median_s");
+        // The benchmark's calls run back to back, each candidate's after another's that
+        // emptied the bucket (dense, or a compressed call that outlasts the bucket). Before a
+        // call the link rests only while every rank copies in fresh gradients and meets the
+        // others at a barrier (ceil(log2 P) message latencies).
+        auto bench_call = [&](const twm::ComputeRates& r) {
+          twm::Network n = net;
+          n.idle_before_s = static_cast<double>(bytes / 4) * r.copy +
+                            std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
+          return n;
+        };
+        const double pred_run = predict(layers, method, P, bench_call(run), run).total();
+        const double pred_codec = predict(layers, method, P, bench_call(codec), codec).total();
+        const twm::Network used_net = bench_call(used);
+        const twm::StepCost pred_cost = predict(layers, method, P, used_net, used);
+        const double pred = pred_cost.total();
+        const double dense = predict(layers, "none", P, used_net, used).total();
+        const double err = (pred - measured) / measured;
+        worst = std::max(worst, std::fabs(err));
+        std::printf("%6d %9s %7s %-12s %11.1f %11.1f %+7.1f%% %11.1f %+7.1f%% %8.2fx %8.2fx\n", P,
+                    rate.c_str(), tb::format_size(bytes).c_str(), method.c_str(), 1e3 * measured,
+                    1e3 * pred_run, 100 * (pred_run - measured) / measured, 1e3 * pred_codec,
+                    100 * (pred_codec - measured) / measured, res.at("speedup").get<double>(),
+                    dense / pred);
+        out["validation"].push_back(
+            {{"file", path},
+             {"ranks", P},
+             {"rate", rate},
+             {"size_bytes", bytes},
+             {"layers", res.at("layers")},
+             {"method", method},
+             {"measured_s", measured},
+             {"predicted_s", pred},
+             {"predicted_comm_s", pred_cost.comm},
+             {"predicted_compute_s", pred_cost.encode + pred_cost.decode},
+             {"measured_phases_s", res.value("phases_s", json::object())},
+             {"error", err},
+             {"predicted_run_rates_s", pred_run},
+             {"predicted_codec_rates_s", pred_codec},
+             {"measured_speedup", res.at("speedup")},
+             {"predicted_speedup", dense / pred},
+             {"latency_s", q.latency_s},
+             {"cpu_share", q.cpu_share},
+             {"run_rates", run_rates},
+             {"run_rates_cpu_share", run_share},
+             {"burst_bytes", q.burst_bytes},
+             {"idle_before_s", used_net.idle_before_s},
+             {"wire_bytes_per_s", q.wire_bytes_per_s < 1e300 ? json(q.wire_bytes_per_s) : json()},
+             {"load_average_at_start", j.value("load_average_at_start", json::array())}});
+      }
+    } catch (const std::exception& e) {
+      throw std::runtime_error(path + ": " + e.what());
     }
   }
   std::printf("# largest |error|: %.1f%%\n", 100 * worst);
@@ -318,9 +398,10 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
 }
 
 template <typename T, typename F>
-std::vector<T> parse_list(const std::string& text, F&& convert) {
+std::vector<T> parse_list(const std::string& text, const char* option, F&& convert) {
   std::vector<T> v;
   for (const std::string& s : tb::split_specs(text)) v.push_back(convert(s));
+  if (v.empty()) throw std::invalid_argument(std::string(option) + ": no values in '" + text + "'");
   return v;
 }
 
@@ -371,12 +452,24 @@ int main(int argc, char** argv) {
                       "write the predictions to this JSON file");
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
+    // No positional arguments: a stray word is an error, not ignored.
+    po::store(po::command_line_parser(argc, argv)
+                  .options(opts)
+                  .positional(po::positional_options_description())
+                  .run(),
+              vm);
     po::notify(vm);
     if (vm.count("help")) {
       std::cout << opts;
       return 0;
     }
+    // Written as !(x in range) so that NaN fails too.
+    if (!(latency_us >= 0) || !std::isfinite(latency_us))
+      throw std::invalid_argument("--latency-us must be a finite number >= 0");
+    if (!(p.efficiency > 0 && p.efficiency <= 1))
+      throw std::invalid_argument("--efficiency must be in (0, 1]");
+    if (!(p.cpu_share > 0 && p.cpu_share <= 1))
+      throw std::invalid_argument("--cpu-share must be in (0, 1]");
     p.latency_s = latency_us * 1e-6;
     std::ifstream cf(codec_json);
     if (!cf) throw std::runtime_error("cannot read the codec benchmark JSON " + codec_json);
@@ -393,21 +486,32 @@ int main(int argc, char** argv) {
       validate(validate_files, p, !vm["latency-us"].defaulted(), vm.count("codec-rates") > 0, base,
                out);
     } else {
-      const auto layers = layer_file.empty() ? tb::make_layers(layers_kind, tb::parse_size(size))
-                                             : read_layer_file(layer_file);
+      std::vector<thinwire::Layer> layers;
+      if (layer_file.empty()) {
+        const std::size_t bytes = tb::parse_size(size);
+        if (bytes == 0 || bytes % 4 != 0)
+          throw std::invalid_argument("--size: '" + size +
+                                      "' is not a positive multiple of 4 bytes (f32)");
+        layers = tb::make_layers(layers_kind, bytes);
+      } else {
+        layers = read_layer_file(layer_file);
+      }
       out["layers"] = json::array();
       for (const thinwire::Layer& l : layers)
         out["layers"].push_back({{"name", l.name}, {"shape", l.shape}});
       const auto method_list = tb::split_specs(methods);
-      for (const std::string& m : method_list) thinwire::Config::parse(m);
-      const auto ranks = parse_list<int>(ranks_text, [](const std::string& s) {
-        const int v = std::stoi(s);
-        if (v < 1) throw std::invalid_argument("ranks must be >= 1");
-        return v;
-      });
-      const auto gbps = parse_list<double>(gbps_text, [](const std::string& s) {
-        const double v = std::stod(s);
-        if (!(v > 0)) throw std::invalid_argument("rates must be > 0");
+      if (method_list.empty())
+        throw std::invalid_argument("--methods: no methods in '" + methods + "'");
+      for (const std::string& m : method_list)
+        if (thinwire::Config::parse(m).method == thinwire::Method::adaptive)
+          throw std::invalid_argument("--methods: '" + m +
+                                      "': the cost model does not model adaptive (L-GreCo) specs; "
+                                      "auto chooses per layer from the model");
+      const auto ranks = parse_list<int>(
+          ranks_text, "--ranks", [](const std::string& s) { return parse_count(s, "--ranks"); });
+      const auto gbps = parse_list<double>(gbps_text, "--gbps", [](const std::string& s) {
+        const double v = parse_number(s, "--gbps");
+        if (!(v > 0)) throw std::invalid_argument("--gbps: '" + s + "' is not > 0");
         return v;
       });
       sweep(layers, method_list, ranks, gbps, p, base.scaled(p.cpu_share), out);

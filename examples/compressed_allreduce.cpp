@@ -22,6 +22,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -345,6 +346,9 @@ int main(int argc, char** argv) {
     thinwire::Communicator comm = thinwire::Communicator::from_mpi(MPI_COMM_WORLD);
     const int rank = comm.rank(), size = comm.size();
     const std::vector<std::string> specs = split_methods(methods);
+    if (specs.empty())
+      throw std::invalid_argument("--methods: no methods in '" + methods +
+                                  "' (expected a list like none,topk:0.01,onebit)");
     for (const std::string& s : specs) thinwire::Config::parse(s);  // fail before any work
 
     const std::vector<thinwire::Layer> layers = model_layers();

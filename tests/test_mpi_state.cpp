@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -181,6 +182,23 @@ TEST(MpiState, ForeignOrCorruptStateIsRefusedAndChangesNothing) {
   err = error_from([&] { fresh.load_state(std::string("/nonexistent/dir/state.bin")); });
   ASSERT_TRUE(err.has_value());
   EXPECT_NE(std::string(err->what()).find("cannot read"), std::string::npos);
+
+  // A directory opens as a file but fails to read (libstdc++ throws from its buffer): a user
+  // error named as such, by path and through a stream alike, never ErrorCode::internal.
+  const std::string dir = ::testing::TempDir();
+  err = error_from([&] { fresh.load_state(dir); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::invalid_argument) << err->what();
+  EXPECT_NE(std::string(err->what()).find("directory"), std::string::npos) << err->what();
+  std::ifstream as_stream(dir, std::ios::binary);
+  if (as_stream) {
+    err = error_from([&] { fresh.load_state(as_stream); });
+    ASSERT_TRUE(err.has_value());
+    EXPECT_EQ(err->code(), ErrorCode::invalid_argument) << err->what();
+    EXPECT_NE(std::string(err->what()).find("cannot read the compression state"), std::string::npos)
+        << err->what();
+  }
+  EXPECT_EQ(fresh.step(), 0u);
 }
 
 // A state file as the first format version wrote it: the same layout without field 6 (DGC

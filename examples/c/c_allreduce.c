@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <thinwire/thinwire.h>
 
@@ -23,8 +24,10 @@
 
 int main(int argc, char** argv) {
   const char* spec = argc > 1 ? argv[1] : "powersgd:2";
-  const int steps = argc > 2 ? atoi(argv[2]) : 10;
   const char* prefix = argc > 3 ? argv[3] : NULL;
+  char* steps_end = NULL;
+  const long steps_arg = argc > 2 ? strtol(argv[2], &steps_end, 10) : 10;
+  int steps;
   static float weight[256 * 784], bias[256];
   const char* names[2] = {"fc1.weight", "fc1.bias"};
   const int64_t weight_shape[2] = {256, 784}, bias_shape[1] = {256};
@@ -38,6 +41,18 @@ int main(int argc, char** argv) {
   uint64_t done = 0;
   size_t i, len = 0;
   char* json;
+
+  /* Checked before MPI starts, alike on every rank: usage, or a STEPS that is not a count. */
+  if (argc > 4 || (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) ||
+      (argc > 2 &&
+       (steps_end == argv[2] || *steps_end != '\0' || steps_arg < 0 || steps_arg > 1000000))) {
+    fprintf(stderr,
+            "usage: c_allreduce [SPEC [STEPS [STATE_PREFIX]]]\n"
+            "  SPEC a thinwire spec (default powersgd:2), STEPS a count from 0 to 1000000 "
+            "(default 10)\n");
+    return argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) ? 0 : 2;
+  }
+  steps = (int)steps_arg;
 
   MPI_Init(&argc, &argv);
   TRY(tw_comm_from_mpi(MPI_COMM_WORLD, &comm));

@@ -49,12 +49,28 @@ Dataset load_idx(const std::string& dir, const std::string& prefix, std::size_t 
   if (lab.size() < 8 || be32(lab, 0) != 0x801)
     throw std::runtime_error("'" + lpath + "': not an IDX label file");
   const std::size_t n = be32(img, 4), rows = be32(img, 8), cols = be32(img, 12);
-  if (be32(lab, 4) != n || img.size() != 16 + n * rows * cols || lab.size() != 8 + n)
+  if (n == 0 || rows == 0 || cols == 0)
+    throw std::runtime_error("'" + ipath + "' holds " + std::to_string(n) + " images of " +
+                             std::to_string(rows) + "x" + std::to_string(cols) +
+                             " (expected at least one image of at least 1x1)");
+  // Each factor is below 2^32: the pixel count of one image fits, the total is checked by
+  // division so that a header cannot wrap it.
+  const std::size_t pixels = rows * cols;
+  if (be32(lab, 4) != n || (img.size() - 16) / pixels != n || (img.size() - 16) % pixels != 0 ||
+      lab.size() != 8 + n)
     throw std::runtime_error("'" + ipath + "' and '" + lpath + "' disagree on their sizes");
+  for (std::size_t i = 0; i < n; ++i)
+    if (lab[8 + i] >= kClasses)
+      throw std::runtime_error("'" + lpath + "': label " + std::to_string(lab[8 + i]) +
+                               " at index " + std::to_string(i) + " is not in 0.." +
+                               std::to_string(kClasses - 1));
   const std::size_t use = limit && limit < n ? limit : n;
 
   Dataset d;
-  d.pixels = rows * cols;
+  d.pixels = pixels;
+  d.rows = rows;
+  d.cols = cols;
+  d.total = use;
   for (std::size_t i = static_cast<std::size_t>(part); i < use;
        i += static_cast<std::size_t>(parts)) {
     const std::uint8_t* px = img.data() + 16 + i * d.pixels;

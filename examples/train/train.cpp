@@ -107,13 +107,20 @@ int run(const Options& o) {
 
   const train::Dataset data = train::load_idx(o.data, "train", o.limit, rank, size);
   const train::Dataset test = train::load_idx(o.data, "t10k", o.test_limit, rank, size);
+  constexpr std::size_t kSide = 28;  // the model's input: 28 x 28 images
+  for (const train::Dataset* d : {&data, &test})
+    if (d->rows != kSide || d->cols != kSide)
+      throw std::runtime_error("the images in '" + o.data + "' are " + std::to_string(d->rows) +
+                               "x" + std::to_string(d->cols) + "; the model takes 28x28");
   // Every rank takes the same number of steps: the smallest shard decides.
-  const std::size_t total = o.limit ? std::min<std::size_t>(o.limit, 60000) : 60000;
-  const std::size_t shard = total / static_cast<std::size_t>(size);
+  const std::size_t shard = data.total / static_cast<std::size_t>(size);
   const std::size_t steps_per_epoch = shard / o.batch;
-  if (steps_per_epoch == 0) throw std::runtime_error("--batch is larger than a rank's shard");
+  if (steps_per_epoch == 0)
+    throw std::runtime_error("--batch " + std::to_string(o.batch) +
+                             " is larger than a rank's shard of " + std::to_string(shard) +
+                             " images");
 
-  train::Mlp model({784, 512, 256, 10}, o.seed);
+  train::Mlp model({kSide * kSide, 512, 256, train::kClasses}, o.seed);
   std::vector<train::Tensor>& params = model.params();
   std::vector<thinwire::Layer> layers;
   for (const train::Tensor& t : params) layers.push_back({t.name, t.shape});
@@ -257,7 +264,12 @@ int run(const Options& o) {
     if (onebit_adam) j["adam_warmup_steps"] = adam_warmup;
     j["diverged"] = !diverged.empty();
     if (!diverged.empty()) j["error"] = diverged;
-    std::ofstream(o.json) << j.dump(2) << "\n";
+    std::ofstream out(o.json);
+    out << j.dump(2) << "\n";
+    if (!out.good()) {
+      std::fprintf(stderr, "train_fashion_mnist: cannot write '%s'\n", o.json.c_str());
+      return 2;
+    }
   }
   if (!diverged.empty()) return 3;
   if (o.min_test_accuracy >= 0.0 && accuracy < o.min_test_accuracy) {
@@ -316,6 +328,13 @@ int main(int argc, char** argv) {
         throw std::runtime_error("--schedule must be cosine or constant");
       if (o.epochs < 1 || o.batch < 1)
         throw std::runtime_error("--epochs and --batch must be >= 1");
+      // Written as !(x >= 0) so that NaN fails too.
+      if (!(o.lr >= 0.0) || !std::isfinite(o.lr))
+        throw std::runtime_error("--lr must be a finite number >= 0 (0: the optimizer's default)");
+      if (!(o.momentum >= 0.0 && o.momentum < 1.0))
+        throw std::runtime_error("--momentum must be in [0, 1)");
+      if (!(o.onebit_warmup >= 0.0 && o.onebit_warmup <= 1.0))
+        throw std::runtime_error("--onebit-warmup must be a fraction in [0, 1]");
       rc = run(o);
     }
   } catch (const std::exception& e) {

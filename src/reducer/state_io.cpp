@@ -16,9 +16,11 @@
 // load_state() reads the whole file, checks the checksum and every size against the
 // Reducer before changing anything, so a truncated, corrupt or foreign file raises Error and
 // leaves the Reducer as it was.
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <system_error>
 
 #include "algorithm/two_phase.hpp"
 #include "common/bytes.hpp"
@@ -152,8 +154,16 @@ void ReducerImpl::save_state(std::ostream& out) const {
 
 void ReducerImpl::load_state(std::istream& in) {
   const int p = comm_.size(), me = comm_.rank();
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                        std::istreambuf_iterator<char>());
+  std::vector<std::uint8_t> bytes;
+  try {
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    // libstdc++'s file buffer throws on a read error (a directory, EIO) whatever the stream's
+    // exception mask says.
+    fail_with(ErrorCode::invalid_argument, "state", me,
+              "cannot read the compression state: ", e.what());
+  }
+  if (in.bad()) fail(ErrorCode::invalid_argument, "state", me, "cannot read the compression state");
   if (bytes.size() < 8)
     fail(ErrorCode::invalid_argument, "state", me, "compression state: file too short");
   const std::size_t end = bytes.size() - 8;
@@ -287,6 +297,10 @@ void Reducer::save_state(const std::string& path) const {
 }
 
 void Reducer::load_state(const std::string& path) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored))
+    detail::fail_with(ErrorCode::invalid_argument, "state", impl_->comm_.rank(), "cannot read '",
+                      path, "': it is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     detail::fail_with(ErrorCode::invalid_argument, "state", impl_->comm_.rank(), "cannot read '",
