@@ -53,16 +53,21 @@ std::pair<double, std::string> number_and_unit(const std::string& text, const ch
   }
 }
 
+// The whole of `text` as a finite number; false when it is not one.
+bool whole_finite_number(const std::string& text, double* v) {
+  std::size_t pos = 0;
+  try {
+    *v = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return pos != 0 && pos == text.size() && std::isfinite(*v);
+}
+
 // The whole of `text` as a finite number, or invalid_argument naming `option`.
 double parse_number(const std::string& text, const char* option) {
-  std::size_t pos = 0;
   double v = 0;
-  try {
-    v = std::stod(text, &pos);
-  } catch (const std::exception&) {
-    pos = 0;
-  }
-  if (pos == 0 || pos != text.size() || !std::isfinite(v))
+  if (!whole_finite_number(text, &v))
     throw std::invalid_argument(std::string(option) + ": '" + text + "' is not a finite number");
   return v;
 }
@@ -70,12 +75,7 @@ double parse_number(const std::string& text, const char* option) {
 // The whole of `text` as an integer in [1, 2^31), or invalid_argument naming `option`.
 int parse_count(const std::string& text, const char* option) {
   double v = 0;
-  try {
-    v = parse_number(text, option);
-  } catch (const std::invalid_argument&) {
-    v = 0;
-  }
-  if (v != std::floor(v) || v < 1 || v > 2147483647.0)
+  if (!whole_finite_number(text, &v) || v != std::floor(v) || v < 1 || v > 2147483647.0)
     throw std::invalid_argument(std::string(option) + ": '" + text + "' is not an integer >= 1");
   return static_cast<int>(v);
 }
