@@ -126,7 +126,9 @@ TEST(Knapsack, ChoiceMeetsTheBudgetAndBeatsUniform) {
       double e = 0.0;
       std::uint64_t bb = 0;
       for (std::size_t l = 0; l < layers; ++l) e += err[l][c[l]], bb += bytes[l][c[l]];
-      if (e <= tight) EXPECT_GE(bb, k.bytes) << "trial " << trial;
+      if (e <= tight) {
+        EXPECT_GE(bb, k.bytes) << "trial " << trial;
+      }
       std::size_t l = 0;
       while (l < layers && ++c[l] == cands) c[l++] = 0;
       if (l == layers) break;

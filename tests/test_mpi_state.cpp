@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -139,12 +140,17 @@ TEST(MpiState, AutoAdoptsTheChoiceItsCheckpointWasSavedUnder) {
   EXPECT_EQ(c.step(), 0u);
 }
 
+// A 1-bit Reducer after one step: error memories worth saving.
+Reducer onebit_after_one_step(const Communicator& comm) {
+  Reducer r(comm, layers(), Config::parse("onebit"));
+  auto g = gradients(world_rank(), 0);
+  r.allreduce(views(g));
+  return r;
+}
+
 TEST(MpiState, ForeignOrCorruptStateIsRefusedAndChangesNothing) {
-  const int me = world_rank();
   Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
-  Reducer a(comm, layers(), Config::parse("onebit"));
-  auto g = gradients(me, 0);
-  a.allreduce(views(g));
+  Reducer a = onebit_after_one_step(comm);
   std::stringstream saved;
   a.save_state(saved);
   const std::string bytes = saved.str();
@@ -199,6 +205,61 @@ TEST(MpiState, ForeignOrCorruptStateIsRefusedAndChangesNothing) {
         << err->what();
   }
   EXPECT_EQ(fresh.step(), 0u);
+}
+
+TEST(MpiState, FailedWritesRaiseAndKeepTheEarlierCheckpoint) {
+  const int me = world_rank();
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  Reducer a = onebit_after_one_step(comm);
+  const std::string path = ::testing::TempDir() + "/tw_state_write." + std::to_string(me) + ".bin";
+  a.save_state(path);
+  std::ifstream probe(path + ".tmp");
+  EXPECT_FALSE(probe.good()) << "the temporary file was left behind";
+  {
+    Reducer b(comm, layers(), Config::parse("onebit"));
+    b.load_state(path);
+    EXPECT_EQ(b.step(), 1u);
+  }
+  // A full device: the write fails at the flush, which used to pass silently.
+  if (std::ifstream("/dev/full").good()) {
+    const auto err = error_from([&] { a.save_state(std::string("/dev/full")); });
+    ASSERT_TRUE(err.has_value()) << "a write to /dev/full succeeded";
+    EXPECT_EQ(err->code(), ErrorCode::invalid_argument) << err->what();
+    EXPECT_NE(std::string(err->what()).find("disk full"), std::string::npos) << err->what();
+  }
+  // Creating the temporary file fails: the error names the path and the earlier file stays.
+  const auto err = error_from([&] { a.save_state(std::string("/nonexistent/dir/state.bin")); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(std::string(err->what()).find("/nonexistent/dir/state.bin"), std::string::npos)
+      << err->what();
+  EXPECT_TRUE(error_from([&] { a.save_state(std::string()); }).has_value());
+  Reducer c(comm, layers(), Config::parse("onebit"));
+  c.load_state(path);
+  EXPECT_EQ(c.step(), 1u);
+  std::remove(path.c_str());
+}
+
+TEST(MpiState, OneRanksSpecTextThatDoesNotParseFailsEveryRank) {
+  // The string constructor parses inside the collective construction (the C API and Python
+  // use it): the other ranks raise at once, where parsing first left them in the agreement
+  // until THINWIRE_TIMEOUT_S.
+  const int me = world_rank(), last = world_size() - 1;
+  Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  const auto err = error_from(
+      [&] { Reducer r(comm, layers(), std::string(me == last ? "topk:2" : "topk:0.1")); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::invalid_argument) << err->what();
+  EXPECT_NE(std::string(err->what()).find("topk:2"), std::string::npos) << err->what();
+  Reducer fine(comm, layers(), std::string("topk:0.1"));  // the communicator still works
+  EXPECT_EQ(fine.config().to_string(), Config::parse("topk:0.1").to_string());
+}
+
+TEST(MpiState, NullCommunicatorHandleRaises) {
+  // What MPI_Comm_f2c returns in Open MPI for a Fortran handle that names no communicator;
+  // MPI_Comm_rank on it aborted the job.
+  const auto err = error_from([] { Communicator::from_mpi(MPI_Comm{}); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::invalid_argument) << err->what();
 }
 
 // A state file as the first format version wrote it: the same layout without field 6 (DGC

@@ -26,6 +26,11 @@ class THINWIRE_API Reducer {
   // (layer names, shapes, specs, library version); a difference throws Error(mismatch) on
   // every rank naming the first differing layer.
   Reducer(Communicator comm, std::vector<Layer> layers, Config config);
+  // The same with the spec as text (Config::parse). Collective like the rest of construction:
+  // a spec that does not parse on one rank raises Error(invalid_argument) on every rank,
+  // naming that rank, where parsing before the constructor would leave the other ranks
+  // waiting in it until THINWIRE_TIMEOUT_S.
+  Reducer(Communicator comm, std::vector<Layer> layers, const std::string& spec);
   ~Reducer();
   Reducer(Reducer&&) noexcept;
   Reducer& operator=(Reducer&&) noexcept;
@@ -45,7 +50,8 @@ class THINWIRE_API Reducer {
   // Reducer built with the same layers, specs, number of ranks and rank; anything else
   // raises Error. An `auto` Reducer takes the saved spec of each layer when it is one of its
   // candidates (recalibrate() then chooses again). Not collective: every rank saves and loads
-  // its own state.
+  // its own state. save_state(path) writes PATH.tmp and renames it over PATH once complete, so
+  // a failed write (a full disk: Error(invalid_argument)) leaves an earlier checkpoint intact.
   void save_state(std::ostream& out) const;
   void load_state(std::istream& in);
   void save_state(const std::string& path) const;

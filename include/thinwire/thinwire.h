@@ -97,7 +97,9 @@ TW_API tw_status tw_reducer_stats_json_size(tw_reducer* r, size_t* len);
  * from a file. Not collective: every rank saves and loads its own file. load_state needs a
  * reducer created with the same layers, spec, number of ranks and rank (else TW_MISMATCH; an
  * `auto` reducer takes each layer's saved spec when it is one of its candidates); a
- * truncated or corrupt file gives TW_INVALID_ARGUMENT and leaves the reducer unchanged. */
+ * truncated or corrupt file gives TW_INVALID_ARGUMENT and leaves the reducer unchanged.
+ * save_state writes PATH.tmp and renames it over PATH once complete: a failed write (a full
+ * disk) gives TW_INVALID_ARGUMENT and leaves an earlier file at PATH as it was. */
 TW_API tw_status tw_reducer_save_state(tw_reducer* r, const char* path);
 TW_API tw_status tw_reducer_load_state(tw_reducer* r, const char* path);
 

@@ -139,27 +139,48 @@ tw_status tw_reducer_create(tw_comm* comm, int n_layers, const char* const* name
   if (!out) return invalid("tw_reducer_create: out is NULL");
   *out = nullptr;
   if (!comm) return invalid("tw_reducer_create: comm is NULL");
-  if (!spec) return invalid("tw_reducer_create: spec is NULL");
-  if (n_layers < 0)
-    return invalid("tw_reducer_create: n_layers is " + std::to_string(n_layers) +
-                   ", expected >= 0");
-  if (n_layers > 0 && (!names || !shapes || !ndims))
-    return invalid("tw_reducer_create: names, shapes and ndims must not be NULL");
-  return guarded([&] {
-    std::vector<thinwire::Layer> layers(static_cast<std::size_t>(n_layers));
-    for (int i = 0; i < n_layers; ++i) {
-      if (!names[i]) return invalid("tw_reducer_create: names[" + std::to_string(i) + "] is NULL");
-      if (ndims[i] < 0 || (ndims[i] > 0 && !shapes[i]))
-        return invalid("tw_reducer_create: layer " + std::to_string(i) + " '" + names[i] +
-                       "' has ndims " + std::to_string(ndims[i]) +
-                       (ndims[i] > 0 ? " and a NULL shape" : ", expected >= 0"));
-      layers[i].name = names[i];
-      layers[i].shape.assign(shapes[i], shapes[i] + ndims[i]);
+  // A bad argument on one rank must fail every rank, as the Reducer's own checks do, not
+  // leave the others waiting in the construction agreement: this rank goes into it with a
+  // layer the constructor refuses (a negative dimension) and raises its own message after.
+  std::string local_problem;
+  std::vector<thinwire::Layer> layers;
+  if (!spec) local_problem = "tw_reducer_create: spec is NULL";
+  if (n_layers < 0) {
+    local_problem =
+        "tw_reducer_create: n_layers is " + std::to_string(n_layers) + ", expected >= 0";
+  } else if (n_layers > 0 && (!names || !shapes || !ndims)) {
+    local_problem = "tw_reducer_create: names, shapes and ndims must not be NULL";
+  } else {
+    layers.resize(static_cast<std::size_t>(n_layers));
+    for (int i = 0; i < n_layers && local_problem.empty(); ++i) {
+      if (!names[i]) {
+        local_problem = "tw_reducer_create: names[" + std::to_string(i) + "] is NULL";
+      } else if (ndims[i] < 0 || (ndims[i] > 0 && !shapes[i])) {
+        local_problem = "tw_reducer_create: layer " + std::to_string(i) + " '" + names[i] +
+                        "' has ndims " + std::to_string(ndims[i]) +
+                        (ndims[i] > 0 ? " and a NULL shape" : ", expected >= 0");
+      } else {
+        layers[i].name = names[i];
+        layers[i].shape.assign(shapes[i], shapes[i] + ndims[i]);
+      }
     }
-    // Config::parse and the Reducer constructor check shapes and the spec, and compare
-    // layers and specs across ranks.
-    *out = new tw_reducer{
-        thinwire::Reducer(comm->comm, std::move(layers), thinwire::Config::parse(spec))};
+  }
+  if (!local_problem.empty()) layers = {thinwire::Layer{"(invalid arguments)", {-1}}};
+  return guarded([&] {
+    try {
+      // The Reducer checks shapes and the spec (parsed inside, so that a spec that does not
+      // parse fails every rank too) and compares layers and specs across ranks.
+      *out = new tw_reducer{
+          thinwire::Reducer(comm->comm, std::move(layers), std::string(spec ? spec : ""))};
+    } catch (const thinwire::Error&) {
+      if (!local_problem.empty()) return invalid(local_problem);
+      throw;
+    }
+    if (!local_problem.empty()) {  // not reached: the constructor refuses the layer above
+      delete *out;
+      *out = nullptr;
+      return invalid(local_problem);
+    }
     return TW_OK;
   });
 }

@@ -51,9 +51,10 @@ void bind_reducer(py::module_& m) {
              std::vector<Layer> ls;
              ls.reserve(layers.size());
              for (const auto& [name, shape] : layers) ls.push_back(Layer{name, shape});
-             Config cfg = Config::parse(spec);
+             // Parsed inside the collective constructor: a spec that does not parse on one rank
+             // fails every rank.
              py::gil_scoped_release nogil;  // collective: the agreement exchange
-             return std::make_unique<Reducer>(comm, std::move(ls), cfg);
+             return std::make_unique<Reducer>(comm, std::move(ls), spec);
            }),
            py::arg("comm"), py::arg("layers"), py::arg("spec"))
       .def("allreduce",

@@ -75,7 +75,13 @@ ErrorCode code_of(const py::error_already_set& e) {
 class PyTransport : public Transport {
  public:
   int rank() const override { return call<int>("rank"); }
-  int size() const override { return call<int>("size"); }
+  // Read once: the Communicator checks the size when it is created and sizes its buffers by
+  // it, so a Python size() whose answer later changed must not size the views below (a
+  // larger one let Python write past the buffers).
+  int size() const override {
+    if (size_ < 0) size_ = call<int>("size");
+    return size_;
+  }
   const char* name() const override {
     // The pointer must outlive the call: keep the last name.
     name_ = call<std::string>("name");
@@ -90,13 +96,13 @@ class PyTransport : public Transport {
     call<void>("allgather", [&] {
       const py::dtype u8 = py::dtype::of<std::uint8_t>();
       return py::make_tuple(view(send, bytes, u8, false),
-                            view(recv, bytes * static_cast<std::size_t>(size_cached()), u8, true));
+                            view(recv, bytes * static_cast<std::size_t>(size()), u8, true));
     });
   }
   void alltoall(const void* send, void* recv, std::size_t bytes) override {
     call<void>("alltoall", [&] {
       const py::dtype u8 = py::dtype::of<std::uint8_t>();
-      const std::size_t n = bytes * static_cast<std::size_t>(size_cached());
+      const std::size_t n = bytes * static_cast<std::size_t>(size());
       return py::make_tuple(view(send, n, u8, false), view(recv, n, u8, true));
     });
   }
@@ -108,11 +114,6 @@ class PyTransport : public Transport {
   void barrier() override { call<void>("barrier"); }
 
  private:
-  int size_cached() const {
-    if (size_ < 0) size_ = call<int>("size");
-    return size_;
-  }
-
   // Calls the Python override `method` with the GIL held (the Reducer releases it while it
   // works); args() builds the argument tuple under the GIL too.
   template <typename R>

@@ -82,16 +82,17 @@ const char* route_name(const StepLayer& sl) {
 
 }  // namespace
 
-ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config)
+ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config,
+                         LocalStatus pending)
     : comm_(std::move(comm)),
       transport_(comm_.host_transport()),
       layers_(std::move(layers)),
       config_(config) {
   // Every local problem is reported through the agreement exchange, so that a bad spec or
   // layer on one rank fails every rank instead of leaving the others in a collective.
-  LocalStatus status;
+  LocalStatus status = std::move(pending);
   try {
-    if (auto env = Config::from_env()) {
+    if (auto env = status.ok ? Config::from_env() : std::nullopt) {
       if (*env != config_)
         TW_LOG(info, "THINWIRE_COMPRESSION='", env->to_string(), "' overrides the program's spec '",
                config_.to_string(), "'");
@@ -103,12 +104,15 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
   for (std::size_t i = 0; i < layers_.size() && status.ok; ++i) {
     const Layer& l = layers_[i];
     std::size_t n = 1;
+    // The element count times the widest element (8 bytes on the wire) must fit in 64 bits: a
+    // count that fits while its byte size wraps let a tensor's size in bytes read as 0.
+    constexpr std::size_t kMaxElements = std::numeric_limits<std::size_t>::max() / 8;
     for (std::int64_t d : l.shape) {
-      if (d < 0 || !mul_ok(n, static_cast<std::size_t>(d), &n)) {
+      if (d < 0 || !mul_ok(n, static_cast<std::size_t>(d), &n) || n > kMaxElements) {
         status = LocalStatus::failure(
             ErrorCode::invalid_argument,
             cat("layer ", i, " '", l.describe(),
-                "': dimensions must be >= 0 and their product must fit in 64 bits"));
+                "': dimensions must be >= 0 and their product at most 2^61 - 1 elements"));
         break;
       }
     }
@@ -657,6 +661,24 @@ void ReducerImpl::adapt(std::vector<StepLayer>& step_layers, StepContext& ctx) {
 
 Reducer::Reducer(Communicator comm, std::vector<Layer> layers, Config config)
     : impl_(std::make_unique<detail::ReducerImpl>(std::move(comm), std::move(layers), config)) {}
+
+namespace {
+std::unique_ptr<detail::ReducerImpl> impl_for_spec(Communicator comm, std::vector<Layer> layers,
+                                                   const std::string& spec) {
+  Config config;
+  detail::LocalStatus pending;
+  try {
+    config = Config::parse(spec);
+  } catch (const Error& e) {
+    pending = detail::LocalStatus::failure(e.code(), e.what());
+  }
+  return std::make_unique<detail::ReducerImpl>(std::move(comm), std::move(layers), config,
+                                               std::move(pending));
+}
+}  // namespace
+
+Reducer::Reducer(Communicator comm, std::vector<Layer> layers, const std::string& spec)
+    : impl_(impl_for_spec(std::move(comm), std::move(layers), spec)) {}
 Reducer::~Reducer() = default;
 Reducer::Reducer(Reducer&&) noexcept = default;
 Reducer& Reducer::operator=(Reducer&&) noexcept = default;

@@ -30,7 +30,10 @@ std::uint64_t layer_spec_hash(const Layer& layer, const std::string& spec);
 
 class ReducerImpl {
  public:
-  ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config);
+  // `pending`: a problem the caller found on this rank before construction (a spec that does
+  // not parse), reported through the agreement exchange like the constructor's own.
+  ReducerImpl(Communicator comm, std::vector<Layer> layers, Config config,
+              LocalStatus pending = {});
   void allreduce(const std::vector<TensorView>& grads);
 
   // Puts layer i under `config` from the next step on (adaptive policies). Every rank must

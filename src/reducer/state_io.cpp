@@ -149,7 +149,10 @@ void ReducerImpl::save_state(std::ostream& out) const {
   w.put<std::uint64_t>(checksum(w.bytes().data(), w.bytes().size()));
   out.write(reinterpret_cast<const char*>(w.bytes().data()),
             static_cast<std::streamsize>(w.bytes().size()));
-  if (!out) fail(ErrorCode::invalid_argument, "state", me, "writing the compression state failed");
+  out.flush();  // a buffered write fails only here (a full disk)
+  if (!out)
+    fail(ErrorCode::invalid_argument, "state", me,
+         "writing the compression state failed (is the disk full?)");
 }
 
 void ReducerImpl::load_state(std::istream& in) {
@@ -289,11 +292,43 @@ void ReducerImpl::load_state(std::istream& in) {
 }  // namespace detail
 
 void Reducer::save_state(const std::string& path) const {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out)
-    detail::fail_with(ErrorCode::invalid_argument, "state", impl_->comm_.rank(), "cannot write '",
-                      path, "'");
-  save_state(out);
+  namespace fs = std::filesystem;
+  const int me = impl_->comm_.rank();
+  std::error_code ec;
+  // A regular file (or a new one) is written next to `path` and renamed over it once complete,
+  // so that a failed write (a full disk) leaves the previous checkpoint as it was. Anything
+  // else that exists (a device, a pipe) is written in place: renaming over it would replace it.
+  if (path.empty())
+    detail::fail_with(ErrorCode::invalid_argument, "state", me, "cannot write '': empty path");
+  const fs::file_status status = fs::status(path, ec);
+  const bool in_place = fs::exists(status) && !fs::is_regular_file(status);
+  if (fs::is_directory(status))
+    detail::fail_with(ErrorCode::invalid_argument, "state", me, "cannot write '", path,
+                      "': it is a directory");
+  const std::string target = in_place ? path : path + ".tmp";
+  try {
+    std::ofstream out(target, std::ios::binary | std::ios::trunc);
+    if (!out)
+      detail::fail_with(ErrorCode::invalid_argument, "state", me, "cannot write '", path, "'",
+                        in_place ? "" : detail::cat(" (cannot create '", target, "' next to it)"));
+    save_state(out);
+    out.close();
+    if (!out)
+      detail::fail_with(ErrorCode::invalid_argument, "state", me, "writing '", target,
+                        "' failed (is the disk full?)");
+  } catch (...) {
+    if (!in_place) fs::remove(target, ec);
+    throw;
+  }
+  if (!in_place) {
+    fs::rename(target, path, ec);
+    if (ec) {
+      std::error_code ignored;
+      fs::remove(target, ignored);
+      detail::fail_with(ErrorCode::invalid_argument, "state", me, "cannot rename '", target,
+                        "' to '", path, "': ", ec.message());
+    }
+  }
 }
 
 void Reducer::load_state(const std::string& path) {

@@ -103,6 +103,13 @@ MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout
          "Communicator::from_mpi needs MPI to be initialised (call MPI_Init first)");
   if (comm == MPI_COMM_NULL)
     fail(ErrorCode::invalid_argument, "transport", -1, "Communicator::from_mpi got MPI_COMM_NULL");
+  // A zero handle is no communicator in any MPI. Open MPI's MPI_Comm_f2c returns one for a
+  // Fortran handle that names none (C's tw_comm_from_mpi_fint, Python's from_mpi(int)), and
+  // MPI_Comm_rank on it aborted the job.
+  if (comm == MPI_Comm{})
+    fail(ErrorCode::invalid_argument, "transport", -1,
+         "Communicator::from_mpi got a null handle, not a communicator (a Fortran handle that "
+         "names no communicator?)");
   MPI_Comm_rank(comm, &rank_);
   MPI_Comm_size(comm, &size_);
   if (timeout_s_ <= 0) {

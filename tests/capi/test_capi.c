@@ -184,6 +184,27 @@ static void test_bad_arguments(tw_comm* comm) {
   CHECK(strstr(tw_last_error(), "w1") != NULL, "the message does not name the layer: %s",
         tw_last_error());
 
+  /* one rank's bad spec, NULL name or bad count fails every rank together (the others used to
+   * wait in the construction agreement until THINWIRE_TIMEOUT_S, then report TW_TIMEOUT) */
+  {
+    const char* one_names[N_LAYERS];
+    for (l = 0; l < N_LAYERS; ++l) one_names[l] = names[l];
+    if (rank == size - 1) one_names[1] = NULL;
+    CHECK_STATUS(tw_reducer_create(comm, N_LAYERS, names, shapes, ndims,
+                                   rank == size - 1 ? "topk:2" : "topk:0.1", &red),
+                 TW_INVALID_ARGUMENT);
+    CHECK(strstr(tw_last_error(), rank == size - 1 ? "topk" : "failed on rank") != NULL,
+          "rank %d: %s", rank, tw_last_error());
+    CHECK_STATUS(tw_reducer_create(comm, N_LAYERS, one_names, shapes, ndims, "none", &red),
+                 TW_INVALID_ARGUMENT);
+    CHECK(strstr(tw_last_error(), rank == size - 1 ? "names[1] is NULL" : "failed on rank") != NULL,
+          "rank %d: %s", rank, tw_last_error());
+    CHECK_STATUS(tw_reducer_create(comm, rank == size - 1 ? -1 : N_LAYERS, names, shapes, ndims,
+                                   "none", &red),
+                 TW_INVALID_ARGUMENT);
+    CHECK(red == NULL, "a failed create left *out non-NULL");
+  }
+
   /* null handles are reported locally */
   CHECK_STATUS(tw_reducer_allreduce(NULL, data, TW_F32, -1, NULL), TW_INVALID_ARGUMENT);
   CHECK_STATUS(tw_comm_from_mpi(MPI_COMM_WORLD, NULL), TW_INVALID_ARGUMENT);

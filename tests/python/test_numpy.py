@@ -75,6 +75,32 @@ def bad_specs_and_layers():
 
 
 @test
+def one_ranks_bad_arguments_fail_every_rank():
+    # Each problem on the last rank only: every rank raises at once (the others used to wait in
+    # the construction agreement or the step until THINWIRE_TIMEOUT_S, then time out).
+    last = SIZE - 1
+    bad = RANK == last
+    cases = [
+        ("topk:2" if bad else "topk:0.1", LAYERS, "topk density"),
+        ("none", [("w", (2.7,))] if bad else [("w", (2,))], "dimension 2.7 is not an integer"),
+        ("none", [("w", "48")] if bad else [("w", (4, 8))], "is not an integer"),
+        ("none", [(None, (4,))] if bad else [("w", (4,))], "is not a str"),
+        (0.5 if bad else "none", LAYERS, "spec must be a str"),
+    ]
+    for spec, layers, why in cases:
+        e = raises("invalid_argument", thinwire.Reducer, comm, layers, spec)
+        assert (why in str(e)) if bad else (f"on rank {last}" in str(e)), f"rank {RANK}: {e}"
+    red = thinwire.Reducer(comm, [("e", (0,)), ("w", (4,))], "none")
+    for spoil, why in [(lambda: None, "takes a list of tensors"),
+                       (lambda: [np.zeros(0, np.float64), np.ones(4, np.float32)], "dtype float64")]:
+        g = spoil() if bad else [np.zeros(0, np.float32), np.ones(4, np.float32)]
+        e = raises("invalid_argument", red.allreduce, g)
+        assert (why in str(e)) if bad else (f"rank {last}" in str(e)), f"rank {RANK}: {e}"
+    assert red.step == 0  # no step completed on any rank
+    raises("invalid_argument", red.save_state, None, match="str or os.PathLike")
+
+
+@test
 def mismatched_ranks():
     layers = list(LAYERS)
     if RANK == 0:
@@ -200,6 +226,34 @@ def python_transport_gives_the_same_bits_as_mpi():
             python.allreduce(g2)
             assert all(u.tobytes() == v.tobytes() for u, v in zip(g1, g2)), f"{spec} step {step}"
     assert python.stats()["bytes_sent"] == native.stats()["bytes_sent"]
+
+
+class GrowingTransport(Mpi4pyTransport):
+    """A size() that changes after the Communicator read it: the views handed to allgather and
+    alltoall keep the first size (a larger one let Python write past thinwire's buffers)."""
+
+    def __init__(self, mpi_comm):
+        super().__init__(mpi_comm)
+        self.asked = 0
+        self.recv_bytes = []
+
+    def size(self):
+        self.asked += 1
+        return self.c.Get_size() if self.asked == 1 else 64 * self.c.Get_size()
+
+    def allgather(self, send, recv):
+        self.recv_bytes.append((send.nbytes, recv.nbytes))
+        super().allgather(send, recv)
+
+
+@test
+def python_transport_size_is_read_once():
+    transport = GrowingTransport(WORLD)
+    growing = thinwire.Communicator.from_transport(transport)
+    red = thinwire.Reducer(growing, LAYERS, "onebit")
+    red.allreduce(grads(0))
+    assert transport.recv_bytes and all(r == s * SIZE for s, r in transport.recv_bytes), \
+        transport.recv_bytes
 
 
 class FailingTransport(Mpi4pyTransport):
