@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <streambuf>
 
 #include "common/bytes.hpp"
 #include "common/hash.hpp"
@@ -188,6 +189,25 @@ TEST(MpiState, ForeignOrCorruptStateIsRefusedAndChangesNothing) {
   err = error_from([&] { fresh.load_state(std::string("/nonexistent/dir/state.bin")); });
   ASSERT_TRUE(err.has_value());
   EXPECT_NE(std::string(err->what()).find("cannot read"), std::string::npos);
+
+  // An endless stream (/dev/zero) is read no further than any state of these layers takes;
+  // this one ends after 256 MiB, so that reading it all fails the test without exhausting
+  // memory.
+  struct Zeros : std::streambuf {
+    char block[1 << 16] = {};
+    std::size_t left = std::size_t{256} << 20;
+    int_type underflow() override {
+      if (left == 0) return traits_type::eof();
+      left -= sizeof block;
+      setg(block, block, block + sizeof block);
+      return traits_type::to_int_type(block[0]);
+    }
+  } zeros;
+  std::istream endless(&zeros);
+  err = error_from([&] { fresh.load_state(endless); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(std::string(err->what()).find("longer than"), std::string::npos) << err->what();
+  EXPECT_GT(zeros.left, std::size_t{200} << 20) << "read far past the largest possible state";
 
   // A directory opens as a file but fails to read (libstdc++ throws from its buffer): a user
   // error named as such, by path and through a stream alike, never ErrorCode::internal.

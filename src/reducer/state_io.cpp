@@ -45,6 +45,7 @@ enum Field : std::uint32_t {
   kMomentum = 6,
   kAdaptiveChoice = 7
 };
+constexpr std::size_t kFieldCount = kAdaptiveChoice;  // ids 1..7, each at most once per layer
 
 class Writer {
  public:
@@ -157,9 +158,23 @@ void ReducerImpl::save_state(std::ostream& out) const {
 
 void ReducerImpl::load_state(std::istream& in) {
   const int p = comm_.size(), me = comm_.rank();
+  // No state of these layers is larger than this: every field holds at most a layer's worth
+  // of floats (PowerSGD's Q has cols * rank < rows * cols, else the layer goes dense). A
+  // longer stream is read no further, so that /dev/zero or a huge foreign file cannot take
+  // the process's memory.
+  std::size_t limit = 64;
+  for (const Layer& l : layers_) limit += 128 + 4 * (kFieldCount * l.numel() + 1);
   std::vector<std::uint8_t> bytes;
   try {
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    char chunk[1 << 16];
+    while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+      bytes.insert(bytes.end(), chunk, chunk + in.gcount());
+      if (bytes.size() > limit)
+        fail_with(ErrorCode::invalid_argument, "state", me, "compression state: longer than ",
+                  limit, " bytes, the most any state of this Reducer's layers takes");
+    }
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& e) {
     // libstdc++'s file buffer throws on a read error (a directory, EIO) whatever the stream's
     // exception mask says.
