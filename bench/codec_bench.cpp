@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_layers.hpp"
 #include "common/simd.hpp"
 #include "compress/low_rank.hpp"
 #include "compress/onebit_codec.hpp"
@@ -283,12 +284,16 @@ BENCHMARK(BM_qsgd4_decode)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_powersgd4_encode)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_powersgd4_decode)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-// --n=COUNT: digits only, 1024 to 2^31 elements (8 GiB of f32), or 0.
+// --n=COUNT: an integer with an optional K, M or G suffix (the benchmarks' own parse_size),
+// 1024 to 2^31 elements (8 GiB of f32); 0 for anything else.
 std::size_t parse_n(const std::string& text) {
-  const bool digits = !text.empty() && text.size() <= 10 &&
-                      text.find_first_not_of("0123456789") == std::string::npos;
-  const unsigned long long v = digits ? std::stoull(text) : 0;
-  return v >= 1024 && v <= (1ull << 31) ? static_cast<std::size_t>(v) : 0;
+  std::size_t v = 0;
+  try {
+    v = thinwire::bench::parse_size(text);
+  } catch (const std::invalid_argument&) {
+    return 0;
+  }
+  return v >= 1024 && v <= (std::size_t{1} << 31) ? v : 0;
 }
 
 int main(int argc, char** argv) {

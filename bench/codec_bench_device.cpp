@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_layers.hpp"
 #include "compress/topk_codec.hpp"
 #include "compress/wire_format.hpp"
 #include "launch.hpp"
@@ -67,27 +68,13 @@ void cuda_check(cudaError_t e, const char* what) {
                 ")");
 }
 
-// "64M", "1G", "4096", "16k": binary multiples.
+// "64M", "1G", "4096", "16k": binary multiples (the benchmarks' own parse_size).
 std::size_t parse_count(const std::string& s) {
-  std::size_t pos = 0;
-  unsigned long long v = 0;
   try {
-    v = std::stoull(s, &pos);
-  } catch (const std::exception&) {
-    throw Failure("not a count: '" + s + "'");
+    return thinwire::bench::parse_size(s);
+  } catch (const std::invalid_argument&) {
+    throw Failure("not a count: '" + s + "' (an integer with an optional K, M or G suffix)");
   }
-  std::string suffix = s.substr(pos);
-  unsigned shift = 0;
-  if (suffix == "k" || suffix == "K")
-    shift = 10;
-  else if (suffix == "m" || suffix == "M")
-    shift = 20;
-  else if (suffix == "g" || suffix == "G")
-    shift = 30;
-  else if (!suffix.empty())
-    throw Failure("not a count: '" + s + "' (suffixes: K, M, G)");
-  if (pos == 0 || s[0] == '-' || v > (~0ull >> shift)) throw Failure("not a count: '" + s + "'");
-  return static_cast<std::size_t>(v) << shift;
 }
 
 // Device memory, freed on scope exit.

@@ -1,10 +1,12 @@
 // Checkpointed compression state and the non-finite gradient policy, under mpiexec.
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -256,6 +258,16 @@ TEST(MpiState, FailedWritesRaiseAndKeepTheEarlierCheckpoint) {
   Reducer c(comm, layers(), Config::parse("onebit"));
   c.load_state(path);
   EXPECT_EQ(c.step(), 1u);
+  // Saved through a symbolic link: the file it names is replaced and the link stays a link.
+  const std::string link = path + ".link";
+  std::remove(link.c_str());
+  ASSERT_EQ(::symlink(path.c_str(), link.c_str()), 0);
+  a.save_state(link);
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  Reducer d(comm, layers(), Config::parse("onebit"));
+  d.load_state(path);
+  EXPECT_EQ(d.step(), 1u);
+  std::remove(link.c_str());
   std::remove(path.c_str());
 }
 

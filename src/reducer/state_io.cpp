@@ -320,7 +320,13 @@ void Reducer::save_state(const std::string& path) const {
   if (fs::is_directory(status))
     detail::fail_with(ErrorCode::invalid_argument, "state", me, "cannot write '", path,
                       "': it is a directory");
-  const std::string target = in_place ? path : path + ".tmp";
+  // Through a symbolic link, the file it names is replaced, not the link.
+  std::string file = path;
+  if (fs::is_symlink(fs::symlink_status(path, ec))) {
+    const fs::path resolved = fs::weakly_canonical(path, ec);
+    if (!ec) file = resolved.string();
+  }
+  const std::string target = in_place ? file : file + ".tmp";
   try {
     std::ofstream out(target, std::ios::binary | std::ios::trunc);
     if (!out)
@@ -336,12 +342,12 @@ void Reducer::save_state(const std::string& path) const {
     throw;
   }
   if (!in_place) {
-    fs::rename(target, path, ec);
+    fs::rename(target, file, ec);
     if (ec) {
       std::error_code ignored;
       fs::remove(target, ignored);
       detail::fail_with(ErrorCode::invalid_argument, "state", me, "cannot rename '", target,
-                        "' to '", path, "': ", ec.message());
+                        "' to '", file, "': ", ec.message());
     }
   }
 }

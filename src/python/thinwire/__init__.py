@@ -42,8 +42,9 @@ def _dimension(d):
 
 
 def _path(path):
-    if isinstance(path, (str, _os.PathLike)) and isinstance(_os.fspath(path), str):
-        return _os.fspath(path)
+    name = _os.fspath(path) if isinstance(path, (str, _os.PathLike)) else None
+    if isinstance(name, str):
+        return name
     raise Error(f"thinwire python error: a state path must be a str or os.PathLike, not {path!r}",
                 "invalid_argument")
 
