@@ -200,6 +200,45 @@ TEST(CostModel, PowersgdTakesTheRatesTimedOnItsLayersShape) {
   EXPECT_EQ(half.powersgd_at(2048, 512).decode, 10e-9);
 }
 
+TEST(CostModel, PowersgdWithErrorFeedbackTakesItsShapesStepPhasesWhenTimedAtItsRank) {
+  ComputeRates r;
+  r.add = 1e-9;
+  r.norm = 2e-9;
+  ComputeRates::LowRankRates square;
+  square.encode = 3e-9;
+  square.decode = 5e-9;
+  square.step_before_p = 7e-9;
+  square.step_before_q = 11e-9;
+  square.step_decode = 13e-9;
+  square.step_rank = 4;
+  r.powersgd_by_shape[{1024, 1024}] = square;
+  const std::vector<Layer> layers = {{"square", {1024, 1024}}};
+  const double n = 1024.0 * 1024;
+  // Error feedback, rank 4: the three phases, per element of the layer.
+  const StepCost timed =
+      predict_step(layers, Config::parse("powersgd:4,nan=propagate"), 2, kMegabyte, r);
+  EXPECT_NEAR(timed.encode, n * (7e-9 + 11e-9), kTol);
+  EXPECT_NEAR(timed.decode, n * 13e-9, kTol);
+  // Another rank: the kernels' rates per unit of work, with the add and residual passes.
+  const StepCost other_rank =
+      predict_step(layers, Config::parse("powersgd:2,nan=propagate"), 2, kMegabyte, r);
+  const double work = n * 2;
+  EXPECT_NEAR(other_rank.encode, work * 3e-9 + n * 1e-9, kTol);
+  EXPECT_NEAR(other_rank.decode, work * 5e-9 + n * 2e-9, kTol);
+  // No error feedback: the phases were timed with it, so the kernels' rates again.
+  r.copy = 0.5e-9;
+  const StepCost plain =
+      predict_step(layers, Config::parse("powersgd:4,ef=none,nan=propagate"), 2, kMegabyte, r);
+  EXPECT_NEAR(plain.encode, n * 4 * 3e-9, kTol);
+  EXPECT_NEAR(plain.decode, n * 4 * 5e-9 + n * 2e-9 + n * 0.5e-9, kTol);
+  // A core's share scales the phases too.
+  const ComputeRates::LowRankRates half = r.scaled(0.5).powersgd_at(1024, 1024);
+  EXPECT_EQ(half.step_before_p, 14e-9);
+  EXPECT_EQ(half.step_before_q, 22e-9);
+  EXPECT_EQ(half.step_decode, 26e-9);
+  EXPECT_EQ(half.step_rank, 4.0);
+}
+
 TEST(CostModel, PerShapeRatesRoundTripThroughJson) {
   ComputeRates r;
   r.copy = 1e-9;
@@ -212,6 +251,23 @@ TEST(CostModel, PerShapeRatesRoundTripThroughJson) {
   ASSERT_EQ(back.powersgd_by_shape.size(), 1u);
   EXPECT_EQ(back.powersgd_at(2304, 576).encode, 3e-10);
   EXPECT_EQ(back.powersgd_at(2304, 576).decode, 1.5e-10);
+  // Every field of a shape has its key, the untimed step phases at 0.
+  EXPECT_EQ(j.at("powersgd_step_decode@2304x576").get<double>(), 0.0);
+  EXPECT_EQ(j.at("powersgd_step_rank@2304x576").get<double>(), 0.0);
+  ComputeRates::LowRankRates phases;
+  phases.encode = 4e-10;
+  phases.decode = 2e-10;
+  phases.step_before_p = 1e-9;
+  phases.step_before_q = 2e-9;
+  phases.step_decode = 3e-9;
+  phases.step_rank = 4;
+  r.powersgd_by_shape[{1024, 1024}] = phases;
+  const ComputeRates::LowRankRates read = rates_from_json(rates_to_json(r)).powersgd_at(1024, 1024);
+  EXPECT_EQ(read.step_before_p, 1e-9);
+  EXPECT_EQ(read.step_before_q, 2e-9);
+  EXPECT_EQ(read.step_decode, 3e-9);
+  EXPECT_TRUE(read.step_timed_at(4));
+  EXPECT_FALSE(read.step_timed_at(2));
   // Keys that only look like a shape are not read as one.
   nlohmann::json odd = j;
   odd["powersgd_encode@12x"] = 1.0;
@@ -239,6 +295,26 @@ TEST(CodecRates, LowRankShapesAreTheMatrixLayersDistinctShapes) {
     EXPECT_GT(rates.decode, 0.0);
   }
   EXPECT_EQ(r.powersgd_encode, 0.0);  // the scalar rates are measure_rates' to set
+}
+
+TEST(CodecRates, StepPhasesAreTimedOnlyWithErrorFeedbackOnALayersOwnShape) {
+  ComputeRates r;
+  // 64 x 32 is within 4096 elements; 128 x 64 is timed on a 64 x 64 sample.
+  const std::vector<Layer> layers = {{"small", {64, 32}}, {"large", {128, 64}}};
+  measure_low_rank_shapes(Config::parse("powersgd:2"), layers, 4096, 0.0, &r);
+  const ComputeRates::LowRankRates small = r.powersgd_at(64, 32);
+  EXPECT_TRUE(small.step_timed_at(2));
+  EXPECT_GT(small.step_before_p, 0.0);
+  EXPECT_GT(small.step_before_q, 0.0);
+  EXPECT_GT(small.step_decode, 0.0);
+  const ComputeRates::LowRankRates large = r.powersgd_at(128, 64);
+  EXPECT_GT(large.encode, 0.0);
+  EXPECT_EQ(large.step_decode, 0.0);
+  EXPECT_FALSE(large.step_timed_at(2));
+  ComputeRates plain;
+  measure_low_rank_shapes(Config::parse("powersgd:2,ef=none"), layers, 4096, 0.0, &plain);
+  EXPECT_GT(plain.powersgd_at(64, 32).encode, 0.0);
+  EXPECT_FALSE(plain.powersgd_at(64, 32).step_timed_at(2));
 }
 
 // ---- a link with a token bucket (tc tbf) ---------------------------------------------------

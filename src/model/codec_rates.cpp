@@ -275,6 +275,58 @@ std::vector<std::pair<std::size_t, std::size_t>> low_rank_shapes(const std::vect
   return shapes;
 }
 
+ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t cols,
+                                                 std::size_t rank, double min_timed_s) {
+  const std::size_t n = rows * cols;
+  ComputeRates::LowRankRates r;
+  if (n == 0 || rank == 0) return r;
+  std::vector<float> fresh(n), g(n), e(n, 0.0f), p(rows * rank), q(cols * rank);
+  std::uint64_t s = 0x2545f4914f6cdd1dull;
+  for (float& v : fresh) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    v = static_cast<float>(static_cast<std::int64_t>(s >> 11) - (std::int64_t{1} << 52)) *
+        0x1.0p-52f;
+  }
+  low_rank::random_init(q.data(), cols, rank, 1, 0, 0);
+  double sq_error = 0, sq_norm = 0;
+  double phase[3] = {0, 0, 0};
+  // LowRankAllreduce::run's compute with error feedback, its collectives left out.
+  auto step = [&](bool timed) {
+    Timer t;
+    add_error_feedback(e.data(), g.data(), n);
+    low_rank::project(e.data(), rows, cols, q.data(), rank, p.data());
+    const double before_p = t.seconds();
+    low_rank::orthonormalize(p.data(), rows, rank);
+    low_rank::back_project(e.data(), rows, cols, p.data(), rank, q.data());
+    const double before_q = t.seconds();
+    low_rank::reconstruct(p.data(), q.data(), rows, cols, rank, g.data());
+    low_rank::residual_update(e.data(), g.data(), n, true, &sq_error, &sq_norm);
+    if (timed) {
+      phase[0] += before_p;
+      phase[1] += before_q - before_p;
+      phase[2] += t.seconds() - before_q;
+    }
+  };
+  CacheEvictor evictor;
+  std::memcpy(g.data(), fresh.data(), n * sizeof(float));
+  step(false);  // first-touch page faults
+  int calls = 0;
+  do {
+    // As a step starts: caches cold but for the gradient, which the backward pass (or the
+    // benchmark's copy-in) has just written.
+    evictor.evict();
+    std::memcpy(g.data(), fresh.data(), n * sizeof(float));
+    step(true);
+    ++calls;
+  } while (phase[0] + phase[1] + phase[2] < min_timed_s && calls < kMaxSampleCalls);
+  const double per_element = 1.0 / (static_cast<double>(n) * calls);
+  r.step_before_p = phase[0] * per_element;
+  r.step_before_q = phase[1] * per_element;
+  r.step_decode = phase[2] * per_element;
+  r.step_rank = static_cast<double>(rank);
+  return r;
+}
+
 void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layers,
                              std::size_t max_elements, double min_timed_s, ComputeRates* rates) {
   for (const auto& [rows, cols] : low_rank_shapes(layers, spec)) {
@@ -282,7 +334,13 @@ void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layer
         {Layer{"shape", {static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)}}},
         max_elements);
     const ComputeRates t = measure_rates(spec, r, c, 1, min_timed_s, RateKernels::codec_only);
-    rates->powersgd_by_shape[{rows, cols}] = {t.powersgd_encode, t.powersgd_decode};
+    ComputeRates::LowRankRates& out = rates->powersgd_by_shape[{rows, cols}];
+    // The phases only on the layer's own shape: on a smaller sample more of them would stay in
+    // cache than in the layer's step.
+    if (spec.ef != ErrorFeedback::none && r * c == rows * cols)
+      out = measure_low_rank_step(rows, cols, static_cast<std::size_t>(spec.rank), min_timed_s);
+    out.encode = t.powersgd_encode;
+    out.decode = t.powersgd_decode;
   }
 }
 
@@ -290,6 +348,21 @@ namespace {
 
 constexpr const char* kShapeEncode = "powersgd_encode@";
 constexpr const char* kShapeDecode = "powersgd_decode@";
+constexpr const char* kStepBeforeP = "powersgd_step_before_p@";
+constexpr const char* kStepBeforeQ = "powersgd_step_before_q@";
+constexpr const char* kStepDecode = "powersgd_step_decode@";
+constexpr const char* kStepRank = "powersgd_step_rank@";
+
+// The per-shape fields and their keys' prefixes.
+template <typename R, typename F>
+void for_each_shape_rate(R& low_rank, F&& f) {
+  f(kShapeEncode, low_rank.encode);
+  f(kShapeDecode, low_rank.decode);
+  f(kStepBeforeP, low_rank.step_before_p);
+  f(kStepBeforeQ, low_rank.step_before_q);
+  f(kStepDecode, low_rank.step_decode);
+  f(kStepRank, low_rank.step_rank);
+}
 
 std::string shape_key(const char* prefix, std::size_t rows, std::size_t cols) {
   return std::string(prefix) + std::to_string(rows) + "x" + std::to_string(cols);
@@ -313,10 +386,12 @@ bool parse_shape_key(const std::string& key, const char* prefix, std::size_t* ro
 nlohmann::json rates_to_json(const ComputeRates& r) {
   nlohmann::json j = nlohmann::json::object();
   for_each_rate(r, [&](const char* name, double v) { j[name] = v; });
-  for (const auto& [shape, low_rank] : r.powersgd_by_shape) {
-    j[shape_key(kShapeEncode, shape.first, shape.second)] = low_rank.encode;
-    j[shape_key(kShapeDecode, shape.first, shape.second)] = low_rank.decode;
-  }
+  // Every field of every shape, the untimed ones at 0: max_rates needs the same keys on every
+  // rank.
+  for (const auto& [shape, low_rank] : r.powersgd_by_shape)
+    for_each_shape_rate(low_rank, [&, &shape = shape](const char* prefix, double v) {
+      j[shape_key(prefix, shape.first, shape.second)] = v;
+    });
   return j;
 }
 
@@ -325,10 +400,15 @@ ComputeRates rates_from_json(const nlohmann::json& j) {
   for_each_rate(r, [&](const char* name, double& v) { v = j.value(name, 0.0); });
   for (const auto& [key, v] : j.items()) {
     std::size_t rows = 0, cols = 0;
-    if (parse_shape_key(key, kShapeEncode, &rows, &cols))
-      r.powersgd_by_shape[{rows, cols}].encode = v.get<double>();
-    else if (parse_shape_key(key, kShapeDecode, &rows, &cols))
-      r.powersgd_by_shape[{rows, cols}].decode = v.get<double>();
+    const char* field_of_key = nullptr;
+    ComputeRates::LowRankRates none;
+    for_each_shape_rate(none, [&](const char* prefix, double&) {
+      if (!field_of_key && parse_shape_key(key, prefix, &rows, &cols)) field_of_key = prefix;
+    });
+    if (!field_of_key) continue;
+    for_each_shape_rate(r.powersgd_by_shape[{rows, cols}], [&](const char* prefix, double& field) {
+      if (prefix == field_of_key) field = v.get<double>();
+    });
   }
   return r;
 }

@@ -44,14 +44,23 @@ std::vector<std::pair<std::size_t, std::size_t>> low_rank_shapes(const std::vect
 
 // Times PowerSGD's two kernels once per shape of low_rank_shapes() (a shape over
 // `max_elements` on its sample_shape(), keyed by its own), as measure_rates(spec, ..., 1,
-// min_timed_s, codec_only) does, into rates->powersgd_by_shape.
+// min_timed_s, codec_only) does, into rates->powersgd_by_shape. With error feedback, a shape
+// within `max_elements` also gets its step phases (measure_low_rank_step).
 void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layers,
                              std::size_t max_elements, double min_timed_s, ComputeRates* rates);
 
+// PowerSGD's three compute phases with error feedback on a rows x cols layer at `rank`, timed
+// back to back as LowRankAllreduce runs them, from caches cold but for a freshly written
+// gradient; the mean of calls adding up to `min_timed_s` (at most kMaxSampleCalls), after one
+// untimed call. Fills the step_* fields of the result (seconds per element of the layer).
+ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t cols,
+                                                 std::size_t rank, double min_timed_s);
+
 // The rates as {"copy": s, "add": s, ...} (seconds per unit of work) and back; missing
-// fields read as 0. PowerSGD's per-shape rates are "powersgd_encode@ROWSxCOLS" and
-// "powersgd_decode@ROWSxCOLS", so that medians and maxima per key (the benchmark's probes,
-// max_rates) treat them like the others.
+// fields read as 0. PowerSGD's per-shape rates are "powersgd_encode@ROWSxCOLS",
+// "powersgd_decode@ROWSxCOLS" and the step phases' "powersgd_step_before_p@", "..._before_q@",
+// "..._decode@" and "powersgd_step_rank@" (every field of a shape, 0 if untimed), so that medians
+// and maxima per key (the benchmark's probes, max_rates) treat them like the others.
 nlohmann::json rates_to_json(const ComputeRates& r);
 ComputeRates rates_from_json(const nlohmann::json& j);
 

@@ -76,8 +76,9 @@ ComputeRates ComputeRates::scaled(double share) const {
                     &r.qsgd_decode, &r.powersgd_encode, &r.powersgd_decode})
     *v /= share;
   for (auto& [shape, low_rank] : r.powersgd_by_shape) {
-    low_rank.encode /= share;
-    low_rank.decode /= share;
+    for (double* v : {&low_rank.encode, &low_rank.decode, &low_rank.step_before_p,
+                      &low_rank.step_before_q, &low_rank.step_decode})
+      *v /= share;
   }
   return r;
 }
@@ -86,7 +87,10 @@ ComputeRates::LowRankRates ComputeRates::powersgd_at(std::size_t rows, std::size
   const auto it = powersgd_by_shape.find({rows, cols});
   if (it != powersgd_by_shape.end() && it->second.encode > 0 && it->second.decode > 0)
     return it->second;
-  return {powersgd_encode, powersgd_decode};
+  LowRankRates scalar;
+  scalar.encode = powersgd_encode;
+  scalar.decode = powersgd_decode;
+  return scalar;
 }
 
 StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config>& specs, int ranks,
@@ -165,6 +169,13 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
         // and M^T P (about the other half of the encode work) before Q's.
         const bool feedback = specs[i].ef != ErrorFeedback::none;
         const ComputeRates::LowRankRates shape = rates.powersgd_at(plan.rows, plan.cols);
+        if (feedback && shape.step_timed_at(plan.rank)) {
+          // The phases as timed back to back on this shape (ComputeRates::LowRankRates).
+          low_rank_before_p += n * shape.step_before_p;
+          low_rank_before_q += n * shape.step_before_q;
+          low_rank_decode += n * shape.step_decode;
+          break;
+        }
         low_rank_before_p += work * shape.encode / 2 + (feedback ? n * rates.add : 0.0);
         low_rank_before_q += work * shape.encode / 2;
         // P Q^T into the output, then one pass for the error statistics and e <- M - P Q^T;

@@ -82,8 +82,22 @@ struct ComputeRates {
   // speed per unit of work depends on the shape: on one core of the development VM a 2304 x 576
   // layer's encode took 1.3-1.7x the time of a 1024 x 1024 or 576 x 2304 one's. Layers of a
   // shape not in here use the two rates above.
+  //
+  // With error feedback, a layer timed at its own size also has its three compute phases timed
+  // as a step runs them back to back (seconds per element of the layer; 0 = not timed): x = g +
+  // e and M Q before P's allreduce, the orthonormalisation and M^T P before Q's, then P Q^T and
+  // the residual pass. Kernels timed one by one on cold caches sum to more than that: each one
+  // after the first finds its operands where the one before left them. On the development VM the
+  // decode of a 1024 x 1024 layer (4 MiB) took 0.7x the sum of its two cold kernels in the
+  // sequence, the same at 16 MiB, and 1.0x at 64 MiB, where no cache holds the layer.
   struct LowRankRates {
     double encode = 0.0, decode = 0.0;
+    double step_before_p = 0.0, step_before_q = 0.0, step_decode = 0.0;
+    double step_rank = 0.0;  // the PowerSGD rank the phases were timed at (a double for JSON)
+    bool step_timed_at(std::size_t rank) const {
+      return step_before_p > 0 && step_before_q > 0 && step_decode > 0 &&
+             step_rank == static_cast<double>(rank);
+    }
   };
   std::map<std::pair<std::size_t, std::size_t>, LowRankRates> powersgd_by_shape;
   LowRankRates powersgd_at(std::size_t rows, std::size_t cols) const;
