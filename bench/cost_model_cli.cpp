@@ -318,7 +318,10 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       const double run_share = j.contains("compute_rates_probe")
                                    ? j["compute_rates_probe"].value("cpu_share", 1.0)
                                    : 1.0;
-      const twm::ComputeRates run_scaled = twm::rates_from_json(run_rates).scaled(run_share);
+      // Timed with every host at once, they already share the cores (run_share 1), but the
+      // ranks still do: no step phases then either (ComputeRates::without_step_phases).
+      twm::ComputeRates run_scaled = twm::rates_from_json(run_rates).scaled(run_share);
+      if (q.cpu_share < 1.0) run_scaled = run_scaled.without_step_phases();
       for (const auto& res : j.at("results")) {
         const std::string method = res.at("method");
         if (!res.at("size_bytes").is_number_unsigned() ||

@@ -231,12 +231,16 @@ TEST(CostModel, PowersgdWithErrorFeedbackTakesItsShapesStepPhasesWhenTimedAtItsR
       predict_step(layers, Config::parse("powersgd:4,ef=none,nan=propagate"), 2, kMegabyte, r);
   EXPECT_NEAR(plain.encode, n * 4 * 3e-9, kTol);
   EXPECT_NEAR(plain.decode, n * 4 * 5e-9 + n * 2e-9 + n * 0.5e-9, kTol);
-  // A core's share scales the phases too.
+  // A core of its own keeps the phases; ranks that share cores get the kernels' rates, scaled.
+  EXPECT_TRUE(r.scaled(1.0).powersgd_at(1024, 1024).step_timed_at(4));
   const ComputeRates::LowRankRates half = r.scaled(0.5).powersgd_at(1024, 1024);
-  EXPECT_EQ(half.step_before_p, 14e-9);
-  EXPECT_EQ(half.step_before_q, 22e-9);
-  EXPECT_EQ(half.step_decode, 26e-9);
-  EXPECT_EQ(half.step_rank, 4.0);
+  EXPECT_FALSE(half.step_timed_at(4));
+  EXPECT_EQ(half.encode, 6e-9);
+  EXPECT_EQ(half.decode, 10e-9);
+  const StepCost shared = predict_step(layers, Config::parse("powersgd:4,nan=propagate"), 2,
+                                       kMegabyte, r.without_step_phases());
+  EXPECT_NEAR(shared.encode, n * 4 * 3e-9 + n * 1e-9, kTol);
+  EXPECT_NEAR(shared.decode, n * 4 * 5e-9 + n * 2e-9, kTol);
 }
 
 TEST(CostModel, PerShapeRatesRoundTripThroughJson) {

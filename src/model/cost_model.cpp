@@ -69,16 +69,23 @@ double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
   return allgather_seconds(block_bytes, ranks, link, credit_bytes);
 }
 
-ComputeRates ComputeRates::scaled(double share) const {
+ComputeRates ComputeRates::without_step_phases() const {
   ComputeRates r = *this;
+  for (auto& [shape, low_rank] : r.powersgd_by_shape)
+    low_rank.step_before_p = low_rank.step_before_q = low_rank.step_decode = low_rank.step_rank =
+        0.0;
+  return r;
+}
+
+ComputeRates ComputeRates::scaled(double share) const {
+  ComputeRates r = share < 1.0 ? without_step_phases() : *this;
   for (double* v : {&r.copy, &r.add, &r.norm, &r.check, &r.topk_encode, &r.topk_decode_zero,
                     &r.topk_decode_entry, &r.onebit_encode, &r.onebit_decode, &r.qsgd_encode,
                     &r.qsgd_decode, &r.powersgd_encode, &r.powersgd_decode})
     *v /= share;
   for (auto& [shape, low_rank] : r.powersgd_by_shape) {
-    for (double* v : {&low_rank.encode, &low_rank.decode, &low_rank.step_before_p,
-                      &low_rank.step_before_q, &low_rank.step_decode})
-      *v /= share;
+    low_rank.encode /= share;
+    low_rank.decode /= share;
   }
   return r;
 }

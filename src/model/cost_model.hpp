@@ -102,8 +102,15 @@ struct ComputeRates {
   std::map<std::pair<std::size_t, std::size_t>, LowRankRates> powersgd_by_shape;
   LowRankRates powersgd_at(std::size_t rows, std::size_t cols) const;
 
-  // Every rate divided by `share` (< 1 when ranks share cores).
+  // Every rate divided by `share` (< 1 when ranks share cores). Below 1 without PowerSGD's step
+  // phases (without_step_phases).
   ComputeRates scaled(double share) const;
+  // The same rates but for PowerSGD's step phases, for ranks that share a core: a rank's
+  // collectives between its phases hand the core to another rank, whose kernels evict what the
+  // phases timed back to back found in cache. On the emulated cluster (4 hosts on 2 cores, the
+  // phases timed by all hosts at once) they predicted 4 MiB steps 22-26 % fast, against 2-10 %
+  // with the kernels' cold sum; with a core per rank (2 hosts) the phases were the closer.
+  ComputeRates without_step_phases() const;
 };
 
 // Predicted time of one step, by phase, and the bytes this rank sends (as Stats counts them).
