@@ -84,6 +84,21 @@ double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& b
   return times.size() % 2 ? times[m] : 0.5 * (times[m - 1] + times[m]);
 }
 
+// Gradient-like test values in [-1, 1), from a 64-bit LCG: the kernels' speed must not depend
+// on a value pattern that a real gradient lacks (all equal, all zero).
+class SyntheticValues {
+ public:
+  explicit SyntheticValues(std::uint64_t seed) : state_(seed) {}
+  float next() {
+    state_ = state_ * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<float>(static_cast<std::int64_t>(state_ >> 11) - (std::int64_t{1} << 52)) *
+           0x1.0p-52f;
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
 }  // namespace
 
 ComputeRates rates_from_codec_json(const nlohmann::json& j) {
@@ -119,11 +134,9 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
   ComputeRates r;
   if (n == 0) return r;
   std::vector<float> g(n), e(n), out(n);
-  std::uint64_t s = 0x9e3779b97f4a7c15ull;
+  SyntheticValues values(0x9e3779b97f4a7c15ull);
   for (std::size_t i = 0; i < n; ++i) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    g[i] = static_cast<float>(static_cast<std::int64_t>(s >> 11) - (std::int64_t{1} << 52)) *
-           0x1.0p-52f;
+    g[i] = values.next();
     e[i] = 0.1f * g[(i * 7919) % n];
   }
   const double fn = static_cast<double>(n);
@@ -281,12 +294,8 @@ ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t c
   ComputeRates::LowRankRates r;
   if (n == 0 || rank == 0) return r;
   std::vector<float> fresh(n), g(n), e(n, 0.0f), p(rows * rank), q(cols * rank);
-  std::uint64_t s = 0x2545f4914f6cdd1dull;
-  for (float& v : fresh) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    v = static_cast<float>(static_cast<std::int64_t>(s >> 11) - (std::int64_t{1} << 52)) *
-        0x1.0p-52f;
-  }
+  SyntheticValues values(0x2545f4914f6cdd1dull);
+  for (float& v : fresh) v = values.next();
   low_rank::random_init(q.data(), cols, rank, 1, 0, 0);
   double sq_error = 0, sq_norm = 0;
   double phase[3] = {0, 0, 0};
@@ -398,7 +407,10 @@ nlohmann::json rates_to_json(const ComputeRates& r) {
 ComputeRates rates_from_json(const nlohmann::json& j) {
   ComputeRates r;
   for_each_rate(r, [&](const char* name, double& v) { v = j.value(name, 0.0); });
-  for (const auto& [key, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Named, not structured bindings: C++17 lambdas (clang) cannot capture those.
+    const std::string& key = item.key();
+    const nlohmann::json& value = item.value();
     std::size_t rows = 0, cols = 0;
     const char* field_of_key = nullptr;
     ComputeRates::LowRankRates none;
@@ -407,7 +419,7 @@ ComputeRates rates_from_json(const nlohmann::json& j) {
     });
     if (!field_of_key) continue;
     for_each_shape_rate(r.powersgd_by_shape[{rows, cols}], [&](const char* prefix, double& field) {
-      if (prefix == field_of_key) field = v.get<double>();
+      if (prefix == field_of_key) field = value.get<double>();
     });
   }
   return r;

@@ -108,8 +108,9 @@ struct ComputeRates {
   // The same rates but for PowerSGD's step phases, for ranks that share a core: a rank's
   // collectives between its phases hand the core to another rank, whose kernels evict what the
   // phases timed back to back found in cache. On the emulated cluster (4 hosts on 2 cores, the
-  // phases timed by all hosts at once) they predicted 4 MiB steps 22-26 % fast, against 2-10 %
-  // with the kernels' cold sum; with a core per rank (2 hosts) the phases were the closer.
+  // phases timed by all hosts at once) they predicted 4 MiB steps 22-26 % fast, against 1-7 %
+  // with the kernels' cold sum on the same files (commit 88e7222's run); with a core per rank
+  // (2 hosts) the phases were the closer.
   ComputeRates without_step_phases() const;
 };
 
