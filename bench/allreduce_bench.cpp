@@ -268,6 +268,10 @@ class Bench {
                            std::to_string(thinwire::detail::model::kMaxSampleCalls) +
                            "); a result's compute_rates are the per-rate medians of its size's "
                            "probes"},
+        {"sample",
+         "sample_shape(): the largest layer's width, rows for all the layers' elements (a step "
+         "streams them back to back), at most 4 Mi elements; PowerSGD also per matrix shape, in "
+         "copies up to the matrix layers' elements"},
         {"ranks_on_host", ranks_on_host_},
         {"cpu_share", cpu_share_}};
     // Other load on the machine shows in the times: record it.

@@ -301,6 +301,37 @@ TEST(CodecRates, LowRankShapesAreTheMatrixLayersDistinctShapes) {
   EXPECT_EQ(r.powersgd_encode, 0.0);  // the scalar rates are measure_rates' to set
 }
 
+TEST(CodecRates, SampleShapeStreamsAllLayersAtTheLargestLayersWidth) {
+  using Shape = std::pair<std::size_t, std::size_t>;
+  // One layer: its own shape, halved along the longer side down to the cap.
+  EXPECT_EQ(sample_shape({{"w", {300, 200}}}, 1u << 20), (Shape{300, 200}));
+  EXPECT_EQ(sample_shape({{"w", {4096, 4096}}}, 1u << 22), (Shape{2048, 2048}));
+  EXPECT_EQ(sample_shape({{"v", {1000}}}, 1u << 20), (Shape{1000, 1}));
+  // Several: the largest layer's width, rows for all the elements (60 000 here).
+  const std::vector<Layer> mix = {
+      {"a", {100, 200}}, {"b", {50, 200}}, {"bias", {10000}}, {"c", {100, 200}}};
+  EXPECT_EQ(sample_shape(mix, 1u << 20), (Shape{300, 200}));
+  // ... up to the cap (25 600 elements: 128 rows); never fewer rows than the largest layer,
+  // which is halved as before where it alone exceeds the cap.
+  EXPECT_EQ(sample_shape(mix, 25600), (Shape{128, 200}));
+  EXPECT_EQ(sample_shape(mix, 12800), (Shape{100, 100}));
+  EXPECT_EQ(sample_shape({}, 1u << 20), (Shape{1, 1}));
+}
+
+TEST(CodecRates, PowerSgdCopiesKeepRatesPerElementOfWork) {
+  // Three 48 x 40 matrices back to back: plausible rates per element of work, like one's.
+  for (std::size_t copies : {std::size_t{1}, std::size_t{3}}) {
+    SCOPED_TRACE(copies);
+    const ComputeRates r =
+        measure_rates(Config::parse("powersgd:2"), 48, 40, 3, 0.0, RateKernels::codec_only, copies);
+    EXPECT_GT(r.powersgd_encode, 1e-13);
+    EXPECT_LT(r.powersgd_encode, 1e-6);
+    EXPECT_GT(r.powersgd_decode, 1e-13);
+    EXPECT_LT(r.powersgd_decode, 1e-6);
+    EXPECT_EQ(r.copy, 0.0);
+  }
+}
+
 TEST(CodecRates, StepPhasesAreTimedOnlyWithErrorFeedbackOnALayersOwnShape) {
   ComputeRates r;
   // 64 x 32 is within 4096 elements; 128 x 64 is timed on a 64 x 64 sample.

@@ -291,10 +291,10 @@ Calibration calibrate(Transport& t, const std::vector<Layer>& layers, const Conf
           },
           sent);
   }
-  // Kernels, on a sample shaped like the largest layer, timed by one rank per machine while
-  // the machine's other ranks wait in the collective that gathers the rates: one core's rates,
-  // then divided by the share of a core each rank gets when all of the machine's ranks
-  // compute, as they do in a step. (Timed on all ranks at once, a short timed call that was
+  // Kernels, on a sample as wide as the largest layer (sample_shape()), timed by one rank per
+  // machine while the machine's other ranks wait in the collective that gathers the rates: one
+  // core's rates, then divided by the share of a core each rank gets when all of the machine's
+  // ranks compute, as they do in a step. (Timed on all ranks at once, a short timed call that was
   // preempted was charged a whole scheduler time slice: with 4 ranks on 2 cores the rates came out
   // up to 2x what steps pay, and `auto` kept dense where onebit ran 1.8x faster.)
   const HostPeers host = host_peers(t);

@@ -28,12 +28,15 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 // at 0, for callers that time them once and then every codec (the benchmark's probes).
 inline constexpr int kMaxSampleCalls = 16;
 enum class RateKernels { base_and_codec, codec_only };
+// PowerSGD's kernels run over `copies` distinct rows x cols matrices in each timed call, as a
+// step runs them over its layers back to back (its rates stay per element of work).
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
                            double min_timed_s = 0.0,
-                           RateKernels which = RateKernels::base_and_codec);
+                           RateKernels which = RateKernels::base_and_codec, std::size_t copies = 1);
 
-// The shape to time kernels on: the largest layer's [rows, cols], halved along its longer side
-// until it has at most `max_elements`.
+// The shape to time kernels on: the largest layer's width, with as many rows as the layers have
+// elements in all (a step streams them back to back), at least the largest layer's rows; then
+// halved along its longer side until it has at most `max_elements`. One layer: its own shape.
 std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
                                                  std::size_t max_elements);
 
@@ -44,8 +47,9 @@ std::vector<std::pair<std::size_t, std::size_t>> low_rank_shapes(const std::vect
 
 // Times PowerSGD's two kernels once per shape of low_rank_shapes() (a shape over
 // `max_elements` on its sample_shape(), keyed by its own), as measure_rates(spec, ..., 1,
-// min_timed_s, codec_only) does, into rates->powersgd_by_shape. With error feedback, a shape
-// within `max_elements` also gets its step phases (measure_low_rank_step).
+// min_timed_s, codec_only, copies) does, into rates->powersgd_by_shape: a shape smaller than
+// the matrix layers' elements in all (at most `max_elements`) in as many copies as fit them. With
+// error feedback, a shape within `max_elements` also gets its step phases (measure_low_rank_step).
 void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layers,
                              std::size_t max_elements, double min_timed_s, ComputeRates* rates);
 
