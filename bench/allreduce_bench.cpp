@@ -258,6 +258,8 @@ class Bench {
          "measure_rates() by one rank per host (processor name) while the host's other ranks "
          "sleep; hosts that share a machine time at once; the cost model divides the rates by "
          "cpu_share"},
+        // thinwire-cost-model --validate takes a result's own size's rates where this says
+        // "mean of cold calls" (older runs' single calls were too noisy for that).
         {"when", o_.device >= 0
                      ? std::string(kRatesNotForDevice)
                      : "between the timed iterations of each size (up to " +

@@ -256,16 +256,26 @@ int sweep(const std::vector<thinwire::Layer>& layers, const std::vector<std::str
   return 0;
 }
 
-// The kernel rates a benchmark run timed, per rate the median over its results. The benchmark
-// times them between the timed iterations of each size (up to 9 probes) and each result
-// carries its size's per-rate medians; older runs (no "when" in their compute_rates_probe)
-// timed them once before each size. On the shared 2-core VM one timing can catch other
-// hosts' work (runs of the older kind timed the add pass at 0.8 to 3.9 ns per element from one
-// size to the next at 4 hosts). Rates a run did not time (0) stay 0.
-json median_run_rates(const json& results) {
+// The kernel rates a benchmark run timed for one of its results, per rate the median over the
+// results of the same size and layers, or over all of them for runs that timed each size once.
+// The benchmark times them between the timed iterations of each size (up to 9 probes) and each
+// result carries its size's per-rate medians: a step's kernels run at its own size's rates (at
+// 2 hosts the 4 MiB steps' kernels ran 5-20 % faster per element than at 64 MiB, and top-k's
+// scatter into a 4 MiB output took 2 ns per entry against 5, the output staying in cache).
+// Older runs timed one call per kernel (their compute_rates_probe's "when" has no "mean of cold
+// calls"), or once before each size (no "when"), and on the shared 2-core VM one call can catch
+// other hosts' work (they timed the add pass at 0.8 to 3.9 ns per element from one size to the
+// next at 4 hosts): the median over their sizes. Rates a run did not time (0) stay 0.
+json median_run_rates(const json& run, const json& result) {
+  const json probe = run.value("compute_rates_probe", json::object());
+  const bool per_size =
+      probe.value("when", std::string()).find("mean of cold calls") != std::string::npos;
   std::vector<json> rates;
-  for (const auto& res : results)
-    if (res.contains("compute_rates")) rates.push_back(res.at("compute_rates"));
+  for (const auto& res : run.at("results"))
+    if (res.contains("compute_rates") &&
+        (!per_size || (res.value("size_bytes", json()) == result.value("size_bytes", json()) &&
+                       res.value("layers", json()) == result.value("layers", json()))))
+      rates.push_back(res.at("compute_rates"));
   return tb::median_per_key(rates);
 }
 
@@ -278,7 +288,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       "and during compute, its bytes at %.0f MB/s%s); latency per "
       "message = the run's own "
       "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
-      "(one rank per host, between the timed calls; per rate the median over the sizes) / "
+      "(one rank per host, between the timed calls; per rate the median over the result's size) / "
       "cpu share; 'codec' = the codec benchmark JSON / cpu share "
       "(cores / ranks)%s\n",
       p.efficiency, p.wire_bytes_per_s < 1e300 ? p.wire_bytes_per_s / 1e6 : 0.0,
@@ -311,19 +321,18 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       const double gbps = parse_rate_bits(rate) / 1e9;
       q.burst_bytes = emulated_burst_bytes(j.at("link"), gbps * 1e9);
       const twm::Network net = network(gbps, q);
-      // The run's own kernel rates. Timed by one rank per host they are one core's: divided by
-      // the share of a core a rank gets. (Older files timed them on all ranks at once: taken as
-      // they are.)
-      const json run_rates = median_run_rates(j.at("results"));
       const double run_share = j.contains("compute_rates_probe")
                                    ? j["compute_rates_probe"].value("cpu_share", 1.0)
                                    : 1.0;
-      // Timed with every host at once, they already share the cores (run_share 1), but the
-      // ranks still do: no step phases then either (ComputeRates::without_step_phases).
-      twm::ComputeRates run_scaled = twm::rates_from_json(run_rates).scaled(run_share);
-      if (q.cpu_share < 1.0) run_scaled = run_scaled.without_step_phases();
       for (const auto& res : j.at("results")) {
         const std::string method = res.at("method");
+        // The run's own kernel rates. Timed by one rank per host they are one core's: divided
+        // by the share of a core a rank gets. (Older files timed them on all ranks at once:
+        // taken as they are (run_share 1), but the ranks still share the cores: no step phases
+        // then either, ComputeRates::without_step_phases.)
+        const json run_rates = median_run_rates(j, res);
+        twm::ComputeRates run_scaled = twm::rates_from_json(run_rates).scaled(run_share);
+        if (q.cpu_share < 1.0) run_scaled = run_scaled.without_step_phases();
         if (!res.at("size_bytes").is_number_unsigned() ||
             res["size_bytes"].get<std::size_t>() == 0 ||
             res["size_bytes"].get<std::size_t>() % 4 != 0 ||
@@ -396,7 +405,9 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
   }
   std::printf("# largest |error|: %.1f%%\n", 100 * worst);
   out["largest_abs_error"] = worst;
-  out["rates_used"] = codec_rates_only ? "codec" : "run (per rate the median over the run's sizes)";
+  out["rates_used"] = codec_rates_only ? "codec"
+                                       : "run (per rate the median over the result's size; over "
+                                         "the run's sizes for runs that timed each size once)";
   return 0;
 }
 

@@ -5,7 +5,8 @@ usage: check_validation_json.py VALIDATION_JSON BENCH_JSON...
 
 For every result of every benchmark file there is one prediction, with the measured time
 copied, error = (predicted - measured) / measured, the run's kernel rates as the per-rate
-median over the run's results, the tbf bucket the launcher recorded, and the rest before a
+median over the results of the same size and layers (over all the run's results where its
+probes timed single calls), the tbf bucket the launcher recorded, and the rest before a
 call (the fresh-gradient copy at the run's copy rate plus ceil(log2 P) message latencies).
 Prints PASS: on success, exits 1 with the reasons otherwise.
 """
@@ -37,15 +38,25 @@ def main():
     expected = 0
     for path in sys.argv[2:]:
         bench = json.load(open(path))
-        samples = {}
-        for res in bench["results"]:
-            for name, v in res.get("compute_rates", {}).items():
-                if v > 0:
-                    samples.setdefault(name, []).append(v)
-        medians = {name: statistics.median(v) for name, v in samples.items()}
+        per_size = "mean of cold calls" in bench.get("compute_rates_probe", {}).get("when", "")
+
+        def run_medians(result):
+            samples = {}
+            for res in bench["results"]:
+                if per_size and (res["size_bytes"], res.get("layers")) != (
+                    result["size_bytes"],
+                    result.get("layers"),
+                ):
+                    continue
+                for name, v in res.get("compute_rates", {}).items():
+                    if v > 0:
+                        samples.setdefault(name, []).append(v)
+            return {name: statistics.median(v) for name, v in samples.items()}
+
         P = bench["ranks"]
         latency = bench["latency_probe"]["per_message_s"]
         for res in bench["results"]:
+            medians = run_medians(res)
             expected += 1
             key = (path, res["size_bytes"], res["method"])
             r = by_key.get(key)
