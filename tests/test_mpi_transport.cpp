@@ -22,6 +22,45 @@ int rank_of(const Communicator& c) {
   return c.rank();
 }
 
+TEST(MpiCommunicator, BadSettingOnOneRankFailsEveryRankAtOnce) {
+  int me = 0, p = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  MPI_Comm_size(MPI_COMM_WORLD, &p);
+  // A typo in one node's environment: the last rank's THINWIRE_TIMEOUT_S is not a number.
+  if (me == p - 1) setenv("THINWIRE_TIMEOUT_S", "soon", 1);
+  const double start = MPI_Wtime();
+  const auto err = error_from([] { Communicator::from_mpi(MPI_COMM_WORLD); });
+  if (me == p - 1) unsetenv("THINWIRE_TIMEOUT_S");
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::invalid_argument);
+  const std::string what = err->what();
+  EXPECT_NE(what.find("rank " + std::to_string(p - 1) + "'s environment"), std::string::npos)
+      << what;
+  EXPECT_NE(what.find("THINWIRE_TIMEOUT_S='soon'"), std::string::npos) << what;
+  // Every rank at once, not at the others' deadline (120 s in the tests).
+  EXPECT_LT(MPI_Wtime() - start, 60.0);
+  // The ranks are still in step: the next communicator builds.
+  const Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
+  EXPECT_EQ(comm.size(), p);
+  // Unknown THINWIRE_TRANSPORT on rank 0 alone: the same, with rank 0 named.
+  if (me == 0) setenv("THINWIRE_TRANSPORT", "tcp", 1);
+  const auto bad_transport = error_from([] { Communicator::from_mpi(MPI_COMM_WORLD); });
+  if (me == 0) unsetenv("THINWIRE_TRANSPORT");
+  ASSERT_TRUE(bad_transport.has_value());
+  EXPECT_NE(std::string(bad_transport->what()).find("rank 0's environment"), std::string::npos)
+      << bad_transport->what();
+  // The MPI transport's own settings too (read while it is built).
+  if (me == p - 1) setenv("THINWIRE_MPI_ALLREDUCE", "fastest", 1);
+  const auto bad_route = error_from([] { Communicator::from_mpi(MPI_COMM_WORLD); });
+  if (me == p - 1) unsetenv("THINWIRE_MPI_ALLREDUCE");
+  ASSERT_TRUE(bad_route.has_value());
+  EXPECT_EQ(bad_route->code(), ErrorCode::invalid_argument);
+  EXPECT_NE(std::string(bad_route->what()).find("THINWIRE_MPI_ALLREDUCE='fastest'"),
+            std::string::npos)
+      << bad_route->what();
+  EXPECT_EQ(Communicator::from_mpi(MPI_COMM_WORLD).size(), p);
+}
+
 TEST(MpiTransport, SumOfFloatsIsCorrectAndIdenticalForManySizes) {
   Communicator comm = Communicator::from_mpi(MPI_COMM_WORLD);
   Transport& t = comm.host_transport();

@@ -30,7 +30,7 @@ double env_seconds(const char* name, double fallback) {
 }
 
 double collective_timeout_s() {
-  return env_seconds("THINWIRE_TIMEOUT_S", 300.0);
+  return env_seconds("THINWIRE_TIMEOUT_S", kDefaultTimeoutS);
 }
 
 }  // namespace thinwire::detail

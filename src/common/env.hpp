@@ -11,7 +11,9 @@ std::string env_string(const char* name, const std::string& fallback);
 double env_number(const char* name, double fallback, const char* unit);
 double env_seconds(const char* name, double fallback);
 
-// THINWIRE_TIMEOUT_S: seconds a collective may take; 0 disables the deadline.
+// THINWIRE_TIMEOUT_S: seconds a collective may take (kDefaultTimeoutS when unset); 0 disables
+// the deadline.
+inline constexpr double kDefaultTimeoutS = 300.0;
 double collective_timeout_s();
 
 }  // namespace thinwire::detail

@@ -1,3 +1,4 @@
+#include <optional>
 #include <utility>
 
 #include "common/env.hpp"
@@ -6,6 +7,7 @@
 #include "thinwire/communicator.hpp"
 #include "transport/average.hpp"
 #include "transport/communicator_state.hpp"
+#include "transport/env_verdict.hpp"
 #include "transport/mpi_transport.hpp"
 
 namespace thinwire {
@@ -209,15 +211,25 @@ Communicator::Communicator(std::shared_ptr<detail::CommunicatorState> state)
     : state_(std::move(state)) {}
 
 Communicator Communicator::from_mpi(MPI_Comm comm) {
-  const std::string transport = detail::transport_setting_from_env();
-  // Asking for NCCL in a build without it must not silently run on MPI. (Host tensors always
-  // go over MPI; the setting picks the transport of device tensors.)
-  if (transport == "nccl" && !detail::have_nccl())
-    detail::fail(ErrorCode::unsupported, "communicator", -1,
-                 "THINWIRE_TRANSPORT=nccl: this build of thinwire has no NCCL (built without "
-                 "CUDA, or NCCL was not found at configure time); use auto or mpi");
-  const double timeout_s = detail::collective_timeout_s();
+  // This rank's settings; a bad one is held back until every rank has said how it found its
+  // own, so that all of them fail at once (env_verdict.hpp).
+  std::string transport = "auto";
+  double timeout_s = detail::kDefaultTimeoutS;
+  std::optional<Error> bad_setting;
+  try {
+    transport = detail::transport_setting_from_env();
+    // Asking for NCCL in a build without it must not silently run on MPI. (Host tensors
+    // always go over MPI; the setting picks the transport of device tensors.)
+    if (transport == "nccl" && !detail::have_nccl())
+      detail::fail(ErrorCode::unsupported, "communicator", -1,
+                   "THINWIRE_TRANSPORT=nccl: this build of thinwire has no NCCL (built without "
+                   "CUDA, or NCCL was not found at configure time); use auto or mpi");
+    timeout_s = detail::collective_timeout_s();
+  } catch (const Error& e) {
+    bad_setting = e;
+  }
   auto mpi = std::make_shared<detail::MpiTransport>(comm, timeout_s);
+  detail::agree_on_settings(*mpi, bad_setting ? bad_setting : mpi->bad_setting());
   TW_LOG(info, "communicator: rank ", mpi->rank(), " of ", mpi->size(), " over MPI, timeout ",
          mpi->timeout_s(), " s, THINWIRE_TRANSPORT=", transport);
   return Communicator(

@@ -93,9 +93,14 @@ class ByteBlock {
 }  // namespace
 
 MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout_s) {
-  const double asked =
-      env_number("THINWIRE_MPI_SEGMENT_BYTES", static_cast<double>(kDefaultSegmentBytes), "bytes");
-  const SumRouteChooser::Mode mode = SumRouteChooser::mode_from_env();
+  double asked = static_cast<double>(kDefaultSegmentBytes);
+  SumRouteChooser::Mode mode = SumRouteChooser::Mode::ring;
+  try {
+    asked = env_number("THINWIRE_MPI_SEGMENT_BYTES", asked, "bytes");
+    mode = SumRouteChooser::mode_from_env();
+  } catch (const Error& e) {
+    bad_setting_ = e;  // reported on every rank by Communicator::from_mpi
+  }
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized)

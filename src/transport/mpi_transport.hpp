@@ -11,8 +11,10 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <optional>
 #include <vector>
 
+#include "thinwire/error.hpp"
 #include "thinwire/transport.hpp"
 #include "transport/average.hpp"
 #include "transport/span_map.hpp"
@@ -62,6 +64,10 @@ class MpiTransport final : public Transport {
 
   MPI_Comm comm() const { return comm_; }
   double timeout_s() const { return timeout_s_; }
+  // The error this rank's THINWIRE_MPI_SEGMENT_BYTES or THINWIRE_MPI_ALLREDUCE raised, if any:
+  // the constructor carries on with the defaults so that Communicator::from_mpi can fail every
+  // rank alike (transport/env_verdict.hpp).
+  const std::optional<Error>& bad_setting() const { return bad_setting_; }
   // Point-to-point transfers above this size travel as messages of at most this size
   // (THINWIRE_MPI_SEGMENT_BYTES, default kDefaultSegmentBytes, 0 = whole messages; the
   // smallest value of any rank, agreed at construction). See post_send().
@@ -123,6 +129,7 @@ class MpiTransport final : public Transport {
   int rank_ = 0;
   int size_ = 1;
   double timeout_s_ = 0;
+  std::optional<Error> bad_setting_;
   std::size_t segment_bytes_ = kDefaultSegmentBytes;
   SumRouteChooser routes_{SumRouteChooser::Mode::ring};
   std::vector<float> ring_scratch_;
