@@ -283,11 +283,10 @@ std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layer
     if (l.numel() > rows * cols) rows = l.rows(), cols = l.cols();
   }
   // More rows of the largest layer's width, as far as the layers' elements go: a step streams
-  // all its layers through each kernel back to back, and a call on the largest layer alone pays
-  // what a stream pays once (TLB and prefetch start-up, the evicted caches' write-backs, on
-  // shared cores a scheduler slice) on fewer elements. Timed on the 48-layer mix's largest
-  // layer (1.3 M elements), the element-wise kernels came out 25-40 % slower than on 4 Mi
-  // elements, though the mix's steps computed at the 64 MiB layer's speed.
+  // all its layers through each kernel back to back, and a timed call on the largest layer
+  // alone spreads its once-per-call costs over fewer elements. Timed on the 48-layer mix's
+  // largest layer (1.3 M elements), the element-wise kernels came out 25-45 % slower per
+  // element than on 4 Mi elements, though the mix's steps computed at the 64 MiB layer's speed.
   if (total > rows * cols && cols > 0) rows = std::max(rows, std::min(total, max_elements) / cols);
   while (rows * cols > max_elements) {
     if (rows >= cols)
