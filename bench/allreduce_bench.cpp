@@ -258,14 +258,11 @@ class Bench {
          "measure_rates() by one rank per host (processor name) while the host's other ranks "
          "sleep; hosts that share a machine time at once; the cost model divides the rates by "
          "cpu_share"},
-        // thinwire-cost-model --validate takes a result's own size's rates where this says
-        // "mean of cold calls" (older runs' single calls were too noisy for that).
         {"when", o_.device >= 0
                      ? std::string(kRatesNotForDevice)
                      : "between the timed iterations of each size (up to " +
-                           std::to_string(kRateProbes) +
-                           " probes, evenly spread; per kernel the mean of cold calls adding up "
-                           "to " +
+                           std::to_string(kRateProbes) + " probes, evenly spread; per kernel the " +
+                           tb::kProbeSamplesAreMeans + " adding up to " +
                            fmt("%g ms", 1e3 * kRateMinTimedS) + ", at most " +
                            std::to_string(thinwire::detail::model::kMaxSampleCalls) +
                            "); a result's compute_rates are the per-rate medians of its size's "

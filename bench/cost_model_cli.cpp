@@ -269,7 +269,7 @@ int sweep(const std::vector<thinwire::Layer>& layers, const std::vector<std::str
 json median_run_rates(const json& run, const json& result) {
   const json probe = run.value("compute_rates_probe", json::object());
   const bool per_size =
-      probe.value("when", std::string()).find("mean of cold calls") != std::string::npos;
+      probe.value("when", std::string()).find(tb::kProbeSamplesAreMeans) != std::string::npos;
   std::vector<json> rates;
   for (const auto& res : run.at("results"))
     if (res.contains("compute_rates") &&

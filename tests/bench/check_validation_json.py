@@ -38,6 +38,7 @@ def main():
     expected = 0
     for path in sys.argv[2:]:
         bench = json.load(open(path))
+        # thinwire::bench::kProbeSamplesAreMeans (bench/bench_common.hpp)
         per_size = "mean of cold calls" in bench.get("compute_rates_probe", {}).get("when", "")
 
         def run_medians(result):
