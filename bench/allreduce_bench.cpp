@@ -57,6 +57,7 @@
 #include "model/auto_policy.hpp"
 #include "model/auto_trial.hpp"
 #include "model/codec_rates.hpp"
+#include "process_memory.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/device_transport.hpp"
 #include "transport/mpi_transport.hpp"
@@ -190,7 +191,8 @@ struct Options {
   std::vector<std::string> baselines = {"default", "ring", "thinwire"};
   std::uint64_t seed = 1;
   double progress_s = 10.0;
-  int device = -1;  // --device: -1 host tensors, else the CUDA device of the gradients
+  int device = -1;          // --device: -1 host tensors, else the CUDA device of the gradients
+  std::string memory_note;  // keep_freed_memory_mapped()'s, for the notes
 };
 
 std::string fmt(const char* f, double v) {
@@ -219,6 +221,7 @@ class Bench {
     const auto wanted = [&](const char* kind) {
       return std::find(o_.baselines.begin(), o_.baselines.end(), kind) != o_.baselines.end();
     };
+    if (!o_.memory_note.empty()) notes_.push_back(o_.memory_note);
     std::string device_name = "host";
     if (o_.device < 0) {
       for (auto& b : tb::make_mpi_baselines(MPI_COMM_WORLD, &notes_)) {
@@ -757,12 +760,14 @@ class Bench {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const char* const memory_note = tb::keep_freed_memory_mapped();
   tb::enable_forced_algorithms();
   MPI_Init(&argc, &argv);
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
 
   Options o;
+  o.memory_note = memory_note;
   std::string methods = kDefaultMethods, sizes, min_bytes, max_bytes, device = "host",
               baselines = "default,ring,thinwire";
   double factor = 2.0;
