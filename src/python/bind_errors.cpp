@@ -17,6 +17,8 @@ void bind_errors(py::module_& m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
+      // A Python Transport method was interrupted: the caller gets the KeyboardInterrupt.
+      if (raise_held_interrupt()) return;
       py::object err = py::handle(error_class)(e.what(), to_string(e.code()));
       PyErr_SetObject(error_class, err.ptr());
     }

@@ -11,7 +11,8 @@
 //
 // Every rank must end an allreduce with identical bits (see thinwire/transport.hpp). A Python
 // exception becomes thinwire::Error (transport_error, or the code of a thinwire.Error), and
-// the Communicator is then broken, as after an MPI failure.
+// the Communicator is then broken, as after an MPI failure. KeyboardInterrupt and SystemExit
+// break it the same way, but reach the caller as themselves (held_interrupt.cpp).
 #include <pybind11/numpy.h>
 
 #include <string>
@@ -133,6 +134,7 @@ class PyTransport : public Transport {
     try {
       result = override(*args());
     } catch (py::error_already_set& e) {
+      if (!e.matches(PyExc_Exception)) hold_interrupt(e.value());
       throw Error(code_of(e), std::string("thinwire transport error: Python ") + method +
                                   "() raised " + e.what());
     }

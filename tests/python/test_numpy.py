@@ -71,6 +71,8 @@ def bad_specs_and_layers():
     raises("invalid_argument", thinwire.Reducer, comm, LAYERS, "zip")
     raises("invalid_argument", thinwire.Reducer, comm, [("w", (-3, 4))], "none", match="'w")
     raises("invalid_argument", thinwire.Reducer, comm, [("w", "ab")], "none")
+    raises("invalid_argument", thinwire.Reducer, comm, [("w", (4,)), ("w", (4,))], "none",
+           match="both named 'w'")
     raises("invalid_argument", thinwire.Reducer, "comm", LAYERS, "none")
 
 
@@ -267,6 +269,29 @@ def python_transport_errors_break_the_communicator():
     e = raises("transport_error", thinwire.Reducer, broken, LAYERS, "none", match="link down")
     assert broken.broken
     raises("transport_error", thinwire.Reducer, broken, LAYERS, "none", match="broken")
+
+
+class InterruptedTransport(Mpi4pyTransport):
+    """Ctrl-C while a collective is in Python: every rank raises KeyboardInterrupt in the same
+    collective, so none is left waiting."""
+
+    def allgather(self, send, recv):
+        raise KeyboardInterrupt
+
+
+@test
+def ctrl_c_in_a_python_transport_stays_a_keyboard_interrupt():
+    interrupted = thinwire.Communicator.from_transport(InterruptedTransport(WORLD))
+    try:
+        thinwire.Reducer(interrupted, LAYERS, "none")
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("a KeyboardInterrupt in allgather() did not reach the caller")
+    # The collective was cut short: the communicator is broken, as after any failure, and the
+    # next error is an ordinary thinwire.Error (the interrupt was raised once).
+    assert interrupted.broken
+    raises("transport_error", thinwire.Reducer, interrupted, LAYERS, "none", match="broken")
 
 
 sys.exit(run("test_numpy"))
