@@ -172,6 +172,20 @@ TEST(Reducer, BadLayersAndUnsupportedSpecsRaise) {
   ASSERT_TRUE(err.has_value());
   EXPECT_EQ(err->code(), ErrorCode::unsupported);
 
+  // Two layers under one name: refused, naming both positions.
+  err = error_from([&] {
+    Reducer r(self(), {{"fc.weight", {8, 4}}, {"fc.bias", {8}}, {"fc.weight", {4, 8}}},
+              Config::parse("none"));
+  });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::invalid_argument);
+  EXPECT_NE(std::string(err->what()).find("layers 0 and 2 are both named 'fc.weight'"),
+            std::string::npos)
+      << err->what();
+  err = error_from([&] { Reducer r(self(), {{"", {8}}, {"", {8}}}, Config::parse("none")); });
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->code(), ErrorCode::invalid_argument);
+
   // adaptive, dgc and clip arrived with the training-quality work: they construct now.
   for (const char* spec : {"adaptive:topk", "topk:0.01,dgc=on,momentum=0.9", "onebit,clip=1"}) {
     err = error_from([&] { Reducer r(self(), {{"w", {10}}}, Config::parse(spec)); });

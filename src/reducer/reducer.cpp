@@ -10,6 +10,8 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <string_view>
+#include <unordered_map>
 
 #include "common/bytes.hpp"
 #include "common/fail.hpp"
@@ -122,6 +124,21 @@ ReducerImpl::ReducerImpl(Communicator comm, std::vector<Layer> layers, Config co
           LocalStatus::failure(ErrorCode::unsupported,
                                cat("layer '", l.describe(),
                                    "': topk indices are 32-bit; split layers above 2^32 elements"));
+  }
+  // A layer's name is how errors, logs, statistics and auto's choices tell it apart; two under
+  // one name (module names given for parameters, say) would leave those ambiguous. Horovod
+  // refuses duplicate parameter names the same way.
+  if (status.ok) {
+    std::unordered_map<std::string_view, std::size_t> first_named;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const auto [first, fresh] = first_named.emplace(layers_[i].name, i);
+      if (!fresh) {
+        status = LocalStatus::failure(ErrorCode::invalid_argument,
+                                      cat("layers ", first->second, " and ", i, " are both named '",
+                                          layers_[i].name, "': layer names must be unique"));
+        break;
+      }
+    }
   }
 
   if (status.ok) {
