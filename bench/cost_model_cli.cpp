@@ -283,9 +283,10 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
              bool codec_rates_only, const twm::ComputeRates& rates, json& out) {
   std::printf(
       "# thinwire-cost-model --validate: predicted vs measured time per call\n"
-      "# prediction: bandwidth = emulated rate x %.3f, tbf bucket as the launcher set it (emptied "
-      "by the call before, refilled while the ranks copy in gradients and meet at the barrier "
-      "and during compute, its bytes at %.0f MB/s%s); latency per "
+      "# prediction: bandwidth = emulated rate x %.3f, tbf bucket as the launcher set it (as the "
+      "call before left it: empty after another candidate's, predicted after an untimed call of "
+      "the method's own; refilled at the link's rate all the time, its bytes at %.0f MB/s%s); "
+      "latency per "
       "message = the run's own "
       "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
       "(one rank per host, between the timed calls; per rate the median over the result's size) / "
@@ -350,22 +351,28 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         const twm::ComputeRates& run = have_run ? run_scaled : codec;
         const twm::ComputeRates& used = codec_rates_only || !have_run ? codec : run;
         const double measured = res.at("time_median_s");
-        // The benchmark's calls run back to back, each candidate's after another's that
-        // emptied the bucket (dense, or a compressed call that outlasts the bucket). Before a
-        // call the link rests only while every rank copies in fresh gradients and meets the
-        // others at a barrier (ceil(log2 P) message latencies).
-        auto bench_call = [&](const twm::ComputeRates& r) {
+        // The benchmark's calls run back to back. Before a call the link rests only while
+        // every rank copies in fresh gradients and meets the others at a barrier (ceil(log2 P)
+        // message latencies). A dense candidate's call follows another candidate's, which
+        // emptied the bucket (dense, or a compressed call that outlasts the bucket); a
+        // compressed method's timed call ("timed_after": "own call") follows an untimed call
+        // of its own that did, and starts with what that call's last compute refilled.
+        const bool after_own_call = res.value("timed_after", "") == "own call";
+        auto bench_call = [&](const twm::ComputeRates& r, bool own) {
           twm::Network n = net;
           n.idle_before_s = static_cast<double>(bytes / 4) * r.copy +
                             std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
+          if (own) n.bucket_before_bytes = predict(layers, method, P, n, r).bucket_after_bytes;
           return n;
         };
-        const double pred_run = predict(layers, method, P, bench_call(run), run).total();
-        const double pred_codec = predict(layers, method, P, bench_call(codec), codec).total();
-        const twm::Network used_net = bench_call(used);
+        const double pred_run =
+            predict(layers, method, P, bench_call(run, after_own_call), run).total();
+        const double pred_codec =
+            predict(layers, method, P, bench_call(codec, after_own_call), codec).total();
+        const twm::Network used_net = bench_call(used, after_own_call);
         const twm::StepCost pred_cost = predict(layers, method, P, used_net, used);
         const double pred = pred_cost.total();
-        const double dense = predict(layers, "none", P, used_net, used).total();
+        const double dense = predict(layers, "none", P, bench_call(used, false), used).total();
         const double err = (pred - measured) / measured;
         worst = std::max(worst, std::fabs(err));
         std::printf("%6d %9s %7s %-12s %11.1f %11.1f %+7.1f%% %11.1f %+7.1f%% %8.2fx %8.2fx\n", P,
@@ -396,6 +403,8 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
              {"run_rates_cpu_share", run_share},
              {"burst_bytes", q.burst_bytes},
              {"idle_before_s", used_net.idle_before_s},
+             {"timed_after", after_own_call ? "own call" : "other candidate"},
+             {"bucket_before_bytes", used_net.bucket_before_bytes},
              {"wire_bytes_per_s", q.wire_bytes_per_s < 1e300 ? json(q.wire_bytes_per_s) : json()},
              {"load_average_at_start", j.value("load_average_at_start", json::array())}});
       }

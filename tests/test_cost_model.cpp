@@ -387,10 +387,14 @@ TEST(CostModel, BucketIsFullWhenAStepStartsAndRefillsDuringCompute) {
   fast.add = 0.02 / (1 << 18);  // the server's average of its chunk: 0.02 s, 20000 tokens
   const StepCost part = predict_step(layer, Config::parse("onebit"), 4, small, fast);
   EXPECT_NEAR(part.comm, 768 / 1e6 + (block3 - 20000) / 1e6, 1e-9);
-  // The bucket's bytes take their time at the links' own speed when it is given.
+  // The bucket's bytes take their time at the links' own speed when it is given, and the
+  // bucket refills while they leave: at 1e8 B/s it loses 0.99 of a token per credited byte.
+  // Control block: 768 B credited, 97651.68 left; alltoall: all 98412 B credited, 223.8 left;
+  // the server's 0.02 s refill 20000; the allgather: 20223.8 / 0.99 = 20428.08 B credited, the
+  // other 77983.92 B at beta.
   const Network wired = Network::uniform(link(0.0, 1e6), block3, 1e8);
   const StepCost w = predict_step(layer, Config::parse("onebit"), 4, wired, fast);
-  EXPECT_NEAR(w.comm, part.comm + (block3 + 20000) / 1e8, 1e-9);
+  EXPECT_NEAR(w.comm, (768 + block3 + 20428.08) / 1e8 + 77983.92 / 1e6, 1e-9);
   // No bucket: the plain alpha-beta terms.
   const StepCost none = predict_step(layer, Config::parse("onebit"), 4, kMegabyte, fast);
   EXPECT_NEAR(none.comm, 2 * block3 / 1e6 + kControl, kTol);
@@ -413,6 +417,35 @@ TEST(CostModel, BucketStartsWithWhatItsRestRefilled) {
   rested.idle_before_s = 5.0;
   const StepCost full = predict_step(dense, Config::parse("none"), 4, rested, ComputeRates{});
   EXPECT_NEAR(full.comm, (6291456 + 768 - 1e6) / 1e6, 1e-9);
+}
+
+TEST(CostModel, BucketCarriesOverToACallThatFollowsAtOnce) {
+  // Dense 4 MiB on 4 ranks, a 1 MB bucket at 1e6 B/s. The ring empties the bucket; the sums
+  // and the division after it (one add pass per element in all: 3/4 summed, 1/4 divided) take
+  // 2^20 * 1e-7 s and refill 104857.6 bytes, which the step ends with.
+  const std::vector<Layer> dense = {{"w", {1024, 1024}}};
+  Network net = Network::uniform(link(0.0, 1e6), 1e6);
+  net.idle_before_s = 0.0;
+  ComputeRates rates;
+  rates.add = 1e-7;
+  const StepCost first = predict_step(dense, Config::parse("none"), 4, net, rates);
+  EXPECT_NEAR(first.comm, (6291456 + 768) / 1e6, 1e-9);
+  EXPECT_NEAR(first.bucket_after_bytes, 104857.6, 1e-6);
+  // The next call, at once: those bytes go on credit; after 0.1 s of rest 1e5 more.
+  net.bucket_before_bytes = first.bucket_after_bytes;
+  const StepCost next = predict_step(dense, Config::parse("none"), 4, net, rates);
+  EXPECT_NEAR(next.comm, (6291456 + 768 - 104857.6) / 1e6, 1e-9);
+  net.idle_before_s = 0.1;
+  const StepCost rested = predict_step(dense, Config::parse("none"), 4, net, rates);
+  EXPECT_NEAR(rested.comm, (6291456 + 768 - 204857.6) / 1e6, 1e-9);
+  // The bucket holds no more than its size.
+  net.bucket_before_bytes = 5e6;
+  net.idle_before_s = 0.0;
+  const StepCost capped = predict_step(dense, Config::parse("none"), 4, net, rates);
+  EXPECT_NEAR(capped.comm, (6291456 + 768 - 1e6) / 1e6, 1e-9);
+  // Without a bucket there is nothing to carry.
+  const StepCost plain = predict_step(dense, Config::parse("none"), 4, kMegabyte, rates);
+  EXPECT_EQ(plain.bucket_after_bytes, 0.0);
 }
 
 TEST(CostModel, LayersOfARouteShareOneCollective) {

@@ -24,20 +24,28 @@ double send_seconds(double bytes, const Link& link, double credit) {
   return std::max(0.0, bytes - credit) / link.bytes_per_s;
 }
 
-// The token bucket of one rank's link through a step: refilled while the rank computes,
-// spent by the bytes it sends.
+// The token bucket of one rank's link through a step: refilled at the link's rate all the
+// time (tc tbf counts tokens by the clock), spent by the bytes the rank sends.
 class TokenBucket {
  public:
-  // Empty, then refilled for `idle_s` (full after long enough).
-  TokenBucket(double burst_bytes, double refill_bytes_per_s, double idle_s)
-      : burst_(burst_bytes), refill_(refill_bytes_per_s), level_(0.0) {
+  // Holding `level_bytes`, then refilled for `idle_s` (full after long enough).
+  TokenBucket(double burst_bytes, double refill_bytes_per_s, double level_bytes, double idle_s)
+      : burst_(burst_bytes), refill_(refill_bytes_per_s), level_(std::min(level_bytes, burst_)) {
     idle(idle_s);
   }
   void idle(double seconds) { level_ = std::min(burst_, level_ + seconds * refill_); }
-  // The credit for a call that sends `bytes`, taken out of the bucket.
-  double spend(double bytes) {
-    const double credit = std::min(level_, bytes);
-    level_ -= credit;
+  double level() const { return level_; }
+  // The credit for a call that sends `bytes`: the bytes that leave at `wire_bytes_per_s`
+  // before the bucket runs dry (the rest leave at the refill rate). The bucket keeps refilling
+  // while they leave, so it drains at wire - refill: a level L covers L wire / (wire - refill)
+  // bytes (on the emulated 500 Mbit/s links, whose bucket's bytes leave at ~240 MB/s, 1.33 L;
+  // counting L alone predicted 2-host 4 MiB onebit steps 25 % slow).
+  double spend(double bytes, double wire_bytes_per_s) {
+    const double drained_per_byte =
+        wire_bytes_per_s > refill_ ? 1.0 - refill_ / wire_bytes_per_s : 0.0;
+    const double credit =
+        drained_per_byte > 0.0 ? std::min(bytes, level_ / drained_per_byte) : bytes;
+    level_ = std::max(0.0, std::min(burst_, level_ - credit * drained_per_byte));
     return credit;
   }
 
@@ -195,26 +203,31 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
 
   // The step in the Reducer's order, with the link's token bucket (if any) refilled by
   // compute and spent by collectives.
-  TokenBucket bucket(net.burst_bytes, net.allgather.bytes_per_s, net.idle_before_s);
+  TokenBucket bucket(net.burst_bytes, net.allgather.bytes_per_s, net.bucket_before_bytes,
+                     net.idle_before_s);
   auto compute = [&](double seconds, double* phase) {
     *phase += seconds;
     bucket.idle(seconds);
   };
   // A collective's bytes: those the bucket covers leave at wire speed, the rest at beta.
+  // The bucket also refills during the collective's latency (after its bytes: conservative).
   auto credited = [&](double sent) {
-    const double credit = bucket.spend(sent);
+    const double credit = bucket.spend(sent, net.wire_bytes_per_s);
     cost.comm += credit / net.wire_bytes_per_s;
     return credit;
   };
   auto allgather = [&](std::uint64_t block, const Link& link) {
-    if (p > 1 && block) cost.comm += allgather_seconds(block, p, link, credited((p - 1.0) * block));
+    if (p <= 1 || !block) return;
+    cost.comm += allgather_seconds(block, p, link, credited((p - 1.0) * block));
+    bucket.idle((fp - 1.0) * link.latency_s);
   };
   auto allreduce = [&](std::uint64_t bytes) {
     if (p <= 1 || bytes == 0) return;
     const double b = static_cast<double>(bytes);
-    const double sent = bytes >= MpiTransport::kRingMinBytes ? 2.0 * (fp - 1.0) * b / fp
-                                                             : std::ceil(std::log2(fp)) * b;
+    const bool ring = bytes >= MpiTransport::kRingMinBytes;
+    const double sent = ring ? 2.0 * (fp - 1.0) * b / fp : std::ceil(std::log2(fp)) * b;
     cost.comm += allreduce_seconds(bytes, p, net.allreduce, credited(sent));
+    bucket.idle((ring ? 2.0 * (fp - 1.0) : std::ceil(std::log2(fp))) * net.allreduce.latency_s);
   };
 
   // The non-finite check, then the per-step control exchange (agreement).
@@ -258,6 +271,7 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
     allreduce(4 * low_rank_q);
     compute(low_rank_decode, &cost.decode);
   }
+  cost.bucket_after_bytes = bucket.level();
   return cost;
 }
 

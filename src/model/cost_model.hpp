@@ -18,8 +18,9 @@
 // collectives -> decode), refilling the bucket during compute and spending it on the bytes a
 // collective sends. The bucket is full when a step starts (a training step follows its
 // backward pass), unless `idle_before_s` says the link rested only that long after a call
-// that emptied it (a benchmark's back-to-back calls). Without a bucket (burst_bytes = 0,
-// what the calibration probe of `auto` measures) the terms above are exact.
+// that left `bucket_before_bytes` in it (a benchmark's back-to-back calls: 0 after a call that
+// emptied it, StepCost::bucket_after_bytes after a predicted one). Without a bucket (burst_bytes =
+// 0, what the calibration probe of `auto` measures) the terms above are exact.
 #pragma once
 
 #include <cstddef>
@@ -43,9 +44,10 @@ struct Link {
 // described by its rate uses one Link for all).
 struct Network {
   Link allreduce, allgather, alltoall;
-  double burst_bytes = 0.0;         // token bucket of the rank's link; refills at allgather's beta
-  double wire_bytes_per_s = 1e300;  // what the bucket's bytes leave at (the link unshaped)
-  double idle_before_s = 1e300;     // the link's rest since its bucket was last empty
+  double burst_bytes = 0.0;          // token bucket of the rank's link; refills at allgather's beta
+  double wire_bytes_per_s = 1e300;   // what the bucket's bytes leave at (the link unshaped)
+  double idle_before_s = 1e300;      // the link's rest before the step
+  double bucket_before_bytes = 0.0;  // what the bucket held when that rest began
   static Network uniform(const Link& link, double burst_bytes = 0.0,
                          double wire_bytes_per_s = 1e300) {
     return {link, link, link, burst_bytes, wire_bytes_per_s};
@@ -118,6 +120,9 @@ struct ComputeRates {
 struct StepCost {
   double comm = 0.0, encode = 0.0, decode = 0.0;
   std::uint64_t bytes_sent = 0;
+  // What the link's token bucket holds when the step ends (refilled by its last compute): the
+  // start of a next call that follows at once (Network::idle_before_s, bucket_before_bytes).
+  double bucket_after_bytes = 0.0;
   double total() const { return comm + encode + decode; }
 };
 

@@ -3,12 +3,13 @@
 a small thinwire-cost-model sweep.
 
     check_bench_json.py BENCH_JSON RANKS METHODS SIZES COST_MODEL_JSON
-                        [--tensors host|device] [--device-baseline NAME]
+                        [--tensors host|device] [--device-baseline NAME] [--no-timed-after]
 
 COST_MODEL_JSON "-" skips the cost model. --tensors device (a --device run): the JSON names the
 device and its transport, the dense candidates are the device transport's allreduce (named
 NAME when given: "nccl allreduce" or "staged mpi allreduce") and thinwire none, and no
-MPI_Allreduce on host memory.
+MPI_Allreduce on host memory. --no-timed-after: a file written before results said what their
+timed calls followed ("timed_after"); otherwise every result must say it.
 """
 import json
 import math
@@ -36,9 +37,12 @@ def main():
     args = sys.argv[1:]
     options = {"--tensors": "host", "--device-baseline": None}
     positional = []
+    timed_after_wanted = True
     while args:
         a = args.pop(0)
-        if a in options:
+        if a == "--no-timed-after":
+            timed_after_wanted = False
+        elif a in options:
             if not args:
                 fail(f"{a} needs a value")
             options[a] = args.pop(0)
@@ -134,6 +138,12 @@ def main():
         if r["method"].startswith("auto") and "layer_specs" not in r:
             fail(f"{where}: auto results should say what auto chose")
         number(r, "setup_s", where)
+        # A compressed method's timed call follows an untimed call of its own; thinwire none,
+        # a dense candidate for the baseline, follows the candidate before it.
+        if timed_after_wanted:
+            after = "other candidate" if r["method"] == "none" else "own call"
+            if r.get("timed_after") != after:
+                fail(f"{where}: 'timed_after' is {r.get('timed_after')!r}, expected {after!r}")
         rates = r.get("compute_rates")
         if tensors == "device":
             if rates is not None:

@@ -79,6 +79,16 @@ def main():
             burst = bench["link"].get("burst")
             if burst is not None and not r["burst_bytes"] > 0:
                 fail(f"{key}: the launcher's bucket {burst} became {r['burst_bytes']} bytes")
+            # A compressed method's timed call after an untimed call of its own starts with
+            # what that call left in the bucket; any other with an empty one.
+            after = res.get("timed_after", "other candidate")
+            if r.get("timed_after") != after:
+                fail(f"{key}: timed_after {r.get('timed_after')!r}, the run's {after!r}")
+            left = r.get("bucket_before_bytes")
+            if left is None or not (
+                0 <= left <= r["burst_bytes"] if after == "own call" else left == 0
+            ):
+                fail(f"{key}: bucket_before_bytes {left} (bucket {r['burst_bytes']}, after {after})")
             # The rest before a call: copy of the gradient at the run's copy rate (divided by
             # its cpu share) and ceil(log2 P) latencies.
             share = r["run_rates_cpu_share"]
