@@ -60,6 +60,7 @@
 #include "model/auto_trial.hpp"
 #include "model/codec_rates.hpp"
 #include "process_memory.hpp"
+#include "tc_units.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/device_transport.hpp"
 #include "transport/mpi_transport.hpp"
@@ -330,6 +331,7 @@ class Bench {
 
   void run() {
     measure_latency();
+    measure_bandwidth(std::getenv("THINWIRE_EMULATE_RATE"));
     if (rank_ == 0) print_header();
     for (std::size_t s = 0; s < o_.sizes.size(); ++s) run_size(s);
     if (rank_ == 0 && !o_.json_path.empty()) {
@@ -374,6 +376,62 @@ class Bench {
                              {"best_single_call_s", best}};
   }
 
+  // The link's bandwidth as thinwire's transport gets it, for the cost model's validation (as
+  // `auto` calibrates it at start-up): kCalls ring allreduces, then kCalls allgathers, back to
+  // back after a warm-up call, each sized to send about kTargetS at the emulated link's rate
+  // (16 MiB per rank on a link without one), so that a tbf bucket's burst (5 ms at the rate)
+  // is a few percent of a call and refills only in the short gaps between calls. bytes_per_s
+  // = bytes a rank sends per call / (time per call - its latency terms at per_message_s), the
+  // slowest rank's. On the emulated cluster 4 hosts at 100 Mbit/s moved a dense 16 MiB
+  // allreduce at 0.86 of the rate, 2 hosts at 0.94 (TCP's ACKs share the shaped egress, and
+  // hosts that share cores do not always keep their links busy).
+  void measure_bandwidth(const char* rate) {
+    if (size_ < 2) return;
+    constexpr double kTargetS = 0.15;
+    constexpr int kCalls = 3;
+    const double p = size_;
+    double sent = 16.0 * (1 << 20);
+    if (rate && std::string(rate) != "none") sent = tb::parse_rate_bits(rate) / 8.0 * kTargetS;
+    sent = std::clamp(sent, 1.0 * (1 << 20), 64.0 * (1 << 20));
+    thinwire::Transport& t = comm_.host_transport();
+    const double per_message = out_["latency_probe"]["per_message_s"].get<double>();
+    auto timed = [&](auto&& call) {
+      call();
+      t.barrier();
+      const double t0 = MPI_Wtime();
+      for (int i = 0; i < kCalls; ++i) call();
+      double per_call = (MPI_Wtime() - t0) / kCalls;
+      MPI_Allreduce(MPI_IN_PLACE, &per_call, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      return per_call;
+    };
+    auto entry = [&](std::size_t bytes, double sent_bytes, double messages, double seconds) {
+      const double wire_s = seconds - messages * per_message;
+      return json{
+          {"bytes", bytes},       {"sent_bytes", sent_bytes},
+          {"messages", messages}, {"calls", kCalls},
+          {"seconds", seconds},   {"bytes_per_s", wire_s > 0 ? json(sent_bytes / wire_s) : json()}};
+    };
+    // Ring allreduce of n floats: each rank sends 2(P-1)/P of them in 2(P-1) messages.
+    const std::size_t n = std::max<std::size_t>(
+        static_cast<std::size_t>(sent * p / (2.0 * (p - 1.0)) / 4.0), std::size_t{1} << 16);
+    std::vector<float> sum(n, 1.0f);
+    const double reduce_s = timed(
+        [&] { t.allreduce(sum.data(), n, thinwire::ElementType::f32, thinwire::ReduceOp::sum); });
+    std::vector<float>().swap(sum);
+    // Allgather of one block per rank: each rank sends its block to the P-1 others.
+    const std::size_t block = static_cast<std::size_t>(sent / (p - 1.0));
+    std::vector<unsigned char> send(block, 1), recv(block * static_cast<std::size_t>(size_));
+    const double gather_s = timed([&] { t.allgather(send.data(), recv.data(), block); });
+    out_["bandwidth_probe"] = {
+        {"how",
+         "ring allreduce and allgather through thinwire's host transport, back to back after a "
+         "warm-up call, sized to send about 0.15 s at the link's rate; bytes_per_s = sent per "
+         "rank / (seconds per call - messages x latency_probe.per_message_s), the slowest rank's"},
+        {"allreduce", entry(4 * n, 2.0 * (p - 1.0) / p * 4.0 * static_cast<double>(n),
+                            2.0 * (p - 1.0), reduce_s)},
+        {"allgather", entry(block, (p - 1.0) * static_cast<double>(block), p - 1.0, gather_s)}};
+  }
+
   void print_header() {
     std::printf(
         "# thinwire-bench-allreduce: %d ranks on %s, layers '%s', %d warm-up + %d timed "
@@ -395,6 +453,16 @@ class Bench {
     std::printf(
         "# small-message latency: alltoall of 4 KiB blocks %.3f ms per call, back to back\n",
         1e3 * out_["latency_probe"]["seconds"].get<double>());
+    if (out_.contains("bandwidth_probe")) {
+      const json& b = out_["bandwidth_probe"];
+      auto mbps = [](const json& e) {
+        return e["bytes_per_s"].is_number() ? e["bytes_per_s"].get<double>() / 1e6 : 0.0;
+      };
+      std::printf(
+          "# bandwidth per rank: ring allreduce %.1f MB/s, allgather %.1f MB/s (bytes sent / "
+          "time, back to back)\n",
+          mbps(b["allreduce"]), mbps(b["allgather"]));
+    }
     for (const std::string& n : notes_) std::printf("# note: %s\n", n.c_str());
     std::printf("%10s  %-24s %10s %10s %10s %11s %8s %10s %8s %5s\n", "size", "method", "time_ms",
                 "algbw_GB/s", "busbw_GB/s", "sent/rank", "ratio", "rel_err", "speedup", "same");

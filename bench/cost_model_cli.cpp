@@ -31,9 +31,12 @@
 #include "model/auto_policy.hpp"
 #include "model/codec_rates.hpp"
 #include "model/cost_model.hpp"
+#include "tc_units.hpp"
 
 namespace po = boost::program_options;
 namespace tb = thinwire::bench;
+using tb::parse_rate_bits;
+using tb::parse_size_bytes;
 namespace twm = thinwire::detail::model;
 using nlohmann::json;
 
@@ -41,17 +44,6 @@ namespace {
 
 // TCP over Ethernet: 1448 payload bytes (MSS with timestamps) per 1514-byte frame.
 constexpr double kTcpEfficiency = 1448.0 / 1514.0;
-
-// A tc quantity: the number and its unit, or invalid_argument saying what `like` is.
-std::pair<double, std::string> number_and_unit(const std::string& text, const char* like) {
-  std::size_t pos = 0;
-  try {
-    const double v = std::stod(text, &pos);
-    return {v, text.substr(pos)};
-  } catch (const std::exception&) {
-    throw std::invalid_argument("'" + text + "' is not " + like);
-  }
-}
 
 // The whole of `text` as a finite number; false when it is not one.
 bool whole_finite_number(const std::string& text, double* v) {
@@ -78,34 +70,6 @@ int parse_count(const std::string& text, const char* option) {
   if (!whole_finite_number(text, &v) || v != std::floor(v) || v < 1 || v > 2147483647.0)
     throw std::invalid_argument(std::string(option) + ": '" + text + "' is not an integer >= 1");
   return static_cast<int>(v);
-}
-
-// tc-style rate ("200mbit", "1gbit", "12500kbps") in bits per second, > 0.
-double parse_rate_bits(const std::string& text) {
-  constexpr const char* kLike = "a rate like 200mbit or 1gbit";
-  auto [v, unit] = number_and_unit(text, kLike);
-  if (!(v > 0) || !std::isfinite(v)) throw std::invalid_argument("'" + text + "' is not " + kLike);
-  double scale = 1;
-  if (!unit.empty() && (unit[0] == 'k' || unit[0] == 'm' || unit[0] == 'g')) {
-    scale = unit[0] == 'k' ? 1e3 : unit[0] == 'm' ? 1e6 : 1e9;
-    unit = unit.substr(1);
-  }
-  if (unit == "bps") return v * scale * 8;
-  if (unit == "bit") return v * scale;
-  throw std::invalid_argument("'" + text + "' is not " + kLike);
-}
-
-// tc size ("131072", "64kb", "1mb", "512kbit") in bytes; tc's k and m are 1024 and 1024^2.
-double parse_size_bytes(const std::string& text) {
-  constexpr const char* kLike = "a size like 131072 or 64kb";
-  const auto [v, unit] = number_and_unit(text, kLike);
-  const std::map<std::string, double> scale = {{"", 1},          {"b", 1},         {"k", 1024},
-                                               {"kb", 1024},     {"m", 1 << 20},   {"mb", 1 << 20},
-                                               {"g", 1 << 30},   {"gb", 1 << 30},  {"kbit", 128},
-                                               {"mbit", 131072}, {"gbit", 1 << 27}};
-  const auto it = scale.find(unit);
-  if (it == scale.end()) throw std::invalid_argument("'" + text + "' is not " + kLike);
-  return v * it->second;
 }
 
 // The emulated cluster's tbf bucket: what the launcher recorded, else its default (5 ms at
@@ -279,11 +243,23 @@ json median_run_rates(const json& run, const json& result) {
   return tb::median_per_key(rates);
 }
 
+// A bandwidth the run's probe measured (thinwire-bench-allreduce's bandwidth_probe).
+double probed_bytes_per_s(const json& probe, const char* kind) {
+  const json& v = probe.at(kind).at("bytes_per_s");
+  if (!v.is_number() || !(v.get<double>() > 0))
+    throw std::runtime_error(std::string("bandwidth_probe.") + kind + ".bytes_per_s " + v.dump() +
+                             ": expected a rate > 0");
+  return v.get<double>();
+}
+
 int validate(const std::vector<std::string>& files, const Params& p, bool latency_given,
-             bool codec_rates_only, const twm::ComputeRates& rates, json& out) {
+             bool codec_rates_only, bool nominal_bandwidth, const twm::ComputeRates& rates,
+             json& out) {
   std::printf(
       "# thinwire-cost-model --validate: predicted vs measured time per call\n"
-      "# prediction: bandwidth = emulated rate x %.3f, tbf bucket as the launcher set it (as the "
+      "# prediction: bandwidth = the run's own probe (ring allreduce for allreduces, allgather "
+      "for allgathers and alltoalls, back to back; runs without one, or --nominal-bandwidth: "
+      "emulated rate x %.3f), tbf bucket as the launcher set it (as the "
       "call before left it: empty after another candidate's, predicted after an untimed call of "
       "the method's own; refilled at the link's rate all the time, its bytes at %.0f MB/s%s); "
       "latency per "
@@ -321,7 +297,17 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       const twm::ComputeRates codec = rates.scaled(q.cpu_share);
       const double gbps = parse_rate_bits(rate) / 1e9;
       q.burst_bytes = emulated_burst_bytes(j.at("link"), gbps * 1e9);
-      const twm::Network net = network(gbps, q);
+      // The links as the rate says, and as the run's own probe measured them: on the emulated
+      // cluster TCP moved bulk data at 0.86-0.94 of the rate, depending on the hosts.
+      const twm::Network nominal = network(gbps, q);
+      twm::Network net = nominal;
+      const bool probed = !nominal_bandwidth && P > 1 && j.contains("bandwidth_probe");
+      if (probed) {
+        net.refill_bytes_per_s = nominal.allgather.bytes_per_s;  // the shaper's own rate
+        net.allreduce.bytes_per_s = probed_bytes_per_s(j["bandwidth_probe"], "allreduce");
+        net.allgather.bytes_per_s = net.alltoall.bytes_per_s =
+            probed_bytes_per_s(j["bandwidth_probe"], "allgather");
+      }
       const double run_share = j.contains("compute_rates_probe")
                                    ? j["compute_rates_probe"].value("cpu_share", 1.0)
                                    : 1.0;
@@ -358,21 +344,23 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         // compressed method's timed call ("timed_after": "own call") follows an untimed call
         // of its own that did, and starts with what that call's last compute refilled.
         const bool after_own_call = res.value("timed_after", "") == "own call";
-        auto bench_call = [&](const twm::ComputeRates& r, bool own) {
-          twm::Network n = net;
+        auto bench_call = [&](const twm::Network& links, const twm::ComputeRates& r, bool own) {
+          twm::Network n = links;
           n.idle_before_s = static_cast<double>(bytes / 4) * r.copy +
                             std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
           if (own) n.bucket_before_bytes = predict(layers, method, P, n, r).bucket_after_bytes;
           return n;
         };
         const double pred_run =
-            predict(layers, method, P, bench_call(run, after_own_call), run).total();
+            predict(layers, method, P, bench_call(net, run, after_own_call), run).total();
         const double pred_codec =
-            predict(layers, method, P, bench_call(codec, after_own_call), codec).total();
-        const twm::Network used_net = bench_call(used, after_own_call);
+            predict(layers, method, P, bench_call(net, codec, after_own_call), codec).total();
+        const twm::Network used_net = bench_call(net, used, after_own_call);
         const twm::StepCost pred_cost = predict(layers, method, P, used_net, used);
         const double pred = pred_cost.total();
-        const double dense = predict(layers, "none", P, bench_call(used, false), used).total();
+        const double dense = predict(layers, "none", P, bench_call(net, used, false), used).total();
+        const double pred_nominal =
+            predict(layers, method, P, bench_call(nominal, used, after_own_call), used).total();
         const double err = (pred - measured) / measured;
         worst = std::max(worst, std::fabs(err));
         std::printf("%6d %9s %7s %-12s %11.1f %11.1f %+7.1f%% %11.1f %+7.1f%% %8.2fx %8.2fx\n", P,
@@ -405,6 +393,11 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
              {"idle_before_s", used_net.idle_before_s},
              {"timed_after", after_own_call ? "own call" : "other candidate"},
              {"bucket_before_bytes", used_net.bucket_before_bytes},
+             {"bandwidth", probed ? "probe" : "rate"},
+             {"allreduce_bytes_per_s", used_net.allreduce.bytes_per_s},
+             {"allgather_bytes_per_s", used_net.allgather.bytes_per_s},
+             {"refill_bytes_per_s", nominal.allgather.bytes_per_s},
+             {"predicted_nominal_bandwidth_s", pred_nominal},
              {"wire_bytes_per_s", q.wire_bytes_per_s < 1e300 ? json(q.wire_bytes_per_s) : json()},
              {"load_average_at_start", j.value("load_average_at_start", json::array())}});
       }
@@ -471,8 +464,10 @@ int main(int argc, char** argv) {
       "dense rate per rank is the speed a tbf bucket's bytes leave at (default: free)")(
       "codec-rates",
       "--validate: predict with the codec benchmark's rates / cpu share, not the rates the "
-      "run measured")("json", po::value<std::string>(&json_path),
-                      "write the predictions to this JSON file");
+      "run measured")("nominal-bandwidth",
+                      "--validate: bandwidth = emulated rate x --efficiency, not what the run's "
+                      "bandwidth probe measured")("json", po::value<std::string>(&json_path),
+                                                  "write the predictions to this JSON file");
   po::variables_map vm;
   try {
     // No positional arguments: a stray word is an error, not ignored.
@@ -506,8 +501,8 @@ int main(int argc, char** argv) {
       out["wire_json"] = wire_json;
     }
     if (!validate_files.empty()) {
-      validate(validate_files, p, !vm["latency-us"].defaulted(), vm.count("codec-rates") > 0, base,
-               out);
+      validate(validate_files, p, !vm["latency-us"].defaulted(), vm.count("codec-rates") > 0,
+               vm.count("nominal-bandwidth") > 0, base, out);
     } else {
       std::vector<thinwire::Layer> layers;
       if (layer_file.empty()) {

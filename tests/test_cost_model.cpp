@@ -448,6 +448,22 @@ TEST(CostModel, BucketCarriesOverToACallThatFollowsAtOnce) {
   EXPECT_EQ(plain.bucket_after_bytes, 0.0);
 }
 
+TEST(CostModel, BucketRefillsAtTheShapersRateWhereBetaIsMeasuredLower) {
+  // A measured beta (0.5e6 B/s) below the shaper's rate (1e6 B/s): the bucket refills at the
+  // latter. Dense 4 MiB on 4 ranks, a 1 MB bucket, 0.1 s of rest: 1e5 bytes of credit, the
+  // rest of the ring's bytes (and the control block's) at the measured beta.
+  const std::vector<Layer> dense = {{"w", {1024, 1024}}};
+  Network net = Network::uniform(link(0.0, 0.5e6), 1e6);
+  net.refill_bytes_per_s = 1e6;
+  net.idle_before_s = 0.1;
+  const StepCost d = predict_step(dense, Config::parse("none"), 4, net, ComputeRates{});
+  EXPECT_NEAR(d.comm, (6291456 + 768 - 1e5) / 0.5e6, 1e-9);
+  // Without it, the bucket refills at beta: half the credit.
+  net.refill_bytes_per_s = 0.0;
+  const StepCost slow = predict_step(dense, Config::parse("none"), 4, net, ComputeRates{});
+  EXPECT_NEAR(slow.comm, (6291456 + 768 - 0.5e5) / 0.5e6, 1e-9);
+}
+
 TEST(CostModel, LayersOfARouteShareOneCollective) {
   // Two onebit layers: one alltoall + one allgather whose blocks hold both slots; their
   // latency is paid once, not per layer.

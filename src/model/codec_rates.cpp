@@ -7,13 +7,12 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "common/fail.hpp"
 #include "common/timer.hpp"
 #include "compress/low_rank.hpp"
 #include "compress/onebit_error_memory.hpp"
 #include "compress/topk_codec.hpp"
+#include "model/cache_evictor.hpp"
 #include "reducer/error_feedback.hpp"
 #include "reducer/layer_plan.hpp"
 #include "reducer/non_finite.hpp"
@@ -29,32 +28,6 @@ double case_seconds(const nlohmann::json& j, const std::string& name) {
   fail_with(ErrorCode::invalid_argument, "model", -1, "codec benchmark JSON has no case '", name,
             "' (expected the output of thinwire-bench-codec --json)");
 }
-
-// A step streams its layers through memory once (and its buffers are larger than a core's
-// caches), so kernels are timed on cold caches: before each timed call this buffer, the size
-// of the last-level cache (8 to 128 MiB), is written. Timed warm, the kernels of a 16 MiB
-// layer ran 1.5-2.5x faster than inside Reducer steps on the development VM.
-class CacheEvictor {
- public:
-  CacheEvictor() {
-    long llc = 0;
-#ifdef _SC_LEVEL3_CACHE_SIZE
-    llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
-#endif
-    const std::size_t bytes =
-        std::clamp<std::size_t>(llc > 0 ? static_cast<std::size_t>(llc) : 0, 8u << 20, 128u << 20);
-    buffer_.resize(bytes);
-  }
-  void evict() {
-    std::memset(buffer_.data(), ++round_, buffer_.size());
-    sink_ = buffer_[round_ % buffer_.size()];  // the writes are observed, so they happen
-  }
-
- private:
-  std::vector<unsigned char> buffer_;
-  unsigned char round_ = 0;
-  volatile unsigned char sink_ = 0;
-};
 
 // The median of `repeats` samples after one untimed call: a codec's first call allocates its
 // scratch (1-bit's error memory, qsgd's levels), and with a single timed call (the allreduce

@@ -203,8 +203,9 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
 
   // The step in the Reducer's order, with the link's token bucket (if any) refilled by
   // compute and spent by collectives.
-  TokenBucket bucket(net.burst_bytes, net.allgather.bytes_per_s, net.bucket_before_bytes,
-                     net.idle_before_s);
+  const double refill =
+      net.refill_bytes_per_s > 0.0 ? net.refill_bytes_per_s : net.allgather.bytes_per_s;
+  TokenBucket bucket(net.burst_bytes, refill, net.bucket_before_bytes, net.idle_before_s);
   auto compute = [&](double seconds, double* phase) {
     *phase += seconds;
     bucket.idle(seconds);

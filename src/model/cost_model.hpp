@@ -48,6 +48,8 @@ struct Network {
   double wire_bytes_per_s = 1e300;   // what the bucket's bytes leave at (the link unshaped)
   double idle_before_s = 1e300;      // the link's rest before the step
   double bucket_before_bytes = 0.0;  // what the bucket held when that rest began
+  double refill_bytes_per_s = 0.0;   // the bucket's rate (0: allgather's beta; a shaper's rate
+                                     // where beta is measured and lower)
   static Network uniform(const Link& link, double burst_bytes = 0.0,
                          double wire_bytes_per_s = 1e300) {
     return {link, link, link, burst_bytes, wire_bytes_per_s};

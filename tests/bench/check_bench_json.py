@@ -3,13 +3,14 @@
 a small thinwire-cost-model sweep.
 
     check_bench_json.py BENCH_JSON RANKS METHODS SIZES COST_MODEL_JSON
-                        [--tensors host|device] [--device-baseline NAME] [--no-timed-after]
+                        [--tensors host|device] [--device-baseline NAME] [--old-schema]
 
 COST_MODEL_JSON "-" skips the cost model. --tensors device (a --device run): the JSON names the
 device and its transport, the dense candidates are the device transport's allreduce (named
 NAME when given: "nccl allreduce" or "staged mpi allreduce") and thinwire none, and no
-MPI_Allreduce on host memory. --no-timed-after: a file written before results said what their
-timed calls followed ("timed_after"); otherwise every result must say it.
+MPI_Allreduce on host memory. --old-schema: a file written before results said what their
+timed calls followed ("timed_after") and before the bandwidth probe; otherwise both are
+required.
 """
 import json
 import math
@@ -40,7 +41,7 @@ def main():
     timed_after_wanted = True
     while args:
         a = args.pop(0)
-        if a == "--no-timed-after":
+        if a == "--old-schema":
             timed_after_wanted = False
         elif a in options:
             if not args:
@@ -71,6 +72,32 @@ def main():
     per_message = number(probe, "per_message_s", "latency_probe")
     if ranks > 1 and abs(per_message - per_call / (ranks - 1)) > 1e-12 + 1e-9 * per_call:
         fail(f"latency_probe: per_message_s {per_message} is not seconds / (P-1)")
+    # The bandwidth probe (ranks > 1): a ring allreduce and an allgather, bytes_per_s = bytes
+    # sent per rank / (seconds per call - messages x per_message_s).
+    bw = d.get("bandwidth_probe")
+    if timed_after_wanted and ranks > 1:
+        if not isinstance(bw, dict):
+            fail("top level has no 'bandwidth_probe' object")
+        for kind, sent_per_byte, messages in (("allreduce", 2 * (ranks - 1) / ranks, 2 * (ranks - 1)),
+                                              ("allgather", ranks - 1, ranks - 1)):
+            e = bw.get(kind)
+            if not isinstance(e, dict):
+                fail(f"bandwidth_probe has no '{kind}'")
+            size = number(e, "bytes", f"bandwidth_probe.{kind}", positive=True)
+            sent = number(e, "sent_bytes", f"bandwidth_probe.{kind}", positive=True)
+            seconds = number(e, "seconds", f"bandwidth_probe.{kind}", positive=True)
+            if abs(sent - sent_per_byte * size) > 1e-9 * sent or e.get("messages") != messages:
+                fail(f"bandwidth_probe.{kind}: sent_bytes {sent} / messages {e.get('messages')} "
+                     f"for {size} bytes on {ranks} ranks")
+            wire_s = seconds - messages * per_message
+            if wire_s > 0:
+                bps = number(e, "bytes_per_s", f"bandwidth_probe.{kind}", positive=True)
+                if abs(bps - sent / wire_s) > 1e-9 * bps:
+                    fail(f"bandwidth_probe.{kind}: bytes_per_s {bps} != {sent / wire_s}")
+            elif e.get("bytes_per_s") is not None:
+                fail(f"bandwidth_probe.{kind}: latency terms exceed the call, yet a rate is given")
+    elif timed_after_wanted and bw is not None:
+        fail("one rank sends nothing: no bandwidth_probe expected")
     rates_probe = d.get("compute_rates_probe")
     if not isinstance(rates_probe, dict):
         fail("top level has no 'compute_rates_probe' object")

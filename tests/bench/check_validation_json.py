@@ -7,7 +7,10 @@ For every result of every benchmark file there is one prediction, with the measu
 copied, error = (predicted - measured) / measured, the run's kernel rates as the per-rate
 median over the results of the same size and layers (over all the run's results where its
 probes timed single calls), the tbf bucket the launcher recorded, and the rest before a
-call (the fresh-gradient copy at the run's copy rate plus ceil(log2 P) message latencies).
+call (the fresh-gradient copy at the run's copy rate plus ceil(log2 P) message latencies),
+what the call before left in the bucket, and the bandwidths: the run's own bandwidth probe
+where it has one (ring allreduce; allgather for allgathers and alltoalls), else the rate x
+1448/1514, with the bucket refilled at the latter.
 Prints PASS: on success, exits 1 with the reasons otherwise.
 """
 import json
@@ -56,6 +59,13 @@ def main():
 
         P = bench["ranks"]
         latency = bench["latency_probe"]["per_message_s"]
+        rate = bench["link"]["rate"]
+        scale = {"k": 1e3, "m": 1e6, "g": 1e9}
+        number = rate.rstrip("bitps").rstrip("kmg")
+        nominal = float(number) * scale.get(rate[len(number):][:1], 1) / 8 * 1448 / 1514
+        if rate.endswith("bps"):
+            nominal *= 8
+        probe = bench.get("bandwidth_probe") if P > 1 else None
         for res in bench["results"]:
             medians = run_medians(res)
             expected += 1
@@ -89,6 +99,17 @@ def main():
                 0 <= left <= r["burst_bytes"] if after == "own call" else left == 0
             ):
                 fail(f"{key}: bucket_before_bytes {left} (bucket {r['burst_bytes']}, after {after})")
+            # The links: the run's probe, else the rate; the bucket refills at the rate.
+            want = (
+                ("probe", probe["allreduce"]["bytes_per_s"], probe["allgather"]["bytes_per_s"])
+                if probe
+                else ("rate", nominal, nominal)
+            )
+            got = (r.get("bandwidth"), r.get("allreduce_bytes_per_s"), r.get("allgather_bytes_per_s"))
+            if got[0] != want[0] or not all(close(a, b, 1e-9) for a, b in zip(got[1:], want[1:])):
+                fail(f"{key}: bandwidth {got}, expected {want}")
+            if not close(r.get("refill_bytes_per_s", 0), nominal, 1e-9):
+                fail(f"{key}: refill_bytes_per_s {r.get('refill_bytes_per_s')}, the rate's {nominal}")
             # The rest before a call: copy of the gradient at the run's copy rate (divided by
             # its cpu share) and ceil(log2 P) latencies.
             share = r["run_rates_cpu_share"]
