@@ -1,5 +1,5 @@
 // Writing a buffer the size of the last-level cache, so that what runs next finds its
-// operands in memory, not in cache (used by the kernel probes and the allreduce benchmark).
+// operands in memory, not in cache (the kernel probes of model/codec_rates).
 #pragma once
 
 #include <algorithm>
@@ -30,9 +30,6 @@ class CacheEvictor {
   void evict() {
     std::memset(buffer_.data(), ++round_, buffer_.size());
     sink_ = buffer_[round_ % buffer_.size()];  // the writes are observed, so they happen
-  }
-  std::size_t bytes() const {
-    return buffer_.size();
   }
 
  private:

@@ -36,7 +36,7 @@ class TokenBucket {
   void idle(double seconds) { level_ = std::min(burst_, level_ + seconds * refill_); }
   double level() const { return level_; }
   // The credit for a call that sends `bytes`: the bytes that leave at `wire_bytes_per_s`
-  // before the bucket runs dry (the rest leave at the refill rate). The bucket keeps refilling
+  // before the bucket runs dry (the rest leave at beta). The bucket keeps refilling
   // while they leave, so it drains at wire - refill: a level L covers L wire / (wire - refill)
   // bytes (on the emulated 500 Mbit/s links, whose bucket's bytes leave at ~240 MB/s, 1.33 L;
   // counting L alone predicted 2-host 4 MiB onebit steps 25 % slow).

@@ -12,15 +12,16 @@
 //
 // A link may also have a token bucket (tc tbf, the emulated cluster's shaper; cloud NICs'
 // burst credits): up to `burst_bytes` leave at wire speed (`wire_bytes_per_s`, the link
-// unshaped) once the link has been idle long
-// enough to refill them at beta. predict_step() then walks the step in the Reducer's order
-// (control exchange, then dense, top-k, two-phase and low-rank routes, each encode -> its
-// collectives -> decode), refilling the bucket during compute and spending it on the bytes a
-// collective sends. The bucket is full when a step starts (a training step follows its
-// backward pass), unless `idle_before_s` says the link rested only that long after a call
-// that left `bucket_before_bytes` in it (a benchmark's back-to-back calls: 0 after a call that
-// emptied it, StepCost::bucket_after_bytes after a predicted one). Without a bucket (burst_bytes =
-// 0, what the calibration probe of `auto` measures) the terms above are exact.
+// unshaped) once the link has been idle long enough to refill them at the shaper's rate
+// (`refill_bytes_per_s`; 0: allgather's beta). predict_step() then walks the step in the
+// Reducer's order (control exchange, then dense, top-k, two-phase and low-rank routes, each
+// encode -> its collectives -> decode), refilling the bucket by the clock (during compute,
+// latency terms and while its own bytes leave) and spending it on the bytes a collective
+// sends. The bucket is full when a step starts (a training step follows its backward pass),
+// unless `idle_before_s` says the link rested only that long after a call that left
+// `bucket_before_bytes` in it (a benchmark's back-to-back calls: 0 after a call that emptied
+// it, StepCost::bucket_after_bytes after a predicted one). Without a bucket (burst_bytes = 0,
+// what the calibration probe of `auto` measures) the terms above are exact.
 #pragma once
 
 #include <cstddef>
@@ -44,7 +45,7 @@ struct Link {
 // described by its rate uses one Link for all).
 struct Network {
   Link allreduce, allgather, alltoall;
-  double burst_bytes = 0.0;          // token bucket of the rank's link; refills at allgather's beta
+  double burst_bytes = 0.0;          // token bucket of the rank's link
   double wire_bytes_per_s = 1e300;   // what the bucket's bytes leave at (the link unshaped)
   double idle_before_s = 1e300;      // the link's rest before the step
   double bucket_before_bytes = 0.0;  // what the bucket held when that rest began
