@@ -349,6 +349,17 @@ class Bench {
   // kCalls divided by kCalls, the slowest rank's. (The best single call after a barrier is
   // kept too: with more ranks than cores it includes scheduling delays a step does not see.)
   // The cost model's validation takes its per-message latency from `per_message_s`.
+  // The slowest rank's time per call of `calls` calls run back to back after a barrier.
+  template <typename F>
+  double seconds_per_call(int calls, F&& call) {
+    comm_.host_transport().barrier();
+    const double t0 = MPI_Wtime();
+    for (int i = 0; i < calls; ++i) call();
+    double per_call = (MPI_Wtime() - t0) / calls;
+    MPI_Allreduce(MPI_IN_PLACE, &per_call, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return per_call;
+  }
+
   void measure_latency() {
     constexpr std::size_t kBlock = 4096;
     constexpr int kCalls = 20;
@@ -363,11 +374,8 @@ class Bench {
       MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       if (i > 0) best = std::min(best, dt);
     }
-    t.barrier();
-    const double t0 = MPI_Wtime();
-    for (int i = 0; i < kCalls; ++i) t.alltoall(send.data(), recv.data(), kBlock);
-    double per_call = (MPI_Wtime() - t0) / kCalls;
-    MPI_Allreduce(MPI_IN_PLACE, &per_call, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    const double per_call =
+        seconds_per_call(kCalls, [&] { t.alltoall(send.data(), recv.data(), kBlock); });
     out_["latency_probe"] = {{"collective", "alltoall"},
                              {"block_bytes", kBlock},
                              {"calls", kCalls},
@@ -396,13 +404,8 @@ class Bench {
     thinwire::Transport& t = comm_.host_transport();
     const double per_message = out_["latency_probe"]["per_message_s"].get<double>();
     auto timed = [&](auto&& call) {
-      call();
-      t.barrier();
-      const double t0 = MPI_Wtime();
-      for (int i = 0; i < kCalls; ++i) call();
-      double per_call = (MPI_Wtime() - t0) / kCalls;
-      MPI_Allreduce(MPI_IN_PLACE, &per_call, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-      return per_call;
+      call();  // warm-up
+      return seconds_per_call(kCalls, call);
     };
     auto entry = [&](std::size_t bytes, double sent_bytes, double messages, double seconds) {
       const double wire_s = seconds - messages * per_message;

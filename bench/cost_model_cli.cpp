@@ -352,12 +352,15 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
           if (own) n.bucket_before_bytes = predict(layers, method, P, n, r).bucket_after_bytes;
           return n;
         };
-        const double pred_run =
-            predict(layers, method, P, bench_call(net, run, after_own_call), run).total();
-        const double pred_codec =
-            predict(layers, method, P, bench_call(net, codec, after_own_call), codec).total();
-        const twm::Network used_net = bench_call(net, used, after_own_call);
-        const twm::StepCost pred_cost = predict(layers, method, P, used_net, used);
+        // `used` is one of `run` and `codec`: its network and prediction are that one's.
+        const bool use_run = &used == &run;
+        const twm::Network run_net = bench_call(net, run, after_own_call);
+        const twm::Network codec_net = bench_call(net, codec, after_own_call);
+        const twm::StepCost run_cost = predict(layers, method, P, run_net, run);
+        const twm::StepCost codec_cost = predict(layers, method, P, codec_net, codec);
+        const double pred_run = run_cost.total(), pred_codec = codec_cost.total();
+        const twm::Network& used_net = use_run ? run_net : codec_net;
+        const twm::StepCost& pred_cost = use_run ? run_cost : codec_cost;
         const double pred = pred_cost.total();
         const double dense = predict(layers, "none", P, bench_call(net, used, false), used).total();
         const double pred_nominal =

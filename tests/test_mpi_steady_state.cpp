@@ -59,19 +59,22 @@ TEST_P(MpiSteadyState, StepsTouchNoNewMemoryOnceRunning) {
   const int me = world_rank();
   Reducer reducer(Communicator::from_mpi(MPI_COMM_WORLD), layers, Config::parse(GetParam()));
   std::vector<std::vector<float> > g;
-  auto step = [&](int s) {
-    g = {seeded_normal(7, me, 0, s, layers[0].numel()), seeded_normal(7, me, 1, s, 1024)};
-    reducer.allreduce(views(g));
+  auto gradients = [&](int s) {
+    return std::vector<std::vector<float> >{seeded_normal(7, me, 0, s, layers[0].numel()),
+                                            seeded_normal(7, me, 1, s, layers[1].numel())};
   };
   // Warm-up: first calls allocate scratch, and a buffer sized by the data (top-k's candidates)
   // may grow once more within the first steps.
   int s = 0;
-  for (; s < 8; ++s) step(s);
+  for (; s < 8; ++s) {
+    g = gradients(s);
+    reducer.allreduce(views(g));
+  }
   constexpr int kSteps = 10;
   long faults = 0;
   for (int k = 0; k < kSteps; ++k, ++s) {
     // The gradients are made outside the counted span: only the Reducer's step is counted.
-    g = {seeded_normal(7, me, 0, s, layers[0].numel()), seeded_normal(7, me, 1, s, 1024)};
+    g = gradients(s);
     const long before = minor_faults();
     reducer.allreduce(views(g));
     faults += minor_faults() - before;

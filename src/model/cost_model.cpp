@@ -225,10 +225,12 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   auto allreduce = [&](std::uint64_t bytes) {
     if (p <= 1 || bytes == 0) return;
     const double b = static_cast<double>(bytes);
+    // The ring's 2(P-1) messages carry B/P each; recursive doubling's ceil(log2 P) carry B.
     const bool ring = bytes >= MpiTransport::kRingMinBytes;
-    const double sent = ring ? 2.0 * (fp - 1.0) * b / fp : std::ceil(std::log2(fp)) * b;
+    const double messages = ring ? 2.0 * (fp - 1.0) : std::ceil(std::log2(fp));
+    const double sent = messages * (ring ? b / fp : b);
     cost.comm += allreduce_seconds(bytes, p, net.allreduce, credited(sent));
-    bucket.idle((ring ? 2.0 * (fp - 1.0) : std::ceil(std::log2(fp))) * net.allreduce.latency_s);
+    bucket.idle(messages * net.allreduce.latency_s);
   };
 
   // The non-finite check, then the per-step control exchange (agreement).

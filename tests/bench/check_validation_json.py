@@ -29,6 +29,15 @@ def close(a, b, rel=1e-9):
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
 
 
+def rate_bytes_per_s(rate):
+    """A tc rate ("200mbit", "12500kbps") in bytes per second (bench/tc_units.cpp's units)."""
+    for unit, bits in (("kbit", 1e3), ("mbit", 1e6), ("gbit", 1e9), ("bit", 1),
+                       ("kbps", 8e3), ("mbps", 8e6), ("gbps", 8e9), ("bps", 8)):
+        if rate.endswith(unit):
+            return float(rate[: -len(unit)]) * bits / 8
+    raise ValueError(f"{rate!r} is not a tc rate")
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -59,12 +68,7 @@ def main():
 
         P = bench["ranks"]
         latency = bench["latency_probe"]["per_message_s"]
-        rate = bench["link"]["rate"]
-        scale = {"k": 1e3, "m": 1e6, "g": 1e9}
-        number = rate.rstrip("bitps").rstrip("kmg")
-        nominal = float(number) * scale.get(rate[len(number):][:1], 1) / 8 * 1448 / 1514
-        if rate.endswith("bps"):
-            nominal *= 8
+        nominal = rate_bytes_per_s(bench["link"]["rate"]) * 1448 / 1514
         probe = bench.get("bandwidth_probe") if P > 1 else None
         carried = 0  # own-call predictions that start with something in the bucket
         for res in bench["results"]:
