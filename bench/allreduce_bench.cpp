@@ -392,7 +392,7 @@ class Bench {
   // = bytes a rank sends per call / (time per call - its latency terms at per_message_s), the
   // slowest rank's. TCP over the emulated links moves bulk data below the rate x 1448/1514
   // the model otherwise assumes: with 4 hosts at 100 Mbit/s a dense 16 MiB allreduce ran at
-  // 0.92 of that (4 MiB: 0.96) and this probe's allgather at 0.88 (its ring allreduce: 0.99).
+  // 0.86 of that (4 and 64 MiB: 0.92; valid_run_k_epyc), this probe's allgather at 0.88-0.97.
   void measure_bandwidth(const char* rate) {
     if (size_ < 2) return;
     constexpr double kTargetS = 0.15;

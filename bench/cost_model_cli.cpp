@@ -299,7 +299,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       q.burst_bytes = emulated_burst_bytes(j.at("link"), gbps * 1e9);
       // The links as the rate says, and as the run's own probe measured them: on the emulated
       // cluster TCP moved bulk data below rate x 1448/1514 (a dense 16 MiB allreduce on 4
-      // hosts at 100 Mbit/s at 0.92 of it).
+      // hosts at 100 Mbit/s at 0.86 of it in valid_run_k_epyc).
       const twm::Network nominal = network(gbps, q);
       twm::Network net = nominal;
       const bool probed = !nominal_bandwidth && P > 1 && j.contains("bandwidth_probe");
