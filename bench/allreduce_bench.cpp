@@ -10,7 +10,10 @@
 // (one call of each candidate per iteration) so that a change in machine load affects them
 // alike; a compressed method's timed call follows an untimed one of its own, so that it finds
 // the link as its own steps leave it. A call's time is the slowest rank's, between a barrier and
-// the call's return; the table and the JSON give the median over the timed iterations. The baseline
+// the call's return; a compressed method's calls shorter than --min-timed-s (50 ms) are timed
+// in bursts, enough calls back to back to last that long (`calls_per_timing` in the JSON), as
+// a training loop runs its steps, and a burst's time / its calls is the time per call. The
+// table and the JSON give the median over the timed iterations. The baseline
 // of a size is the dense candidate with the lowest median, named in the output; speedup = baseline
 // / method.
 //
@@ -176,7 +179,13 @@ struct Candidate {
   bool requested = false;              // one of --methods (reported as a result)
   tb::DenseBaseline* dense = nullptr;  // a baseline outside thinwire (MPI, NCCL)
   std::unique_ptr<thinwire::Reducer> reducer;
-  std::vector<double> times;  // per timed call, this rank
+  std::vector<double> times;  // per timed call, this rank (a burst's time / its calls)
+  // Calls per timing: a compressed method's short calls are timed in bursts back to back
+  // (--min-timed-s), chosen from the warm-up; 1 for dense candidates and device tensors.
+  int burst = 1;
+  // The fastest untimed call before the timed ones (this rank's; the slowest rank's once
+  // `burst` is chosen from it).
+  double untimed_s = 0;
   // The Reducer's statistics summed over the timed calls only (not the settling calls).
   std::uint64_t timed_steps = 0, timed_bytes_sent = 0, timed_bytes_dense = 0;
   double timed_seconds[3] = {0, 0, 0};  // encode, comm, decode
@@ -200,8 +209,9 @@ struct Options {
   std::vector<std::string> baselines = {"default", "ring", "thinwire"};
   std::uint64_t seed = 1;
   double progress_s = 10.0;
-  int device = -1;          // --device: -1 host tensors, else the CUDA device of the gradients
-  std::string memory_note;  // keep_freed_memory_mapped()'s, for the notes
+  double min_timed_s = 0.05;  // a compressed method's timed span: at least this long, in bursts
+  int device = -1;            // --device: -1 host tensors, else the CUDA device of the gradients
+  std::string memory_note;    // keep_freed_memory_mapped()'s, for the notes
 };
 
 std::string fmt(const char* f, double v) {
@@ -301,6 +311,7 @@ class Bench {
     out_["layers"] = o_.layers;
     out_["iters"] = o_.iters;
     out_["warmup"] = o_.warmup;
+    out_["min_timed_s"] = o_.min_timed_s;
     out_["link"] = {{"emulated", rate != nullptr}, {"rate", rate ? rate : "not shaped"}};
     // The shaper's token bucket (tc size units, e.g. 131072 or 64kb), when the launcher says.
     if (const char* burst = std::getenv("THINWIRE_EMULATE_BURST")) out_["link"]["burst"] = burst;
@@ -346,9 +357,11 @@ class Bench {
   // Small-message latency of this network as thinwire's transport sees it: alltoalls of
   // 4 KiB blocks (P-1 messages per rank, posted at once) run back to back, as a training loop
   // runs its steps, so a call pays what it pays in a step; the time per call is the total over
-  // kCalls divided by kCalls, the slowest rank's. (The best single call after a barrier is
-  // kept too: with more ranks than cores it includes scheduling delays a step does not see.)
-  // The cost model's validation takes its per-message latency from `per_message_s`.
+  // kCalls divided by kCalls, the slowest rank's; the median of kTrials such runs (single runs
+  // with 4 emulated hosts on 2 cores gave 0.39-1.36 ms per call on the same links). (The best
+  // single call after a barrier is kept too: with more ranks than cores it includes scheduling
+  // delays a step does not see.) The cost model's validation takes its per-message latency
+  // from `per_message_s`.
   // The slowest rank's time per call of `calls` calls run back to back after a barrier.
   template <typename F>
   double seconds_per_call(int calls, F&& call) {
@@ -362,7 +375,7 @@ class Bench {
 
   void measure_latency() {
     constexpr std::size_t kBlock = 4096;
-    constexpr int kCalls = 20;
+    constexpr int kCalls = 20, kTrials = 5;
     thinwire::Transport& t = comm_.host_transport();
     std::vector<unsigned char> send(kBlock * size_, 1), recv(kBlock * size_);
     double best = 1e30;
@@ -374,14 +387,16 @@ class Bench {
       MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       if (i > 0) best = std::min(best, dt);
     }
-    const double per_call =
-        seconds_per_call(kCalls, [&] { t.alltoall(send.data(), recv.data(), kBlock); });
-    out_["latency_probe"] = {{"collective", "alltoall"},
-                             {"block_bytes", kBlock},
-                             {"calls", kCalls},
-                             {"seconds", per_call},
-                             {"per_message_s", size_ > 1 ? per_call / (size_ - 1) : 0.0},
-                             {"best_single_call_s", best}};
+    std::vector<double> trials;
+    for (int i = 0; i < kTrials; ++i)
+      trials.push_back(
+          seconds_per_call(kCalls, [&] { t.alltoall(send.data(), recv.data(), kBlock); }));
+    const double per_call = tb::median(trials);
+    out_["latency_probe"] = {
+        {"collective", "alltoall"},  {"block_bytes", kBlock},
+        {"calls", kCalls},           {"trials_s", trials},
+        {"seconds", per_call},       {"per_message_s", size_ > 1 ? per_call / (size_ - 1) : 0.0},
+        {"best_single_call_s", best}};
   }
 
   // The link's bandwidth as thinwire's transport gets it, for the cost model's validation (as
@@ -442,8 +457,10 @@ class Bench {
         size_, out_["host"].get<std::string>().c_str(), o_.layers.c_str(), o_.warmup, o_.iters,
         out_["link"]["rate"].get<std::string>().c_str());
     std::printf(
-        "# time: median over calls of the slowest rank's time per call; algbw = size / "
-        "time; busbw = algbw * 2(P-1)/P\n");
+        "# time: median over calls of the slowest rank's time per call (compressed methods' "
+        "calls shorter than %.0f ms: per burst of calls back to back / its calls); algbw = "
+        "size / time; busbw = algbw * 2(P-1)/P\n",
+        1e3 * o_.min_timed_s);
     std::printf(
         "# baseline: per size the fastest dense candidate (marked *); speedup = "
         "baseline time / time\n");
@@ -575,10 +592,38 @@ class Bench {
         c.reducer->allreduce(views);
       return MPI_Wtime() - t0;
     };
+    // A burst: `c.burst` calls back to back after one barrier, each on a fresh copy of the
+    // gradients (a training loop's steps each reduce a new gradient), timed together; the
+    // time per call is the burst's / its calls. Why: with 4 emulated hosts on 2 cores, the
+    // first messages after a barrier wait for the scheduler (a 4 KiB alltoall took 3.5 ms
+    // right after a barrier against 0.4-1.0 ms back to back), which added 2-3 ms to every
+    // separately timed 5-8 ms step; steps of a training loop, and nccl-tests' timed loops, run
+    // back to back. Host tensors only (device calls are long and not oversubscribed).
+    std::vector<std::vector<float>> burst_work;
+    std::vector<std::vector<thinwire::TensorView>> burst_views;
+    auto burst_call = [&](Candidate& c) {
+      while (static_cast<int>(burst_work.size()) < c.burst - 1) {
+        burst_work.emplace_back(n);
+        std::vector<thinwire::TensorView> v;
+        for (std::size_t l = 0; l < layers.size(); ++l)
+          v.push_back(
+              thinwire::TensorView::host(burst_work.back().data() + offset[l], layers[l].numel()));
+        burst_views.push_back(std::move(v));
+      }
+      std::memcpy(work.data(), pristine.data(), bytes);
+      for (int k = 0; k + 1 < c.burst; ++k)
+        std::memcpy(burst_work[static_cast<std::size_t>(k)].data(), pristine.data(), bytes);
+      MPI_Barrier(MPI_COMM_WORLD);
+      const double t0 = MPI_Wtime();
+      c.reducer->allreduce(views);
+      for (int k = 0; k + 1 < c.burst; ++k)
+        c.reducer->allreduce(burst_views[static_cast<std::size_t>(k)]);
+      return (MPI_Wtime() - t0) / c.burst;
+    };
 
     // First call of each candidate: correctness (error, same bits), then the warm-up.
     auto check = [&](Candidate& c) {
-      call(c);
+      c.untimed_s = call(c);
       if (on_device) {
         check_kernels(tk::copy_async(work.data(), grads, bytes, stream_), "download");
         check_kernels(tk::stream_synchronize(stream_), "download");
@@ -609,7 +654,8 @@ class Bench {
       if (specs() != first) check(c);
     }
     for (int w = 1; w < o_.warmup; ++w)
-      for (Candidate& c : cands) call(c);
+      for (Candidate& c : cands) c.untimed_s = std::min(c.untimed_s, call(c));
+    choose_bursts(cands, bytes, on_device, call);
     for (Candidate& c : cands)
       if (c.reducer) c.reducer->reset_stats();
 
@@ -635,7 +681,7 @@ class Bench {
           call(c);
           c.reducer->reset_stats();
         }
-        c.times.push_back(call(c));
+        c.times.push_back(c.burst > 1 ? burst_call(c) : call(c));
         if (c.reducer) {
           const thinwire::Stats st = c.reducer->stats();
           c.timed_steps += st.steps;
@@ -701,12 +747,57 @@ class Bench {
         if (!c.dense) r["setup_s"] = c.setup_s;
         if (!on_device) r["compute_rates"] = rates;
         r["timed_after"] = c.settled() ? "own call" : "other candidate";
+        r["calls_per_timing"] = c.burst;
+        r["untimed_call_s"] = c.untimed_s;
         if (!c.dense)
           r["phases_s"] = {{"encode", c.phase[0]}, {"comm", c.phase[1]}, {"decode", c.phase[2]}};
         out_["results"].push_back(r);
       }
     }
     if (rank_ == 0) print_size(cands, base, bytes);
+  }
+
+  // How many calls each timing spans (Candidate::burst): compressed methods on host tensors
+  // get enough back-to-back calls to last --min-timed-s by the slowest rank's fastest untimed
+  // call (every rank the same number: a burst is collective), at most 16 and as many gradient
+  // copies as 256 MiB hold. A short method gets one more untimed call first: with one warm-up
+  // the only call so far was the first, which allocates (a 4 MiB onebit call's took 3-4x its
+  // later ones).
+  template <typename Call>
+  void choose_bursts(std::vector<Candidate>& cands, std::size_t bytes, bool on_device,
+                     Call&& call) {
+    const bool bursts = !on_device && o_.min_timed_s > 0;
+    // The slowest rank's times: every rank decides alike (a call is collective).
+    const auto slowest = [&] {
+      std::vector<double> t;
+      for (const Candidate& c : cands) t.push_back(c.untimed_s);
+      MPI_Allreduce(MPI_IN_PLACE, t.data(), static_cast<int>(t.size()), MPI_DOUBLE, MPI_MAX,
+                    MPI_COMM_WORLD);
+      return t;
+    };
+    std::vector<double> untimed = slowest();
+    bool again = false;
+    for (std::size_t i = 0; i < cands.size(); ++i)
+      if (bursts && cands[i].settled() && untimed[i] < o_.min_timed_s) {
+        cands[i].untimed_s = call(cands[i]);  // this call's own time, not the first's
+        again = true;
+      }
+    if (again) {
+      const std::vector<double> second = slowest();
+      for (std::size_t i = 0; i < untimed.size(); ++i) untimed[i] = std::min(untimed[i], second[i]);
+    }
+    constexpr int kMaxBurst = 16;
+    constexpr std::size_t kBurstMemory = std::size_t{256} << 20;
+    const int by_memory = static_cast<int>(
+        std::clamp<std::size_t>(kBurstMemory / std::max<std::size_t>(bytes, 1), 1, kMaxBurst));
+    for (std::size_t i = 0; i < cands.size(); ++i) {
+      Candidate& c = cands[i];
+      c.untimed_s = untimed[i];
+      c.burst = 1;
+      if (!bursts || !c.settled() || !(untimed[i] > 0)) continue;
+      const double wanted = std::ceil(o_.min_timed_s / untimed[i]);
+      c.burst = static_cast<int>(std::clamp(wanted, 1.0, static_cast<double>(by_memory)));
+    }
   }
 
   // The ranks on this rank's host (by processor name, so each emulated host is one): how
@@ -893,6 +984,9 @@ int main(int argc, char** argv) {
       "thinwire (thinwire's none)")("progress",
                                     po::value<double>(&o.progress_s)->default_value(o.progress_s),
                                     "seconds between progress lines on stderr during long sizes")(
+      "min-timed-s", po::value<double>(&o.min_timed_s)->default_value(o.min_timed_s),
+      "a compressed method's shorter calls are timed in bursts back to back lasting about "
+      "this long, each call on a fresh gradient (0: every call alone after a barrier)")(
       "device", po::value<std::string>(&device)->default_value(device),
       "where the gradients live: host, a CUDA device index N (device tensors; the dense "
       "baseline is then the device transport's allreduce: ncclAllReduce, or staged over MPI "
@@ -920,6 +1014,8 @@ int main(int argc, char** argv) {
       o.device = index;
     }
     if (o.iters < 1 || o.warmup < 1) throw po::error("--iters and --warmup must be >= 1");
+    if (!(o.min_timed_s >= 0 && o.min_timed_s <= 60))
+      throw po::error("--min-timed-s must be between 0 and 60 seconds");
     o.baselines = tb::split_specs(baselines);
     for (const std::string& b : o.baselines)
       if (b != "default" && b != "ring" && b != "thinwire")

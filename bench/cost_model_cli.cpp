@@ -343,28 +343,50 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         // message latencies). A dense candidate's call follows another candidate's, which
         // emptied the bucket (dense, or a compressed call that outlasts the bucket); a
         // compressed method's timed call ("timed_after": "own call") follows an untimed call
-        // of its own that did, and starts with what that call's last compute refilled.
+        // of its own that did, and starts with what that call's last compute refilled. Short
+        // compressed calls are timed in bursts ("calls_per_timing" K): the copies of K
+        // gradients and the barrier come before the first call, the others follow at once, and
+        // the time per call is the burst's mean.
         const bool after_own_call = res.value("timed_after", "") == "own call";
-        auto bench_call = [&](const twm::Network& links, const twm::ComputeRates& r, bool own) {
-          twm::Network n = links;
-          n.idle_before_s = static_cast<double>(bytes / 4) * r.copy +
-                            std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
-          if (own) n.bucket_before_bytes = predict(layers, method, P, n, r).bucket_after_bytes;
-          return n;
+        const int burst = std::max(1, res.value("calls_per_timing", 1));
+        struct Timed {
+          twm::Network first;  // the network as the timing's first call finds it
+          twm::StepCost cost;  // per call, the mean over the timing
+        };
+        auto timed_call = [&](const twm::Network& links, const twm::ComputeRates& r, bool own,
+                              int calls) {
+          Timed t{links, {}};
+          t.first.idle_before_s =
+              static_cast<double>(calls) * static_cast<double>(bytes / 4) * r.copy +
+              std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
+          if (own)
+            t.first.bucket_before_bytes = predict(layers, method, P, t.first, r).bucket_after_bytes;
+          twm::Network n = t.first;
+          for (int k = 0; k < calls; ++k) {
+            const twm::StepCost c = predict(layers, method, P, n, r);
+            t.cost.comm += c.comm / calls;
+            t.cost.encode += c.encode / calls;
+            t.cost.decode += c.decode / calls;
+            t.cost.bytes_sent = c.bytes_sent;
+            t.cost.bucket_after_bytes = c.bucket_after_bytes;
+            n.idle_before_s = 0;
+            n.bucket_before_bytes = c.bucket_after_bytes;
+          }
+          return t;
         };
         // `used` is one of `run` and `codec`: its network and prediction are that one's.
         const bool use_run = &used == &run;
-        const twm::Network run_net = bench_call(net, run, after_own_call);
-        const twm::Network codec_net = bench_call(net, codec, after_own_call);
-        const twm::StepCost run_cost = predict(layers, method, P, run_net, run);
-        const twm::StepCost codec_cost = predict(layers, method, P, codec_net, codec);
-        const double pred_run = run_cost.total(), pred_codec = codec_cost.total();
-        const twm::Network& used_net = use_run ? run_net : codec_net;
-        const twm::StepCost& pred_cost = use_run ? run_cost : codec_cost;
+        const Timed run_timed = timed_call(net, run, after_own_call, burst);
+        const Timed codec_timed = timed_call(net, codec, after_own_call, burst);
+        const double pred_run = run_timed.cost.total(), pred_codec = codec_timed.cost.total();
+        const twm::Network& used_net = use_run ? run_timed.first : codec_timed.first;
+        const twm::StepCost& pred_cost = use_run ? run_timed.cost : codec_timed.cost;
         const double pred = pred_cost.total();
-        const double dense = predict(layers, "none", P, bench_call(net, used, false), used).total();
-        const double pred_nominal =
-            predict(layers, method, P, bench_call(nominal, used, after_own_call), used).total();
+        twm::Network dense_net = net;
+        dense_net.idle_before_s = static_cast<double>(bytes / 4) * used.copy +
+                                  std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
+        const double dense = predict(layers, "none", P, dense_net, used).total();
+        const double pred_nominal = timed_call(nominal, used, after_own_call, burst).cost.total();
         const double err = (pred - measured) / measured;
         worst = std::max(worst, std::fabs(err));
         std::printf("%6d %9s %7s %-12s %11.1f %11.1f %+7.1f%% %11.1f %+7.1f%% %8.2fx %8.2fx\n", P,
@@ -396,6 +418,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
              {"burst_bytes", q.burst_bytes},
              {"idle_before_s", used_net.idle_before_s},
              {"timed_after", after_own_call ? "own call" : "other candidate"},
+             {"calls_per_timing", burst},
              {"bucket_before_bytes", used_net.bucket_before_bytes},
              {"bandwidth", probed ? "probe" : "rate"},
              {"allreduce_bytes_per_s", used_net.allreduce.bytes_per_s},
