@@ -355,10 +355,14 @@ class Bench {
 
  private:
   // Small-message latency of this network as thinwire's transport sees it: alltoalls of
-  // 4 KiB blocks (P-1 messages per rank, posted at once) run back to back, as a training loop
-  // runs its steps, so a call pays what it pays in a step; the time per call is the total over
-  // kCalls divided by kCalls, the slowest rank's; the median of kTrials such runs (single runs
-  // with 4 emulated hosts on 2 cores gave 0.39-1.36 ms per call on the same links). (The best
+  // 64-byte blocks (P-1 messages per rank, posted at once) run back to back, as a training
+  // loop runs its steps, so a call pays what it pays in a step; the time per call is the total
+  // over kCalls divided by kCalls, the slowest rank's; the median of kTrials such runs (single
+  // runs with 4 emulated hosts on 2 cores gave 0.39-1.36 ms per call on the same links). The
+  // blocks are small so that the trials stay within the shaper's bucket: 4 KiB blocks (until
+  // commit 7518948) sent faster than 200 Mbit/s, and once five trials had emptied the bucket
+  // each call waited for tokens (2 hosts: 0.03 ms per call in the first trial, 0.17 ms = 4 KiB
+  // at the rate in the last three), a bandwidth term the model counts apart. (The best
   // single call after a barrier is kept too: with more ranks than cores it includes scheduling
   // delays a step does not see.) The cost model's validation takes its per-message latency
   // from `per_message_s`.
@@ -374,7 +378,7 @@ class Bench {
   }
 
   void measure_latency() {
-    constexpr std::size_t kBlock = 4096;
+    constexpr std::size_t kBlock = 64;
     constexpr int kCalls = 20, kTrials = 5;
     thinwire::Transport& t = comm_.host_transport();
     std::vector<unsigned char> send(kBlock * size_, 1), recv(kBlock * size_);
@@ -471,7 +475,8 @@ class Bench {
     else
       std::printf("# tensors: host memory\n");
     std::printf(
-        "# small-message latency: alltoall of 4 KiB blocks %.3f ms per call, back to back\n",
+        "# small-message latency: alltoall of %d-byte blocks %.3f ms per call, back to back\n",
+        out_["latency_probe"]["block_bytes"].get<int>(),
         1e3 * out_["latency_probe"]["seconds"].get<double>());
     if (out_.contains("bandwidth_probe")) {
       const json& b = out_["bandwidth_probe"];
@@ -760,9 +765,11 @@ class Bench {
   // How many calls each timing spans (Candidate::burst): compressed methods on host tensors
   // get enough back-to-back calls to last --min-timed-s by the slowest rank's fastest untimed
   // call (every rank the same number: a burst is collective), at most 16 and as many gradient
-  // copies as 256 MiB hold. A short method gets one more untimed call first: with one warm-up
-  // the only call so far was the first, which allocates (a 4 MiB onebit call's took 3-4x its
-  // later ones).
+  // copies as 256 MiB hold. Each method first makes two more untimed calls, the second timed:
+  // with one warm-up the only call so far was the first, which allocates (a 4 MiB onebit
+  // call's took 3-4x its later ones), and a call that follows another candidate's 64 MiB
+  // dense one can take 130 ms longer (TCP after a dense call, README "Scaling"; a 30 ms
+  // powersgd call was timed alone for that).
   template <typename Call>
   void choose_bursts(std::vector<Candidate>& cands, std::size_t bytes, bool on_device,
                      Call&& call) {
@@ -778,8 +785,9 @@ class Bench {
     std::vector<double> untimed = slowest();
     bool again = false;
     for (std::size_t i = 0; i < cands.size(); ++i)
-      if (bursts && cands[i].settled() && untimed[i] < o_.min_timed_s) {
-        cands[i].untimed_s = call(cands[i]);  // this call's own time, not the first's
+      if (bursts && cands[i].settled()) {
+        call(cands[i]);
+        cands[i].untimed_s = call(cands[i]);  // after one of its own, not the first's
         again = true;
       }
     if (again) {

@@ -1,5 +1,7 @@
 #include "bench_common.hpp"
 
+#include "build_info.hpp"
+
 #include <unistd.h>
 
 #include <array>
@@ -47,6 +49,7 @@ nlohmann::json provenance(int argc, char** argv) {
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   return {{"commit", commit.empty() ? "unknown" : commit},
           {"dirty", dirty},
+          {"build", {{"commit", kBuildCommit}, {"dirty", kBuildDirty}}},
           {"host", host},
           {"cpu", cpu_model()},
           {"cores", std::thread::hardware_concurrency()},

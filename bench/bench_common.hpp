@@ -6,7 +6,8 @@
 
 namespace thinwire::bench {
 
-// {"commit", "dirty", "host", "cpu", "cores", "command", "date_utc", "compiler"}
+// {"commit", "dirty" (the source tree when the program runs), "build": {"commit", "dirty"} (the
+// tree it was built from), "host", "cpu", "cores", "command", "date_utc", "compiler"}
 nlohmann::json provenance(int argc, char** argv);
 
 // In thinwire-bench-allreduce's compute_rates_probe "when": its kernel samples are means of cold

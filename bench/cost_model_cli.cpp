@@ -264,7 +264,8 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
       "the method's own; refilled at the link's rate all the time, its bytes at %.0f MB/s%s); "
       "latency per "
       "message = the run's own "
-      "4 KiB alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run itself "
+      "small-message alltoall probe / (P-1)%s;\n# compute: 'run' = the kernels timed by the run "
+      "itself "
       "(one rank per host, between the timed calls; per rate the median over the result's size) / "
       "cpu share; 'codec' = the codec benchmark JSON / cpu share "
       "(cores / ranks)%s\n",

@@ -9,8 +9,8 @@ COST_MODEL_JSON "-" skips the cost model. --tensors device (a --device run): the
 device and its transport, the dense candidates are the device transport's allreduce (named
 NAME when given: "nccl allreduce" or "staged mpi allreduce") and thinwire none, and no
 MPI_Allreduce on host memory. --old-schema: a file written before results said what their
-timed calls followed ("timed_after") and before the bandwidth probe; otherwise both are
-required.
+timed calls followed ("timed_after") and how many calls a timing spans ("calls_per_timing"),
+and before the bandwidth probe and the latency probe's trials; otherwise all are required.
 """
 import json
 import math
@@ -62,6 +62,11 @@ def main():
     for key in ("commit", "host", "command", "device"):
         if not isinstance(d[key], str) or not d[key]:
             fail(f"'{key}' should be a non-empty string")
+    if timed_after_wanted:  # the commit the program was built from
+        build = d.get("build")
+        if not isinstance(build, dict) or not isinstance(build.get("commit"), str) or \
+                not build["commit"] or not isinstance(build.get("dirty"), bool):
+            fail(f"'build' should be {{'commit': str, 'dirty': bool}}, got {build!r}")
     probe = d.get("latency_probe")
     if not isinstance(probe, dict):
         fail("top level has no 'latency_probe' object")
@@ -72,6 +77,16 @@ def main():
     per_message = number(probe, "per_message_s", "latency_probe")
     if ranks > 1 and abs(per_message - per_call / (ranks - 1)) > 1e-12 + 1e-9 * per_call:
         fail(f"latency_probe: per_message_s {per_message} is not seconds / (P-1)")
+    if timed_after_wanted:  # the median of its trials
+        trials = probe.get("trials_s")
+        if not isinstance(trials, list) or not trials:
+            fail(f"latency_probe: 'trials_s' should list the trials, got {trials!r}")
+        t = sorted(number({"t": x}, "t", "latency_probe.trials_s") for x in trials)
+        mid = len(t) // 2
+        median = t[mid] if len(t) % 2 else (t[mid - 1] + t[mid]) / 2
+        if abs(per_call - median) > 1e-12 + 1e-9 * per_call:
+            fail(f"latency_probe: seconds {per_call} is not the median of trials_s {trials}")
+    min_timed = number(d, "min_timed_s", "top level") if timed_after_wanted else 0
     # The bandwidth probe (ranks > 1): a ring allreduce and an allgather, bytes_per_s = bytes
     # sent per rank / (seconds per call - messages x per_message_s).
     bw = d.get("bandwidth_probe")
@@ -171,6 +186,19 @@ def main():
             after = "other candidate" if r["method"] == "none" else "own call"
             if r.get("timed_after") != after:
                 fail(f"{where}: 'timed_after' is {r.get('timed_after')!r}, expected {after!r}")
+            # Calls shorter than min_timed_s are timed in bursts: enough calls back to back to
+            # last that long by the fastest untimed call, at most 16 and 256 MiB of copies;
+            # dense candidates and device tensors one at a time.
+            calls = r.get("calls_per_timing")
+            untimed = number(r, "untimed_call_s", where)
+            if after == "own call" and tensors == "host" and min_timed > 0 and untimed > 0:
+                cap = max(1, min(16, (256 << 20) // r["size_bytes"]))
+                want = min(max(1, math.ceil(min_timed / untimed)), cap)
+            else:
+                want = 1
+            if calls != want:
+                fail(f"{where}: calls_per_timing {calls!r}, expected {want} (untimed call "
+                     f"{untimed} s, min_timed_s {min_timed})")
         rates = r.get("compute_rates")
         if tensors == "device":
             if rates is not None:

@@ -117,10 +117,14 @@ def main():
                 fail(f"{key}: bandwidth {got}, expected {want}")
             if not close(r.get("refill_bytes_per_s", 0), nominal, 1e-9):
                 fail(f"{key}: refill_bytes_per_s {r.get('refill_bytes_per_s')}, the rate's {nominal}")
-            # The rest before a call: copy of the gradient at the run's copy rate (divided by
-            # its cpu share) and ceil(log2 P) latencies.
+            # Calls timed in bursts ("calls_per_timing", default 1) are predicted as bursts.
+            calls = res.get("calls_per_timing", 1)
+            if r.get("calls_per_timing") != calls:
+                fail(f"{key}: calls_per_timing {r.get('calls_per_timing')!r}, the run's {calls}")
+            # The rest before a timing: copies of its calls' gradients at the run's copy rate
+            # (divided by its cpu share) and ceil(log2 P) latencies.
             share = r["run_rates_cpu_share"]
-            rest = (res["size_bytes"] / 4) * medians["copy"] / share + math.ceil(
+            rest = calls * (res["size_bytes"] / 4) * medians["copy"] / share + math.ceil(
                 math.log2(P)
             ) * latency
             if validation["rates_used"].startswith("run") and not close(
