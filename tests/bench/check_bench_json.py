@@ -34,6 +34,12 @@ def number(r, key, where, positive=False):
 DEVICE_BASELINES = ("nccl allreduce", "staged mpi allreduce")
 
 
+def median_of(values, where):
+    t = sorted(number({"v": x}, "v", where) for x in values)
+    mid = len(t) // 2
+    return t[mid] if len(t) % 2 else (t[mid - 1] + t[mid]) / 2
+
+
 def main():
     args = sys.argv[1:]
     options = {"--tensors": "host", "--device-baseline": None}
@@ -81,10 +87,7 @@ def main():
         trials = probe.get("trials_s")
         if not isinstance(trials, list) or not trials:
             fail(f"latency_probe: 'trials_s' should list the trials, got {trials!r}")
-        t = sorted(number({"t": x}, "t", "latency_probe.trials_s") for x in trials)
-        mid = len(t) // 2
-        median = t[mid] if len(t) % 2 else (t[mid - 1] + t[mid]) / 2
-        if abs(per_call - median) > 1e-12 + 1e-9 * per_call:
+        if abs(per_call - median_of(trials, "latency_probe.trials_s")) > 1e-12 + 1e-9 * per_call:
             fail(f"latency_probe: seconds {per_call} is not the median of trials_s {trials}")
     min_timed = number(d, "min_timed_s", "top level") if timed_after_wanted else 0
     # The bandwidth probe (ranks > 1): a ring allreduce and an allgather, bytes_per_s = bytes
@@ -101,6 +104,12 @@ def main():
             size = number(e, "bytes", f"bandwidth_probe.{kind}", positive=True)
             sent = number(e, "sent_bytes", f"bandwidth_probe.{kind}", positive=True)
             seconds = number(e, "seconds", f"bandwidth_probe.{kind}", positive=True)
+            calls_s = e.get("calls_s")  # each call's time; seconds is their median
+            if not isinstance(calls_s, list) or len(calls_s) != e.get("calls") or \
+                    abs(seconds - median_of(calls_s, f"bandwidth_probe.{kind}.calls_s")) > \
+                    1e-12 + 1e-9 * seconds:
+                fail(f"bandwidth_probe.{kind}: seconds {seconds} is not the median of its "
+                     f"{e.get('calls')} calls_s {calls_s!r}")
             if abs(sent - sent_per_byte * size) > 1e-9 * sent or e.get("messages") != messages:
                 fail(f"bandwidth_probe.{kind}: sent_bytes {sent} / messages {e.get('messages')} "
                      f"for {size} bytes on {ranks} ranks")
