@@ -117,10 +117,23 @@ def main():
                 fail(f"{key}: bandwidth {got}, expected {want}")
             if not close(r.get("refill_bytes_per_s", 0), nominal, 1e-9):
                 fail(f"{key}: refill_bytes_per_s {r.get('refill_bytes_per_s')}, the rate's {nominal}")
-            # Calls timed in bursts ("calls_per_timing", default 1) are predicted as bursts.
+            # Calls timed in bursts ("calls_per_timing", default 1) are predicted as bursts:
+            # with ranks sharing the cores the calls after the first overlap one rank's compute
+            # with another's comm, so the prediction is at most the phases added up, and equal
+            # to them for single calls or a core per rank.
             calls = res.get("calls_per_timing", 1)
             if r.get("calls_per_timing") != calls:
                 fail(f"{key}: calls_per_timing {r.get('calls_per_timing')!r}, the run's {calls}")
+            added = r.get("predicted_phases_added_s")
+            if not isinstance(added, (int, float)) or not added > 0:
+                fail(f"{key}: predicted_phases_added_s {added!r}")
+            elif calls == 1 or r["cpu_share"] >= 1:
+                if not close(r["predicted_s"], added, 1e-9):
+                    fail(f"{key}: predicted_s {r['predicted_s']} != phases added {added}")
+            elif not (r["predicted_s"] <= added * (1 + 1e-9) and
+                      r["predicted_s"] >= r["predicted_compute_s"] * (1 - 1e-9)):
+                fail(f"{key}: burst predicted_s {r['predicted_s']} outside [compute "
+                     f"{r['predicted_compute_s']}, phases added {added}]")
             # The rest before a timing: copies of its calls' gradients at the run's copy rate
             # (divided by its cpu share) and ceil(log2 P) latencies.
             share = r["run_rates_cpu_share"]
