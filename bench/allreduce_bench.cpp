@@ -805,14 +805,12 @@ class Bench {
       return t;
     };
     std::vector<double> untimed = slowest();
-    bool again = false;
-    for (std::size_t i = 0; i < cands.size(); ++i)
-      if (bursts && cands[i].settled()) {
-        call(cands[i]);
-        cands[i].untimed_s = call(cands[i]);  // after one of its own, not the first's
-        again = true;
-      }
-    if (again) {
+    if (bursts) {
+      for (Candidate& c : cands)
+        if (c.settled()) {
+          call(c);
+          c.untimed_s = call(c);  // after one of its own, not the first's
+        }
       const std::vector<double> second = slowest();
       for (std::size_t i = 0; i < untimed.size(); ++i) untimed[i] = std::min(untimed[i], second[i]);
     }

@@ -108,6 +108,8 @@ if [[ -n ${bin[allreduce]:-} ]]; then
   expect 2 "expected -b a positive multiple" -- "${a[@]}" -b 8K -e 4K
   expect 2 "no sizes" -- "${a[@]}" --sizes ,
   expect 2 "cannot write" -- "${a[@]}" --sizes 4K --json /nonexistent/dir/bench.json
+  expect 2 "--min-timed-s must be between 0 and 60" -- "${a[@]}" --sizes 4K --min-timed-s -1
+  expect 2 "--min-timed-s must be between 0 and 60" -- "${a[@]}" --sizes 4K --min-timed-s nan
 fi
 
 if [[ -n ${bin[train]:-} ]]; then
