@@ -356,6 +356,11 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         // cores / ranks: the run's own kernel rates were timed by all emulated hosts at once.
         const bool after_own_call = res.value("timed_after", "") == "own call";
         const int burst = std::max(1, res.value("calls_per_timing", 1));
+        // The rest before a timing of `calls` calls: their gradients' copies and the barrier.
+        auto rest_before = [&](const twm::ComputeRates& r, int calls) {
+          return static_cast<double>(calls) * static_cast<double>(bytes / 4) * r.copy +
+                 std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
+        };
         struct Timed {
           twm::Network first;  // the network as the timing's first call finds it
           twm::StepCost cost;  // per call, the mean over the timing, phase by phase
@@ -364,9 +369,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         auto timed_call = [&](const twm::Network& links, const twm::ComputeRates& r, double share,
                               bool own, int calls) {
           Timed t{links, {}, 0.0};
-          t.first.idle_before_s =
-              static_cast<double>(calls) * static_cast<double>(bytes / 4) * r.copy +
-              std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
+          t.first.idle_before_s = rest_before(r, calls);
           if (own)
             t.first.bucket_before_bytes = predict(layers, method, P, t.first, r).bucket_after_bytes;
           twm::Network n = t.first;
@@ -396,8 +399,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         const twm::StepCost& pred_cost = used_timed.cost;
         const double pred = used_timed.seconds;
         twm::Network dense_net = net;
-        dense_net.idle_before_s = static_cast<double>(bytes / 4) * used.copy +
-                                  std::ceil(std::log2(static_cast<double>(P))) * q.latency_s;
+        dense_net.idle_before_s = rest_before(used, 1);
         const double dense = predict(layers, "none", P, dense_net, used).total();
         const double pred_nominal =
             timed_call(nominal, used, q.cpu_share, after_own_call, burst).seconds;
