@@ -354,18 +354,6 @@ class Bench {
   }
 
  private:
-  // Small-message latency of this network as thinwire's transport sees it: alltoalls of
-  // 64-byte blocks (P-1 messages per rank, posted at once) run back to back, as a training
-  // loop runs its steps, so a call pays what it pays in a step; the time per call is the total
-  // over kCalls divided by kCalls, the slowest rank's; the median of kTrials such runs (single
-  // runs with 4 emulated hosts on 2 cores gave 0.39-1.36 ms per call on the same links). The
-  // blocks are small so that the trials stay within the shaper's bucket: 4 KiB blocks (until
-  // commit 7518948) sent faster than 200 Mbit/s, and once five trials had emptied the bucket
-  // each call waited for tokens (2 hosts: 0.03 ms per call in the first trial, 0.17 ms = 4 KiB
-  // at the rate in the last three), a bandwidth term the model counts apart. (The best
-  // single call after a barrier is kept too: with more ranks than cores it includes scheduling
-  // delays a step does not see.) The cost model's validation takes its per-message latency
-  // from `per_message_s`.
   // The slowest rank's time per call of `calls` calls run back to back after a barrier.
   template <typename F>
   double seconds_per_call(int calls, F&& call) {
@@ -377,6 +365,19 @@ class Bench {
     return per_call;
   }
 
+  // Small-message latency of this network as thinwire's transport sees it: alltoalls of
+  // 64-byte blocks (P-1 messages per rank, posted at once) run back to back, as a training
+  // loop runs its steps, so a call pays what it pays in a step; the time per call is the total
+  // over kCalls divided by kCalls, the slowest rank's; the median of kTrials such runs (single
+  // runs with 4 emulated hosts on 2 cores gave 0.39 ms per call in run k and 1.36 ms in a short
+  // test on the same links). The blocks are small so that the trials stay within the shaper's
+  // bucket: 4 KiB blocks (until commit 136278b) sent faster than 200 Mbit/s, and once five
+  // trials had emptied the bucket each call waited for tokens (2 hosts, in a run not kept: 0.03
+  // ms per call in the first trial, 0.17 ms = 4 KiB at the rate in the last three), a bandwidth
+  // term the model counts apart. (The best
+  // single call after a barrier is kept too: with more ranks than cores it includes scheduling
+  // delays a step does not see.) The cost model's validation takes its per-message latency
+  // from `per_message_s`.
   void measure_latency() {
     constexpr std::size_t kBlock = 64;
     constexpr int kCalls = 20, kTrials = 5;
@@ -409,13 +410,13 @@ class Bench {
   // (16 MiB per rank on a link without one), so that a tbf bucket's burst (5 ms at the rate)
   // is a few percent of a call and refills only in the short gaps between calls. A call's time
   // is the slowest rank's, and the probe takes the median call (`calls_s`): with 3 calls
-  // averaged, 2 hosts at 100 Mbit/s once measured their allgather at 0.80 of its rate and
-  // predicted onebit's steps 20 % slow, where another run measured 0.99 (one slow call after
-  // the allreduce's bulk, as in "TCP after a dense call"). bytes_per_s = bytes a rank sends
-  // per call / (median time per call - its latency terms at per_message_s). TCP over the emulated
-  // links moves bulk data below the rate x 1448/1514 the model otherwise assumes: with 4 hosts at
-  // 100 Mbit/s a dense 16 MiB allreduce ran at 0.86 of that (4 and 64 MiB: 0.92; valid_run_k_epyc),
-  // this probe's allgather at 0.88-0.97.
+  // averaged, 2 hosts at 100 Mbit/s once (in a run not kept) measured their allgather at 0.80
+  // of its rate and predicted onebit's steps 20 % slow, where run l's repeat measured 0.99 (one
+  // slow call after the allreduce's bulk, as in "TCP after a dense call"). bytes_per_s =
+  // bytes a rank sends per call / (median time per call - its latency terms at
+  // per_message_s). TCP over the emulated links moves bulk data below the rate x 1448/1514
+  // the model otherwise assumes: with 4 hosts at 100 Mbit/s a dense 16 MiB allreduce ran at
+  // 0.86 of that (4 and 64 MiB: 0.92; valid_run_k_epyc), this probe's allgather at 0.88-0.97.
   void measure_bandwidth(const char* rate) {
     if (size_ < 2) return;
     constexpr double kTargetS = 0.15;
@@ -604,12 +605,32 @@ class Bench {
              std::to_string(o_.sizes.size()) + "]");
 
     namespace tk = thinwire::kernels;
-    auto call = [&](Candidate& c) {
+    // A timing: `calls` calls back to back after one barrier, each on a fresh copy of the
+    // gradients (a training loop's steps each reduce a new gradient); the time per call is the
+    // span's / its calls. More than one call (Candidate::burst) only for compressed methods on
+    // host tensors. Why bursts: with 4 emulated hosts on 2 cores, the first messages after a
+    // barrier wait for the scheduler (a 4 KiB alltoall took 3.5 ms right after a barrier
+    // against 0.4-1.0 ms back to back), which added 2-3 ms to every separately timed 5-8 ms
+    // step; steps of a training loop, and nccl-tests' timed loops, run back to back. Device
+    // calls are long and not oversubscribed.
+    std::vector<std::vector<float>> burst_work;  // the gradient copies of calls after the first
+    std::vector<std::vector<thinwire::TensorView>> burst_views;
+    auto call = [&](Candidate& c, int calls = 1) {
       if (on_device) {
         check_kernels(tk::copy_async(grads, pristine.data(), bytes, stream_), "upload");
         check_kernels(tk::stream_synchronize(stream_), "upload");
       } else {
         std::memcpy(work.data(), pristine.data(), bytes);
+        while (static_cast<int>(burst_work.size()) < calls - 1) {
+          burst_work.emplace_back(n);
+          std::vector<thinwire::TensorView> v;
+          for (std::size_t l = 0; l < layers.size(); ++l)
+            v.push_back(thinwire::TensorView::host(burst_work.back().data() + offset[l],
+                                                   layers[l].numel()));
+          burst_views.push_back(std::move(v));
+        }
+        for (int k = 0; k + 1 < calls; ++k)
+          std::memcpy(burst_work[static_cast<std::size_t>(k)].data(), pristine.data(), bytes);
       }
       MPI_Barrier(MPI_COMM_WORLD);
       const double t0 = MPI_Wtime();
@@ -617,35 +638,9 @@ class Bench {
         c.dense->allreduce(grads, n);
       else
         c.reducer->allreduce(views);
-      return MPI_Wtime() - t0;
-    };
-    // A burst: `c.burst` calls back to back after one barrier, each on a fresh copy of the
-    // gradients (a training loop's steps each reduce a new gradient), timed together; the
-    // time per call is the burst's / its calls. Why: with 4 emulated hosts on 2 cores, the
-    // first messages after a barrier wait for the scheduler (a 4 KiB alltoall took 3.5 ms
-    // right after a barrier against 0.4-1.0 ms back to back), which added 2-3 ms to every
-    // separately timed 5-8 ms step; steps of a training loop, and nccl-tests' timed loops, run
-    // back to back. Host tensors only (device calls are long and not oversubscribed).
-    std::vector<std::vector<float>> burst_work;
-    std::vector<std::vector<thinwire::TensorView>> burst_views;
-    auto burst_call = [&](Candidate& c) {
-      while (static_cast<int>(burst_work.size()) < c.burst - 1) {
-        burst_work.emplace_back(n);
-        std::vector<thinwire::TensorView> v;
-        for (std::size_t l = 0; l < layers.size(); ++l)
-          v.push_back(
-              thinwire::TensorView::host(burst_work.back().data() + offset[l], layers[l].numel()));
-        burst_views.push_back(std::move(v));
-      }
-      std::memcpy(work.data(), pristine.data(), bytes);
-      for (int k = 0; k + 1 < c.burst; ++k)
-        std::memcpy(burst_work[static_cast<std::size_t>(k)].data(), pristine.data(), bytes);
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = MPI_Wtime();
-      c.reducer->allreduce(views);
-      for (int k = 0; k + 1 < c.burst; ++k)
+      for (int k = 0; k + 1 < calls; ++k)
         c.reducer->allreduce(burst_views[static_cast<std::size_t>(k)]);
-      return (MPI_Wtime() - t0) / c.burst;
+      return (MPI_Wtime() - t0) / calls;
     };
 
     // First call of each candidate: correctness (error, same bits), then the warm-up.
@@ -708,7 +703,7 @@ class Bench {
           call(c);
           c.reducer->reset_stats();
         }
-        c.times.push_back(c.burst > 1 ? burst_call(c) : call(c));
+        c.times.push_back(call(c, c.burst));
         if (c.reducer) {
           const thinwire::Stats st = c.reducer->stats();
           c.timed_steps += st.steps;
@@ -788,10 +783,10 @@ class Bench {
   // get enough back-to-back calls to last --min-timed-s by the slowest rank's fastest untimed
   // call (every rank the same number: a burst is collective), at most 16 and as many gradient
   // copies as 256 MiB hold. Each method first makes two more untimed calls, the second timed:
-  // with one warm-up the only call so far was the first, which allocates (a 4 MiB onebit
-  // call's took 3-4x its later ones), and a call that follows another candidate's 64 MiB
-  // dense one can take 130 ms longer (TCP after a dense call, README "Scaling"; a 30 ms
-  // powersgd call was timed alone for that).
+  // with one warm-up the only call so far was the first, which allocates (in a short test a 4
+  // MiB onebit's first call took 17-25 ms, its timed calls 5 ms), and a call that follows
+  // another candidate's 64 MiB dense one can take 130 ms longer (TCP after a dense call, README
+  // "Scaling"; in a run not kept a 30 ms powersgd call was timed alone for that).
   template <typename Call>
   void choose_bursts(std::vector<Candidate>& cands, std::size_t bytes, bool on_device,
                      Call&& call) {

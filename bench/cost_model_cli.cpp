@@ -382,8 +382,6 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
             t.cost.comm += c.comm / calls;
             t.cost.encode += c.encode / calls;
             t.cost.decode += c.decode / calls;
-            t.cost.bytes_sent = c.bytes_sent;
-            t.cost.bucket_after_bytes = c.bucket_after_bytes;
             n.idle_before_s = 0;
             n.bucket_before_bytes = c.bucket_after_bytes;
           }
