@@ -72,15 +72,15 @@ def config_label(layers, size):
             ("" if layers == "single" else f", layers '{layers}'"))
 
 
-def by_core_share(entries, err=lambda r: r["error"]):
+def by_core_share(entries):
     """The within-20% count split by whether each emulated host had a core of its own: where
-    hosts share the cores (cpu_share < 1) a step's compute depends on how the scheduler
-    interleaves them, and the run-to-run spread is several times larger."""
+    hosts share the cores (cpu_share < 1) a step's compute also depends on how the scheduler
+    interleaves them, which the model does not describe."""
     parts = []
     for label, own in (("a core per host", True), ("hosts sharing cores", False)):
         rs = [r for r in entries if (r.get("cpu_share", 1.0) >= 1.0) == own]
         if rs:
-            parts.append(f"{label}: {sum(1 for r in rs if abs(err(r)) <= 0.2)} of {len(rs)}")
+            parts.append(f"{label}: {sum(1 for r in rs if abs(r['error']) <= 0.2)} of {len(rs)}")
     return "; ".join(parts)
 
 
