@@ -6,6 +6,7 @@ thinwire-cost-model --validate, so that the README quotes the files verbatim.
     python3 bench/scaling_tables.py --validation bench/results/scaling/model_validation.json
     python3 bench/scaling_tables.py --validation-detail bench/results/scaling/model_validation.json
     python3 bench/scaling_tables.py --validation-pooled RUN1/model_validation.json RUN2/...
+    python3 bench/scaling_tables.py --measured-spread RUN1/model_validation.json RUN2/...
 """
 import argparse
 import json
@@ -145,6 +146,41 @@ def validation_pooled(paths):
           + ", ".join(f"{c} of {len(v)} ({by_core_share(v)})" for c, v in zip(counts, runs)))
 
 
+def measured_spread(paths, limit=0.2):
+    """Several runs of the same programs on the same machine: per configuration and method, the
+    slowest run's measured time over the fastest's. Above (1 + limit) / (1 - limit), 1.5 for
+    ±20 %, no single time is within the limit of every run (0.8 × the slowest is more than
+    1.2 × the fastest), so a model can meet the limit in every run only if its inputs, which
+    each run measures for itself, move with that run's time."""
+    runs = [json.load(open(p))["validation"] for p in paths]
+    times, share = {}, {}
+    for v in runs:
+        for r in v:
+            key = config_key(r) + (r["method"],)
+            times.setdefault(key, []).append(r["measured_s"])
+            share[key] = r.get("cpu_share", 1.0)
+    bound = (1 + limit) / (1 - limit)
+    spread = {k: max(t) / min(t) for k, t in times.items() if len(t) == len(runs)}
+    print(f"| hosts' cores | configurations | median slowest / fastest | above 1.2 | "
+          f"above {bound:.3g} | largest |")
+    print("|---|---|---|---|---|---|")
+    for label, own in (("a core per host", True), ("sharing cores", False)):
+        ks = [k for k in spread if (share[k] >= 1.0) == own]
+        if not ks:
+            continue
+        xs = sorted(spread[k] for k in ks)
+        print(f"| {label} | {len(xs)} | {statistics.median(xs):.2f} | "
+              f"{sum(1 for x in xs if x > 1.2)} | {sum(1 for x in xs if x > bound)} | "
+              f"{xs[-1]:.2f} |")
+    wide = sorted((k for k in spread if spread[k] > bound), key=lambda k: -spread[k])
+    print(f"\nmeasured time of the same configuration over {len(runs)} runs; above {bound:.3g} no "
+          f"time is within ±{100 * limit:.0f}% of every run" + (":" if wide else ""))
+    for k in wide:
+        p, _, rate, _, layers, size, method = k
+        print(f"- {p} hosts, {rate}, {config_label(layers, size)}, `{method}`: "
+              + ", ".join(f"{1e3 * t:.1f}" for t in times[k]) + f" ms ({spread[k]:.2f}×)")
+
+
 def model_table(path, ranks=(4, 64, 1024), gbps=(0.2, 1, 10, 100)):
     """Predicted speedup over dense for a few rank counts and link rates."""
     d = json.load(open(path))
@@ -198,6 +234,7 @@ def main():
     ap.add_argument("--validation")
     ap.add_argument("--validation-detail")
     ap.add_argument("--validation-pooled", nargs="+")
+    ap.add_argument("--measured-spread", nargs="+")
     ap.add_argument("--model")
     ap.add_argument("--auto", nargs="+")
     a = ap.parse_args()
@@ -209,6 +246,8 @@ def main():
         validation_detail(a.validation_detail)
     if a.validation_pooled:
         validation_pooled(a.validation_pooled)
+    if a.measured_spread:
+        measured_spread(a.measured_spread)
     if a.model:
         model_table(a.model)
     if a.auto:

@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "common/bytes.hpp"
 #include "compress/compressor.hpp"
 #include "compress/onebit_codec.hpp"
 #include "compress/qsgd_codec.hpp"
+#include "compress/topk_average.hpp"
 #include "compress/topk_codec.hpp"
 #include "compress/wire_format.hpp"
 #include "thinwire/config.hpp"
@@ -452,6 +454,39 @@ TEST(TopkCodec, RejectsCorruptPayloads) {
   const std::vector<float> shorter(x.begin(), x.begin() + 900);
   expect_rejected(codec, encode_checked(codec, shorter, EncodeKey{}, nullptr), 32 + 72, n,
                   "other n");
+}
+
+// The average every rank computes from the allgathered payloads: each touched entry is the
+// sum in rank order divided by P once, however many payloads touched it; the rest are zero.
+TEST(TopkAverage, SumsInRankOrderThenDividesEachTouchedEntryOnce) {
+  constexpr std::size_t n = 200;
+  const std::vector<std::vector<std::uint32_t>> idx = {{3, 70, 199}, {3, 71, 150}, {0, 3, 70}};
+  const std::vector<std::vector<float>> val = {
+      {0.1f, 1e8f, -2.5f}, {0.7f, 1.25f, 3.0f}, {-9.0f, 0.3f, -1e8f}};
+  std::vector<std::vector<std::uint8_t>> bytes(3);
+  std::vector<TopkCodec::View> views(3);
+  for (std::size_t r = 0; r < 3; ++r) {
+    bytes[r].resize(8 * idx[r].size());
+    for (std::size_t j = 0; j < idx[r].size(); ++j) {
+      store_le<std::uint32_t>(bytes[r].data() + 4 * j, idx[r][j]);
+      store_le<float>(bytes[r].data() + 4 * (idx[r].size() + j), val[r][j]);
+    }
+    views[r] = {bytes[r].data(), bytes[r].data() + 4 * idx[r].size(), idx[r].size()};
+  }
+  std::vector<float> out(n, 42.0f);                          // stale contents must not survive
+  std::vector<std::uint64_t> touched(1, ~std::uint64_t{0});  // nor a stale bitmap
+  average_topk(views.data(), 3, out.data(), n, touched);
+  std::vector<float> want(n, 0.0f);
+  for (std::size_t r = 0; r < 3; ++r)
+    for (std::size_t j = 0; j < idx[r].size(); ++j) want[idx[r][j]] += val[r][j];
+  for (std::uint32_t i : {0u, 3u, 70u, 71u, 150u, 199u}) want[i] /= 3.0f;
+  for (std::size_t i = 0; i < n; ++i)
+    EXPECT_EQ(std::memcmp(&out[i], &want[i], 4), 0)
+        << "element " << i << ": " << out[i] << ", expected " << want[i];
+  // One payload: its values as they are.
+  average_topk(views.data(), 1, out.data(), n, touched);
+  EXPECT_EQ(out[70], 1e8f);
+  EXPECT_EQ(out[4], 0.0f);
 }
 
 // ---- 1-bit ----------------------------------------------------------------------------------

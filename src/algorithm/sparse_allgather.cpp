@@ -1,9 +1,8 @@
 #include "algorithm/sparse_allgather.hpp"
 
-#include <cstring>
-
 #include "common/bytes.hpp"
 #include "common/timer.hpp"
+#include "compress/topk_average.hpp"
 #include "compress/topk_codec.hpp"
 #include "reducer/dgc.hpp"
 #include "reducer/error_feedback.hpp"
@@ -65,25 +64,7 @@ void SparseAllgather::run(const std::vector<StepLayer*>& layers, StepContext& ct
     for (int r = 0; r < p; ++r)
       views[r] = codec.parse(recv_.data() + static_cast<std::size_t>(r) * block + offset[l], size,
                              sl.n, PayloadSource{*sl.name, r, ctx.rank});
-    float* g = sl.g;
-    if (sl.n) std::memset(g, 0, sl.n * sizeof(float));
-    for (int r = 0; r < p; ++r)
-      for (std::size_t j = 0; j < views[r].k; ++j)
-        g[load_le<std::uint32_t>(views[r].indices + 4 * j)] +=
-            load_le<float>(views[r].values + 4 * j);
-    if (p > 1) {
-      // Divide each touched entry once: the sum in rank order, then / P.
-      touched_.assign(ceil_div(sl.n, 64), 0);
-      const float fp = static_cast<float>(p);
-      for (int r = 0; r < p; ++r)
-        for (std::size_t j = 0; j < views[r].k; ++j) {
-          const std::uint32_t i = load_le<std::uint32_t>(views[r].indices + 4 * j);
-          const std::uint64_t bit = std::uint64_t{1} << (i & 63);
-          if (touched_[i >> 6] & bit) continue;
-          touched_[i >> 6] |= bit;
-          g[i] /= fp;
-        }
-    }
+    average_topk(views.data(), p, sl.g, sl.n, touched_);
     finish(sl);
   }
 }
