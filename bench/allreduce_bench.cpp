@@ -886,7 +886,8 @@ class Bench {
       if (c.method == thinwire::Method::none) continue;
       // The base kernels were timed above, once per probe.
       twm::ComputeRates codec =
-          twm::measure_rates(c, rows, cols, 1, kRateMinTimedS, twm::RateKernels::codec_only);
+          twm::measure_rates(c, rows, cols, 1, kRateMinTimedS, twm::RateKernels::codec_only, 1,
+                             twm::topk_layer_elements(layers, twm::kTopkLayerMaxElements));
       // PowerSGD's speed depends on the matrix shape: each of the layers' shapes too.
       twm::measure_low_rank_shapes(c, layers, std::size_t{1} << 22, kRateMinTimedS, &codec);
       const json r = twm::rates_to_json(codec);

@@ -301,7 +301,9 @@ Calibration calibrate(Transport& t, const std::vector<Layer>& layers, const Conf
   const auto [rows, cols] = sample_shape(layers, kSampleMaxElements);
   std::vector<Config> cands = auto_candidates(a);
   ComputeRates rates;
-  if (host.index == 0) rates = measure_rates(cands.back(), rows, cols, kProbeRepeats);
+  if (host.index == 0)
+    rates = measure_rates(cands.back(), rows, cols, kProbeRepeats, 0.0, RateKernels::base_and_codec,
+                          1, topk_layer_elements(layers, kTopkLayerMaxElements));
   if (p > 1) rates = max_rates(t, rates);
   cal.cpu_share = host.cpu_share();
   cal.rates = rates.scaled(cal.cpu_share);

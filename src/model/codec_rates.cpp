@@ -39,8 +39,12 @@ double case_seconds(const nlohmann::json& j, const std::string& name) {
 // to that long (at most kMaxSampleCalls): where ranks share cores, a single call of a few ms either
 // runs through or waits out another rank's scheduler slice, while a step's kernels, back to
 // back over its layers, see the average.
-template <typename F>
-double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& body) {
+// `before`, untimed between the eviction and each timed call, leaves the caches as the step
+// leaves them for the timed kernel.
+template <typename Before, typename F>
+double median_after(CacheEvictor& evictor, int repeats, double min_timed_s, Before&& before,
+                    F&& body) {
+  before();
   body();
   std::vector<double> times;
   for (int i = 0; i < std::max(1, repeats); ++i) {
@@ -48,6 +52,7 @@ double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& b
     int calls = 0;
     do {
       evictor.evict();
+      before();
       Timer t;
       body();
       sum += t.seconds();
@@ -58,6 +63,12 @@ double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& b
   std::sort(times.begin(), times.end());
   const std::size_t m = times.size() / 2;
   return times.size() % 2 ? times[m] : 0.5 * (times[m - 1] + times[m]);
+}
+
+template <typename F>
+double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& body) {
+  return median_after(
+      evictor, repeats, min_timed_s, [] {}, body);
 }
 
 // A top-k payload of k entries over n elements with every index moved by `shift` (mod n), its
@@ -94,6 +105,53 @@ class SyntheticValues {
   std::uint64_t state_;
 };
 
+// Top-k's decode as a step runs it on a layer of `n` elements: {the zeroing per element, the
+// rest per entry}.
+std::pair<double, double> time_topk_average(const Config& spec, std::size_t n,
+                                            CacheEvictor& evictor, int repeats,
+                                            double min_timed_s) {
+  std::vector<float> g(n), e(n), out(n);
+  SyntheticValues values(0x2545f4914f6cdd1dull);
+  for (std::size_t i = 0; i < n; ++i) {
+    g[i] = values.next();
+    e[i] = 0.1f * g[(i * 7919) % n];
+  }
+  const std::unique_ptr<Compressor> codec = make_codec(spec);
+  auto& topk = static_cast<TopkCodec&>(*codec);
+  std::vector<std::uint8_t> payload(codec->encoded_bytes(n));
+  topk.encode_ef(e.data(), g.data(), n, EncodeKey{}, payload.data());
+  // The step decodes into the gradient its encode has just read with the error memory
+  // (x = g + e), and what of the two fits in cache is still there. Timed on cold caches, 4 MiB
+  // steps (1 Mi elements) were predicted 27-38 % slow in their bursts on 2 emulated hosts
+  // (2026-12-02, run not kept): their decode took half the predicted time.
+  auto after_encode = [&] { add_error_feedback(e.data(), out.data(), n); };
+  const double fn = static_cast<double>(n);
+  const double zero = median_after(evictor, repeats, min_timed_s, after_encode,
+                                   [&] { std::memset(out.data(), 0, n * sizeof(float)); }) /
+                      fn;
+  // The rest as the step pays it (average_topk, after parsing the payloads): the payloads'
+  // entries added, then the touched ones divided by P. kRounds payloads stand for the ranks',
+  // so that the entries outweigh the zeroing and scheduling noise does not decide their rate;
+  // each with its indices moved elsewhere, as the ranks' differ. One payload added kRounds
+  // times found its entries in cache after the first round, and the division was not timed:
+  // 1.3-3.5 ns per entry on the EPYC VM, where 64 MiB steps on 2 emulated hosts were predicted
+  // 14-22 % fast at 500 Mbit/s. The layer's own size, not the sample's (a step scatters into
+  // one layer at a time): into a 64 MiB output an entry cost about 2.5x what it did into 16 MiB.
+  constexpr int kRounds = 16;
+  const std::size_t k = topk_count(spec.density, n);
+  std::vector<std::vector<std::uint8_t>> payloads;
+  for (int i = 0; i < kRounds; ++i)
+    payloads.push_back(shifted_topk_payload(payload, k, n, i * (n / kRounds) + i));
+  std::vector<TopkCodec::View> views(kRounds);
+  std::vector<std::uint64_t> touched;
+  const double average = median_after(evictor, repeats, min_timed_s, after_encode, [&] {
+    for (int i = 0; i < kRounds; ++i)
+      views[i] = topk.parse(payloads[i].data(), payloads[i].size(), n, PayloadSource{});
+    average_topk(views.data(), kRounds, out.data(), n, touched);
+  });
+  return {zero, k ? std::max(0.0, average - zero * fn) / (kRounds * static_cast<double>(k)) : 0.0};
+}
+
 }  // namespace
 
 ComputeRates rates_from_codec_json(const nlohmann::json& j) {
@@ -124,7 +182,8 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
 }
 
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
-                           double min_timed_s, RateKernels which, std::size_t copies) {
+                           double min_timed_s, RateKernels which, std::size_t copies,
+                           std::size_t topk_layer_n) {
   const std::size_t n = rows * cols;
   ComputeRates r;
   if (n == 0) return r;
@@ -190,31 +249,10 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     };
     if (m == Method::topk) {
       r.topk_encode = enc;
-      const double zero = median_cold(evictor, repeats, min_timed_s,
-                                      [&] { std::memset(out.data(), 0, n * sizeof(float)); }) /
-                          fn;
+      const auto [zero, entry] =
+          time_topk_average(spec, topk_layer_n ? topk_layer_n : n, evictor, repeats, min_timed_s);
       r.topk_decode_zero = zero;
-      // The per-entry cost as a step pays it (average_topk, after parsing the payloads): the
-      // output zeroed once, the payloads' entries added, then the touched ones divided by P.
-      // kRounds payloads stand for the ranks', so that the entries outweigh the zeroing and
-      // scheduling noise does not decide their rate; each with its indices moved elsewhere, as
-      // the ranks' differ: one payload added kRounds times found its entries in cache after the
-      // first round (and the division was not timed), 1.3-3.5 ns per entry on the EPYC VM where
-      // a 64 MiB step's decode took 2-4x the predicted time.
-      constexpr int kRounds = 16;
-      const auto& topk = static_cast<const TopkCodec&>(*codec);
-      const std::size_t k = topk_count(spec.density, n);
-      std::vector<std::vector<std::uint8_t>> payloads;
-      for (int i = 0; i < kRounds; ++i)
-        payloads.push_back(shifted_topk_payload(payload, k, n, i * (n / kRounds) + i));
-      std::vector<TopkCodec::View> views(kRounds);
-      std::vector<std::uint64_t> touched;
-      const double average = median_cold(evictor, repeats, min_timed_s, [&] {
-        for (int i = 0; i < kRounds; ++i)
-          views[i] = topk.parse(payloads[i].data(), payloads[i].size(), n, PayloadSource{});
-        average_topk(views.data(), kRounds, out.data(), n, touched);
-      });
-      r.topk_decode_entry = std::max(0.0, average - zero * fn) / (kRounds * static_cast<double>(k));
+      r.topk_decode_entry = entry;
     } else if (m == Method::onebit) {
       r.onebit_encode = enc;
       r.onebit_decode = decode_rate();
@@ -278,6 +316,12 @@ void for_each_rate(R& r, F&& f) {
 }
 
 }  // namespace
+
+std::size_t topk_layer_elements(const std::vector<Layer>& layers, std::size_t max_elements) {
+  std::size_t largest = 0;
+  for (const Layer& l : layers) largest = std::max(largest, l.numel());
+  return std::min(largest, max_elements);
+}
 
 std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
                                                  std::size_t max_elements) {

@@ -29,10 +29,19 @@ ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 inline constexpr int kMaxSampleCalls = 16;
 enum class RateKernels { base_and_codec, codec_only };
 // PowerSGD's kernels run over `copies` distinct rows x cols matrices in each timed call, as a
-// step runs them over its layers back to back (its rates stay per element of work).
+// step runs them over its layers back to back (its rates stay per element of work). Top-k's
+// decode (zeroing, then P payloads' entries added and divided) is timed on a layer of
+// `topk_layer_n` elements (0: rows * cols), as a step decodes one layer at a time: its entries'
+// cost depends on the size of the output they land in (topk_layer_elements()).
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
                            double min_timed_s = 0.0,
-                           RateKernels which = RateKernels::base_and_codec, std::size_t copies = 1);
+                           RateKernels which = RateKernels::base_and_codec, std::size_t copies = 1,
+                           std::size_t topk_layer_n = 0);
+
+// The layer size to time top-k's decode on: the largest layer's elements, at most
+// `max_elements` (kTopkLayerMaxElements: a 64 MiB f32 layer).
+inline constexpr std::size_t kTopkLayerMaxElements = std::size_t{1} << 24;
+std::size_t topk_layer_elements(const std::vector<Layer>& layers, std::size_t max_elements);
 
 // The shape to time kernels on: the largest layer's width, with as many rows as the layers have
 // elements in all (a step streams them back to back), at least the largest layer's rows; then
