@@ -409,14 +409,16 @@ class Bench {
   // back after a warm-up call, each sized to send about kTargetS at the emulated link's rate
   // (16 MiB per rank on a link without one), so that a tbf bucket's burst (5 ms at the rate)
   // is a few percent of a call and refills only in the short gaps between calls. A call's time
-  // is the slowest rank's, and the probe takes the median call (`calls_s`): with 3 calls
-  // averaged, 2 hosts at 100 Mbit/s once (in a run not kept) measured their allgather at 0.80
-  // of its rate and predicted onebit's steps 20 % slow, where run l's repeat measured 0.99 (one
-  // slow call after the allreduce's bulk, as in "TCP after a dense call"). bytes_per_s =
-  // bytes a rank sends per call / (median time per call - its latency terms at
-  // per_message_s). TCP over the emulated links moves bulk data below the rate x 1448/1514
-  // the model otherwise assumes: with 4 hosts at 100 Mbit/s a dense 16 MiB allreduce ran at
-  // 0.86 of that (4 and 64 MiB: 0.92; valid_run_k_epyc), this probe's allgather at 0.88-0.97.
+  // is the slowest rank's, and the probe takes the fastest call (`calls_s`, `fastest_s`): a
+  // call that starts while the one before is still draining runs slower than a step's
+  // collective (cost_model_cli.cpp, probed_bytes_per_s, has the numbers; with 3 calls
+  // averaged, 2 hosts at 100 Mbit/s once measured their allgather at 0.80 of its rate after
+  // one slow call following the allreduce's bulk, as in "TCP after a dense call"; the median
+  // of 5 was still 0.65 in a run with 4 slow calls). bytes_per_s = bytes a rank sends per call
+  // / (fastest_s - its latency terms at per_message_s). TCP over the emulated links moves bulk data
+  // below the rate x 1448/1514 the model otherwise assumes: with 4 hosts at 100 Mbit/s a dense 16
+  // MiB allreduce ran at 0.86 of that (4 and 64 MiB: 0.92; valid_run_k_epyc), this probe's
+  // allgather at 0.88-0.97.
   void measure_bandwidth(const char* rate) {
     if (size_ < 2) return;
     constexpr double kTargetS = 0.15;
@@ -444,15 +446,13 @@ class Bench {
     };
     auto entry = [&](std::size_t bytes, double sent_bytes, double messages,
                      const std::vector<double>& calls) {
-      const double seconds = tb::median(calls);
-      const double wire_s = seconds - messages * per_message;
-      return json{{"bytes", bytes},
-                  {"sent_bytes", sent_bytes},
-                  {"messages", messages},
-                  {"calls", kCalls},
-                  {"calls_s", calls},
-                  {"seconds", seconds},
-                  {"bytes_per_s", wire_s > 0 ? json(sent_bytes / wire_s) : json()}};
+      const double fastest = *std::min_element(calls.begin(), calls.end());
+      const double wire_s = fastest - messages * per_message;
+      return json{
+          {"bytes", bytes},       {"sent_bytes", sent_bytes},
+          {"messages", messages}, {"calls", kCalls},
+          {"calls_s", calls},     {"seconds", tb::median(calls)},
+          {"fastest_s", fastest}, {"bytes_per_s", wire_s > 0 ? json(sent_bytes / wire_s) : json()}};
     };
     // Ring allreduce of n floats: each rank sends 2(P-1)/P of them in 2(P-1) messages.
     const std::size_t n = std::max<std::size_t>(
@@ -470,8 +470,8 @@ class Bench {
         {"how",
          "ring allreduce and allgather through thinwire's host transport, 5 calls back to back "
          "after a warm-up call, sized to send about 0.15 s at the link's rate, each call's time "
-         "the slowest rank's; bytes_per_s = sent per rank / (the median call's seconds - "
-         "messages x latency_probe.per_message_s)"},
+         "the slowest rank's (seconds: the median call); bytes_per_s = sent per rank / "
+         "(fastest_s - messages x latency_probe.per_message_s)"},
         {"allreduce", entry(4 * n, 2.0 * (p - 1.0) / p * 4.0 * static_cast<double>(n),
                             2.0 * (p - 1.0), reduce_s)},
         {"allgather", entry(block, (p - 1.0) * static_cast<double>(block), p - 1.0, gather_s)}};
@@ -507,8 +507,8 @@ class Bench {
         return e["bytes_per_s"].is_number() ? e["bytes_per_s"].get<double>() / 1e6 : 0.0;
       };
       std::printf(
-          "# bandwidth per rank: ring allreduce %.1f MB/s, allgather %.1f MB/s (bytes sent / "
-          "time, back to back)\n",
+          "# bandwidth per rank: ring allreduce %.1f MB/s, allgather %.1f MB/s (bytes sent / the "
+          "fastest of 5 calls back to back)\n",
           mbps(b["allreduce"]), mbps(b["allgather"]));
     }
     for (const std::string& n : notes_) std::printf("# note: %s\n", n.c_str());
