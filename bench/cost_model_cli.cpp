@@ -248,8 +248,8 @@ json median_run_rates(const json& run, const json& result) {
 // bytes_per_s). Why the fastest: the probe's calls run back to back, and a call that starts
 // while the one before it is still draining (a rank leaves a call when it has received, while
 // its own sends may still sit in its socket and tbf queues) is slower than a step's collective,
-// which follows a barrier or compute: 4 hosts' direct allgathers took 156-289 ms per call
-// where the first took 156-160, the steps' comm phases ran at about the rate, and 2 hosts at
+// which follows a barrier or compute: 4 hosts' direct allgathers took 156-290 ms per call
+// where the first took 156-170, the steps' comm phases ran at about the rate, and 2 hosts at
 // 200 Mbit/s once had 4 slow calls of 5 (0.65 of the rate) in a run whose steps were not slow.
 // With the median call, that run (valid_run_o_epyc) made 76 of 95 within 20 %; with the
 // fastest 88, with the nominal rate 90.
