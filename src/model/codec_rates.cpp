@@ -122,8 +122,9 @@ std::pair<double, double> time_topk_average(const Config& spec, std::size_t n,
   topk.encode_ef(e.data(), g.data(), n, EncodeKey{}, payload.data());
   // The step decodes into the gradient its encode has just read with the error memory
   // (x = g + e), and what of the two fits in cache is still there. Timed on cold caches, 4 MiB
-  // steps (1 Mi elements) were predicted 27-38 % slow in their bursts on 2 emulated hosts
-  // (2026-12-02, run not kept): their decode took half the predicted time.
+  // steps (1 Mi elements) on 2 emulated hosts decoded in 0.56 ms against 0.97 predicted in
+  // their bursts (2026-12-02, run not kept); after this pass, run o: 0.54-0.75 against
+  // 0.55-0.71.
   auto after_encode = [&] { add_error_feedback(e.data(), out.data(), n); };
   const double fn = static_cast<double>(n);
   const double zero = median_after(evictor, repeats, min_timed_s, after_encode,
@@ -136,7 +137,8 @@ std::pair<double, double> time_topk_average(const Config& spec, std::size_t n,
   // times found its entries in cache after the first round, and the division was not timed:
   // 1.3-3.5 ns per entry on the EPYC VM, where 64 MiB steps on 2 emulated hosts were predicted
   // 14-22 % fast at 500 Mbit/s. The layer's own size, not the sample's (a step scatters into
-  // one layer at a time): into a 64 MiB output an entry cost about 2.5x what it did into 16 MiB.
+  // one layer at a time): on one core of that VM an entry cost 10-16 ns into a 4 MiB output
+  // and 34-54 ns into 64 MiB.
   constexpr int kRounds = 16;
   const std::size_t k = topk_count(spec.density, n);
   std::vector<std::vector<std::uint8_t>> payloads;
