@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/bytes.hpp"
+#include "compress/wire_format.hpp"
 
 namespace thinwire::detail {
 
@@ -25,6 +26,23 @@ void average_topk(const TopkCodec::View* views, int p, float* out, std::size_t n
       touched[i >> 6] |= bit;
       out[i] /= fp;
     }
+}
+
+std::vector<std::uint8_t> shifted_topk_payload(const std::vector<std::uint8_t>& payload,
+                                               std::size_t k, std::size_t n, std::size_t shift) {
+  std::vector<std::uint8_t> out(payload);
+  const std::uint8_t* idx = payload.data() + kHeaderBytes;
+  const std::uint8_t* val = idx + 4 * k;
+  shift %= n;
+  std::size_t wrap = 0;  // the first entry whose index wraps around
+  while (wrap < k && load_le<std::uint32_t>(idx + 4 * wrap) + shift < n) ++wrap;
+  for (std::size_t j = 0; j < k; ++j) {
+    const std::size_t from = (wrap + j) % k;
+    const std::size_t i = (load_le<std::uint32_t>(idx + 4 * from) + shift) % n;
+    store_le<std::uint32_t>(out.data() + kHeaderBytes + 4 * j, static_cast<std::uint32_t>(i));
+    std::memcpy(out.data() + kHeaderBytes + 4 * (k + j), val + 4 * from, 4);
+  }
+  return out;
 }
 
 }  // namespace thinwire::detail

@@ -24,6 +24,13 @@ namespace thinwire::detail::model {
 
 namespace {
 
+bool has_case(const nlohmann::json& j, const std::string& name) {
+  if (j.contains("results"))
+    for (const auto& r : j["results"])
+      if (r.value("name", "") == name && r.contains("seconds")) return true;
+  return false;
+}
+
 double case_seconds(const nlohmann::json& j, const std::string& name) {
   if (j.contains("results"))
     for (const auto& r : j["results"])
@@ -71,25 +78,6 @@ double median_cold(CacheEvictor& evictor, int repeats, double min_timed_s, F&& b
       evictor, repeats, min_timed_s, [] {}, body);
 }
 
-// A top-k payload of k entries over n elements with every index moved by `shift` (mod n), its
-// indices still strictly increasing: the entries that wrap around come first.
-std::vector<std::uint8_t> shifted_topk_payload(const std::vector<std::uint8_t>& payload,
-                                               std::size_t k, std::size_t n, std::size_t shift) {
-  std::vector<std::uint8_t> out(payload);
-  const std::uint8_t* idx = payload.data() + kHeaderBytes;
-  const std::uint8_t* val = idx + 4 * k;
-  shift %= n;
-  std::size_t wrap = 0;  // the first entry whose index wraps around
-  while (wrap < k && load_le<std::uint32_t>(idx + 4 * wrap) + shift < n) ++wrap;
-  for (std::size_t j = 0; j < k; ++j) {
-    const std::size_t from = (wrap + j) % k;
-    const std::size_t i = (load_le<std::uint32_t>(idx + 4 * from) + shift) % n;
-    store_le<std::uint32_t>(out.data() + kHeaderBytes + 4 * j, static_cast<std::uint32_t>(i));
-    std::memcpy(out.data() + kHeaderBytes + 4 * (k + j), val + 4 * from, 4);
-  }
-  return out;
-}
-
 // Gradient-like test values in [-1, 1), from a 64-bit LCG: the kernels' speed must not depend
 // on a value pattern that a real gradient lacks (all equal, all zero).
 class SyntheticValues {
@@ -131,15 +119,13 @@ std::pair<double, double> time_topk_average(const Config& spec, std::size_t n,
                                    [&] { std::memset(out.data(), 0, n * sizeof(float)); }) /
                       fn;
   // The rest as the step pays it (average_topk, after parsing the payloads): the payloads'
-  // entries added, then the touched ones divided by P. kRounds payloads stand for the ranks',
-  // so that the entries outweigh the zeroing and scheduling noise does not decide their rate;
-  // each with its indices moved elsewhere, as the ranks' differ. One payload added kRounds
-  // times found its entries in cache after the first round, and the division was not timed:
-  // 1.3-3.5 ns per entry on the EPYC VM, where 64 MiB steps on 2 emulated hosts were predicted
-  // 14-22 % fast at 500 Mbit/s. The layer's own size, not the sample's (a step scatters into
-  // one layer at a time): on one core of that VM an entry cost 10-16 ns into a 4 MiB output
-  // and 34-54 ns into 64 MiB.
-  constexpr int kRounds = 16;
+  // entries added, then the touched ones divided by P, with kTopkTimingPayloads payloads
+  // (shifted_topk_payload) standing for the ranks'. One payload added repeatedly found its entries
+  // in cache after the first round, and the division was not timed: 1.3-3.5 ns per entry on the
+  // EPYC VM, where 64 MiB steps on 2 emulated hosts were predicted 14-22 % fast at 500 Mbit/s. The
+  // layer's own size, not the sample's (a step scatters into one layer at a time): on one core of
+  // that VM an entry cost 10-16 ns into a 4 MiB output and 34-54 ns into 64 MiB.
+  constexpr int kRounds = kTopkTimingPayloads;
   const std::size_t k = topk_count(spec.density, n);
   std::vector<std::vector<std::uint8_t>> payloads;
   for (int i = 0; i < kRounds; ++i)
@@ -172,8 +158,17 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
   r.topk_encode = case_seconds(j, "BM_topk_ef_encode") / n;
   r.topk_decode_zero = r.copy / 2.0;
   const double k = static_cast<double>(topk_count(0.01, static_cast<std::size_t>(n)));
-  r.topk_decode_entry =
-      std::max(0.0, case_seconds(j, "BM_topk_decode") - n * r.topk_decode_zero) / k;
+  // The step's average of kTopkTimingPayloads payloads (BM_topk_average) where the JSON has
+  // it. BM_topk_decode, one payload scattered repeatedly into warm caches with no division,
+  // ran faster than the zeroing estimate subtracted here (3.96 ms against 4.0 on the Xeon VM):
+  // an entry cost of 0, and a top-k decode that stayed flat from 2 to 4096 ranks.
+  if (has_case(j, "BM_topk_average"))
+    r.topk_decode_entry =
+        std::max(0.0, case_seconds(j, "BM_topk_average") - n * r.topk_decode_zero) /
+        (kTopkTimingPayloads * k);
+  else
+    r.topk_decode_entry =
+        std::max(0.0, case_seconds(j, "BM_topk_decode") - n * r.topk_decode_zero) / k;
   r.onebit_encode = case_seconds(j, "BM_onebit_ef_encode") / n;
   r.onebit_decode = case_seconds(j, "BM_onebit_decode") / n;
   r.qsgd_encode = case_seconds(j, "BM_qsgd4_ef_encode") / n;
