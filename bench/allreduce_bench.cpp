@@ -879,15 +879,18 @@ class Bench {
   json measure_compute_rates_here(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
     const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
-    json j = twm::rates_to_json(
-        twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 1, kRateMinTimedS));
+    std::size_t step_elements = 0;
+    for (const thinwire::Layer& l : layers) step_elements += l.numel();
+    json j = twm::rates_to_json(twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 1,
+                                                   kRateMinTimedS, twm::RateKernels::base_and_codec,
+                                                   1, 0, step_elements));
     for (const std::string& m : o_.methods) {
       const thinwire::Config c = method_timed(m);
       if (c.method == thinwire::Method::none) continue;
       // The base kernels were timed above, once per probe.
-      twm::ComputeRates codec =
-          twm::measure_rates(c, rows, cols, 1, kRateMinTimedS, twm::RateKernels::codec_only, 1,
-                             twm::topk_layer_elements(layers, twm::kTopkLayerMaxElements));
+      twm::ComputeRates codec = twm::measure_rates(
+          c, rows, cols, 1, kRateMinTimedS, twm::RateKernels::codec_only, 1,
+          twm::topk_layer_elements(layers, twm::kTopkLayerMaxElements), step_elements);
       // PowerSGD's speed depends on the matrix shape: each of the layers' shapes too.
       twm::measure_low_rank_shapes(c, layers, std::size_t{1} << 22, kRateMinTimedS, &codec);
       const json r = twm::rates_to_json(codec);

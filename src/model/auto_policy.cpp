@@ -301,9 +301,11 @@ Calibration calibrate(Transport& t, const std::vector<Layer>& layers, const Conf
   const auto [rows, cols] = sample_shape(layers, kSampleMaxElements);
   std::vector<Config> cands = auto_candidates(a);
   ComputeRates rates;
+  std::size_t step_elements = 0;
+  for (const Layer& l : layers) step_elements += l.numel();
   if (host.index == 0)
     rates = measure_rates(cands.back(), rows, cols, kProbeRepeats, 0.0, RateKernels::base_and_codec,
-                          1, topk_layer_elements(layers, kTopkLayerMaxElements));
+                          1, topk_layer_elements(layers, kTopkLayerMaxElements), step_elements);
   if (p > 1) rates = max_rates(t, rates);
   cal.cpu_share = host.cpu_share();
   cal.rates = rates.scaled(cal.cpu_share);

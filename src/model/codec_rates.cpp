@@ -180,7 +180,7 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
 
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
                            double min_timed_s, RateKernels which, std::size_t copies,
-                           std::size_t topk_layer_n) {
+                           std::size_t topk_layer_n, std::size_t step_elements) {
   const std::size_t n = rows * cols;
   ComputeRates r;
   if (n == 0) return r;
@@ -191,7 +191,7 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
     e[i] = 0.1f * g[(i * 7919) % n];
   }
   const double fn = static_cast<double>(n);
-  CacheEvictor evictor;
+  CacheEvictor evictor(sizeof(float) * (step_elements ? step_elements : n));
   if (which == RateKernels::base_and_codec) {
     r.copy = median_cold(evictor, repeats, min_timed_s,
                          [&] { std::memcpy(out.data(), g.data(), n * sizeof(float)); }) /
@@ -356,7 +356,8 @@ std::vector<std::pair<std::size_t, std::size_t>> low_rank_shapes(const std::vect
 }
 
 ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t cols,
-                                                 std::size_t rank, double min_timed_s) {
+                                                 std::size_t rank, double min_timed_s,
+                                                 std::size_t step_elements) {
   const std::size_t n = rows * cols;
   ComputeRates::LowRankRates r;
   if (n == 0 || rank == 0) return r;
@@ -383,7 +384,7 @@ ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t c
       phase[2] += t.seconds() - before_q;
     }
   };
-  CacheEvictor evictor;
+  CacheEvictor evictor(sizeof(float) * (step_elements ? step_elements : n));
   std::memcpy(g.data(), fresh.data(), n * sizeof(float));
   step(false);  // first-touch page faults
   int calls = 0;
@@ -406,9 +407,11 @@ ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t c
 void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layers,
                              std::size_t max_elements, double min_timed_s, ComputeRates* rates) {
   // The elements a step runs PowerSGD's kernels over back to back: all its matrix layers.
-  std::size_t stream = 0;
-  for (const Layer& l : layers)
+  std::size_t stream = 0, step_elements = 0;
+  for (const Layer& l : layers) {
+    step_elements += l.numel();
     if (make_plan(l, spec).route == Route::low_rank) stream += l.numel();
+  }
   stream = std::min(stream, max_elements);
   for (const auto& [rows, cols] : low_rank_shapes(layers, spec)) {
     const auto [r, c] = sample_shape(
@@ -417,13 +420,15 @@ void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layer
     // Copies of a small shape up to that stream (sample_shape() says why): timed one at a time,
     // the mix's 576-wide shapes encoded at up to twice the per-element time of a 4096 x 4096
     // layer, while the mix's steps computed at about that layer's speed.
-    const ComputeRates t = measure_rates(spec, r, c, 1, min_timed_s, RateKernels::codec_only,
-                                         std::max<std::size_t>(1, stream / (r * c)));
+    const ComputeRates t =
+        measure_rates(spec, r, c, 1, min_timed_s, RateKernels::codec_only,
+                      std::max<std::size_t>(1, stream / (r * c)), 0, step_elements);
     ComputeRates::LowRankRates& out = rates->powersgd_by_shape[{rows, cols}];
     // The phases only on the layer's own shape: on a smaller sample more of them would stay in
     // cache than in the layer's step.
     if (spec.ef != ErrorFeedback::none && r * c == rows * cols)
-      out = measure_low_rank_step(rows, cols, static_cast<std::size_t>(spec.rank), min_timed_s);
+      out = measure_low_rank_step(rows, cols, static_cast<std::size_t>(spec.rank), min_timed_s,
+                                  step_elements);
     out.encode = t.powersgd_encode;
     out.decode = t.powersgd_decode;
   }

@@ -32,11 +32,13 @@ enum class RateKernels { base_and_codec, codec_only };
 // step runs them over its layers back to back (its rates stay per element of work). Top-k's
 // decode (zeroing, then P payloads' entries added and divided) is timed on a layer of
 // `topk_layer_n` elements (0: rows * cols), as a step decodes one layer at a time: its entries'
-// cost depends on the size of the output they land in (topk_layer_elements()).
+// cost depends on the size of the output they land in (topk_layer_elements()). The caches are
+// left before each timed call as a step of `step_elements` (0: rows * cols) leaves them: with
+// as many bytes written (CacheEvictor says why), at most the cache's size.
 ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t cols, int repeats,
                            double min_timed_s = 0.0,
                            RateKernels which = RateKernels::base_and_codec, std::size_t copies = 1,
-                           std::size_t topk_layer_n = 0);
+                           std::size_t topk_layer_n = 0, std::size_t step_elements = 0);
 
 // The layer size to time top-k's decode on: the largest layer's elements, at most
 // `max_elements` (kTopkLayerMaxElements: a 64 MiB f32 layer).
@@ -67,7 +69,8 @@ void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layer
 // gradient; the mean of calls adding up to `min_timed_s` (at most kMaxSampleCalls), after one
 // untimed call. Fills the step_* fields of the result (seconds per element of the layer).
 ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t cols,
-                                                 std::size_t rank, double min_timed_s);
+                                                 std::size_t rank, double min_timed_s,
+                                                 std::size_t step_elements = 0);
 
 // The rates as {"copy": s, "add": s, ...} (seconds per unit of work) and back; missing
 // fields read as 0. PowerSGD's per-shape rates are "powersgd_encode@ROWSxCOLS",
