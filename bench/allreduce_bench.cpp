@@ -61,6 +61,7 @@
 #include "median.hpp"
 #include "model/auto_policy.hpp"
 #include "model/auto_trial.hpp"
+#include "model/cache_evictor.hpp"
 #include "model/codec_rates.hpp"
 #include "process_memory.hpp"
 #include "tc_units.hpp"
@@ -294,7 +295,10 @@ class Bench {
          "streams them back to back), at most 4 Mi elements; PowerSGD also per matrix shape, in "
          "copies up to the matrix layers' elements"},
         {"ranks_on_host", ranks_on_host_},
-        {"cpu_share", cpu_share_}};
+        {"cpu_share", cpu_share_},
+        // What the probes pass over before each timed call (CacheEvictor): the VM's reported
+        // L3 changed between days (32 and 256 MiB), and with it the probes' cold caches.
+        {"cache_evictor_bytes", thinwire::detail::model::CacheEvictor::buffer_bytes()}};
     // Other load on the machine shows in the times: record it.
     if (std::ifstream la("/proc/loadavg"); la) {
       double one = 0, five = 0, fifteen = 0;

@@ -20,23 +20,27 @@ namespace thinwire::detail::model {
 // The pass writes as many bytes as the step has written before the kernel (its gradient, as
 // the backward pass or the benchmark's copy-in writes it: `dirty_bytes`, at most the buffer)
 // and reads the rest, so that the kernel pays the write-back of as many dirty lines as in a
-// step. Written whole, the buffer charged a 4 MiB kernel for 32 MiB of write-back that its
-// step never pays (what a 4 MiB step writes stays in cache from call to call): on the EPYC VM
-// (2026-12-03), 2 emulated hosts at 500 Mbit/s, the 4 MiB steps of onebit, topk:0.01 and
-// powersgd:4 were predicted 78-93 % slow and the 16 MiB ones up to 49 %; with this pass, two
-// runs of 4, 16 and 64 MiB were predicted between -17 % and +18 %. Read whole, it left a
-// 64 MiB step's kernels without the write-back of the step's earlier passes (predicted
-// 7-22 % fast on 2026-12-02).
+// step. Written whole, the buffer charged a 4 MiB kernel for the buffer's write-back, which its
+// step never pays (what a 4 MiB step writes stays in cache from call to call), and how much
+// depended on the L3 size the VM reported that day: on the EPYC VM of 2026-12-03 (256 MiB
+// reported, so 128 MiB written), 2 emulated hosts at 500 Mbit/s, the 4 MiB steps of onebit,
+// topk:0.01 and powersgd:4 were predicted 78-93 % slow and the 16 MiB ones up to 49 %; with
+// this pass, two runs of 4, 16 and 64 MiB were predicted between -17 % and +18 %. Read whole, it
+// left a 64 MiB step's kernels without the write-back of the step's earlier passes (predicted 7-22
+// % fast on 2026-12-02).
 class CacheEvictor {
  public:
-  explicit CacheEvictor(std::size_t dirty_bytes) {
+  // The last-level cache's size as the OS reports it, clamped to 8-128 MiB.
+  static std::size_t buffer_bytes() {
     long llc = 0;
 #ifdef _SC_LEVEL3_CACHE_SIZE
     llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
 #endif
-    const std::size_t bytes =
-        std::clamp<std::size_t>(llc > 0 ? static_cast<std::size_t>(llc) : 0, 8u << 20, 128u << 20);
-    lines_.assign(bytes / sizeof(Line), Line{});  // real pages, before any timing
+    return std::clamp<std::size_t>(llc > 0 ? static_cast<std::size_t>(llc) : 0, 8u << 20,
+                                   128u << 20);
+  }
+  explicit CacheEvictor(std::size_t dirty_bytes) {
+    lines_.assign(buffer_bytes() / sizeof(Line), Line{});  // real pages, before any timing
     dirty_lines_ = std::min(lines_.size(), (dirty_bytes + sizeof(Line) - 1) / sizeof(Line));
   }
   void evict() {

@@ -10,7 +10,8 @@ device and its transport, the dense candidates are the device transport's allred
 NAME when given: "nccl allreduce" or "staged mpi allreduce") and thinwire none, and no
 MPI_Allreduce on host memory. --old-schema: a file written before results said what their
 timed calls followed ("timed_after") and how many calls a timing spans ("calls_per_timing"),
-and before the bandwidth probe and the latency probe's trials; otherwise all are required.
+and before the bandwidth probe, the latency probe's trials and the probes' cache evictor size
+("cache_evictor_bytes"); otherwise all are required.
 """
 import json
 import math
@@ -133,6 +134,11 @@ def main():
     on_host = rates_probe.get("ranks_on_host")
     if not isinstance(on_host, int) or not 1 <= on_host <= ranks:
         fail(f"'compute_rates_probe.ranks_on_host' should be in 1..{ranks}, got {on_host!r}")
+    # The buffer the kernel probes pass over before each timed call: the L3 size, clamped to
+    # 8-128 MiB (src/model/cache_evictor.hpp).
+    evictor = rates_probe.get("cache_evictor_bytes", None if timed_after_wanted else 8 << 20)
+    if not isinstance(evictor, int) or not (8 << 20) <= evictor <= (128 << 20):
+        fail(f"'compute_rates_probe.cache_evictor_bytes' should be 8-128 MiB, got {evictor!r}")
     # Device runs time no host kernels (their steps run the device's); host runs time them
     # between the timed iterations.
     when_wanted = "not measured: device tensors" if tensors == "device" else \
