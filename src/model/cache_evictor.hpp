@@ -25,9 +25,9 @@ namespace thinwire::detail::model {
 // depended on the L3 size the VM reported that day: on the EPYC VM of 2026-12-03 (256 MiB
 // reported, so 128 MiB written), 2 emulated hosts at 500 Mbit/s, the 4 MiB steps of onebit,
 // topk:0.01 and powersgd:4 were predicted 78-93 % slow and the 16 MiB ones up to 49 %; with
-// this pass, two runs of 4, 16 and 64 MiB were predicted between -17 % and +18 %. Read whole, it
-// left a 64 MiB step's kernels without the write-back of the step's earlier passes (predicted 7-22
-// % fast on 2026-12-02).
+// this pass, two runs of 4, 16 and 64 MiB were predicted between -17 % and +18 %. With the
+// buffer only read, a 64 MiB step's kernels went without the write-back of the step's earlier
+// passes: predicted 7-22 % fast (2026-12-02).
 class CacheEvictor {
  public:
   // The last-level cache's size as the OS reports it, clamped to 8-128 MiB.
