@@ -883,8 +883,7 @@ class Bench {
   json measure_compute_rates_here(const std::vector<thinwire::Layer>& layers) {
     namespace twm = thinwire::detail::model;
     const auto [rows, cols] = twm::sample_shape(layers, std::size_t{1} << 22);
-    std::size_t step_elements = 0;
-    for (const thinwire::Layer& l : layers) step_elements += l.numel();
+    const std::size_t step_elements = twm::total_elements(layers);
     json j = twm::rates_to_json(twm::measure_rates(thinwire::Config::parse("none"), rows, cols, 1,
                                                    kRateMinTimedS, twm::RateKernels::base_and_codec,
                                                    1, 0, step_elements));

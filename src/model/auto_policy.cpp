@@ -301,8 +301,7 @@ Calibration calibrate(Transport& t, const std::vector<Layer>& layers, const Conf
   const auto [rows, cols] = sample_shape(layers, kSampleMaxElements);
   std::vector<Config> cands = auto_candidates(a);
   ComputeRates rates;
-  std::size_t step_elements = 0;
-  for (const Layer& l : layers) step_elements += l.numel();
+  const std::size_t step_elements = total_elements(layers);
   if (host.index == 0)
     rates = measure_rates(cands.back(), rows, cols, kProbeRepeats, 0.0, RateKernels::base_and_codec,
                           1, topk_layer_elements(layers, kTopkLayerMaxElements), step_elements);

@@ -320,6 +320,12 @@ std::size_t topk_layer_elements(const std::vector<Layer>& layers, std::size_t ma
   return std::min(largest, max_elements);
 }
 
+std::size_t total_elements(const std::vector<Layer>& layers) {
+  std::size_t n = 0;
+  for (const Layer& l : layers) n += l.numel();
+  return n;
+}
+
 std::pair<std::size_t, std::size_t> sample_shape(const std::vector<Layer>& layers,
                                                  std::size_t max_elements) {
   std::size_t rows = 1, cols = 1, total = 0;
@@ -407,11 +413,10 @@ ComputeRates::LowRankRates measure_low_rank_step(std::size_t rows, std::size_t c
 void measure_low_rank_shapes(const Config& spec, const std::vector<Layer>& layers,
                              std::size_t max_elements, double min_timed_s, ComputeRates* rates) {
   // The elements a step runs PowerSGD's kernels over back to back: all its matrix layers.
-  std::size_t stream = 0, step_elements = 0;
-  for (const Layer& l : layers) {
-    step_elements += l.numel();
+  std::size_t stream = 0;
+  for (const Layer& l : layers)
     if (make_plan(l, spec).route == Route::low_rank) stream += l.numel();
-  }
+  const std::size_t step_elements = total_elements(layers);
   stream = std::min(stream, max_elements);
   for (const auto& [rows, cols] : low_rank_shapes(layers, spec)) {
     const auto [r, c] = sample_shape(

@@ -45,6 +45,10 @@ ComputeRates measure_rates(const Config& spec, std::size_t rows, std::size_t col
 inline constexpr std::size_t kTopkLayerMaxElements = std::size_t{1} << 24;
 std::size_t topk_layer_elements(const std::vector<Layer>& layers, std::size_t max_elements);
 
+// The elements a step writes before its kernels run: all its layers' (measure_rates()'s
+// `step_elements`).
+std::size_t total_elements(const std::vector<Layer>& layers);
+
 // The shape to time kernels on: the largest layer's width, with as many rows as the layers have
 // elements in all (a step streams them back to back), at least the largest layer's rows; then
 // halved along its longer side until it has at most `max_elements`. One layer: its own shape.
