@@ -372,7 +372,8 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
         // phases add up (compute at the share, as all ranks compute at once); the calls after
         // it drift apart, one rank computing while another waits for the network, and take the
         // longer of the CPU work of all ranks on the cores (compute at the share) and one
-        // rank's own path (compute at a whole core, then its comm). `share` is the machine's,
+        // rank's own path (compute at a whole core, then its comm), and send no more than
+        // their bucket and its refill let through (model::burst_call). `share` is the machine's,
         // cores / ranks: the run's own kernel rates were timed by all emulated hosts at once.
         const bool after_own_call = res.value("timed_after", "") == "own call";
         const int burst = std::max(1, res.value("calls_per_timing", 1));
@@ -395,15 +396,13 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
           twm::Network n = t.first;
           for (int k = 0; k < calls; ++k) {
             const twm::StepCost c = predict(layers, method, P, n, r);
-            const double compute = c.encode + c.decode;
-            t.seconds +=
-                (k > 0 && share < 1.0 ? std::max(compute, compute * share + c.comm) : c.total()) /
-                calls;
+            const twm::BurstCall call = twm::burst_call(c, k > 0 ? share : 1.0, n);
+            t.seconds += call.seconds / calls;
             t.cost.comm += c.comm / calls;
             t.cost.encode += c.encode / calls;
             t.cost.decode += c.decode / calls;
             n.idle_before_s = 0;
-            n.bucket_before_bytes = c.bucket_after_bytes;
+            n.bucket_before_bytes = call.bucket_after_bytes;
           }
           return t;
         };

@@ -465,6 +465,45 @@ TEST(CostModel, BucketRefillsAtTheShapersRateWhereBetaIsMeasuredLower) {
   EXPECT_NEAR(slow.comm, (6291456 + 768 - 0.5e5) / 0.5e6, 1e-9);
 }
 
+TEST(CostModel, BurstCallOnSharedCoresCannotOutrunTheShaper) {
+  // A call of 2e5 bytes, 6 ms of compute at a half share (3 ms at a whole core), 1 ms of comm;
+  // a 1.25e5-byte bucket refilled at 2.5e7 B/s, beta 2e7 B/s.
+  StepCost step;
+  step.comm = 1e-3;
+  step.encode = 4e-3;
+  step.decode = 2e-3;
+  step.bytes_sent = 200000;
+  step.bucket_after_bytes = 1.25e5;  // predict_step refilled it through the 6 ms
+  Network net = Network::uniform(link(0.0, 2e7), 1.25e5);
+  net.refill_bytes_per_s = 2.5e7;
+  net.idle_before_s = 0.0;
+  // A whole core per rank: the step as predicted.
+  net.bucket_before_bytes = 0.0;
+  const BurstCall whole = burst_call(step, 1.0, net);
+  EXPECT_DOUBLE_EQ(whole.seconds, 7e-3);
+  EXPECT_DOUBLE_EQ(whole.bucket_after_bytes, 1.25e5);
+  // A full bucket: the drift alone, max(6, 3 + 1) ms; 1.25e5 + 6 ms * 2.5e7 - 2e5 = 7.5e4
+  // bytes left (not the full bucket predict_step left).
+  net.bucket_before_bytes = 1.25e5;
+  const BurstCall full = burst_call(step, 0.5, net);
+  EXPECT_NEAR(full.seconds, 6e-3, 1e-15);
+  EXPECT_NEAR(full.bucket_after_bytes, 7.5e4, 1e-6);
+  // An empty bucket: the 2e5 bytes leave at beta, 10 ms, and leave 2.5e5 - 2e5 = 5e4.
+  net.bucket_before_bytes = 0.0;
+  const BurstCall empty = burst_call(step, 0.5, net);
+  EXPECT_NEAR(empty.seconds, 10e-3, 1e-15);
+  EXPECT_NEAR(empty.bucket_after_bytes, 5e4, 1e-6);
+  // The rest before the call refills the bucket first: 2 ms give 5e4 bytes, 1.5e5 beyond
+  // them leave at beta in 7.5 ms; 5e4 + 7.5 ms * 2.5e7 - 2e5 = 3.75e4 left.
+  net.idle_before_s = 2e-3;
+  const BurstCall rested = burst_call(step, 0.5, net);
+  EXPECT_NEAR(rested.seconds, 7.5e-3, 1e-15);
+  EXPECT_NEAR(rested.bucket_after_bytes, 3.75e4, 1e-6);
+  // No shaper: the drift alone.
+  const BurstCall unshaped = burst_call(step, 0.5, Network::uniform(link(0.0, 2e7)));
+  EXPECT_NEAR(unshaped.seconds, 6e-3, 1e-15);
+}
+
 TEST(CostModel, LayersOfARouteShareOneCollective) {
   // Two onebit layers: one alltoall + one allgather whose blocks hold both slots; their
   // latency is paid once, not per layer.

@@ -129,6 +129,20 @@ struct StepCost {
   double total() const { return comm + encode + decode; }
 };
 
+// A call that follows the one before it at once on ranks sharing the cores (`share` < 1: more
+// ranks than cores, as the emulated hosts on one machine). The ranks drift apart, one computing
+// while another waits for the network, so the call lasts the longer of all ranks' CPU work on
+// the cores (`step`'s compute, timed at the share) and one rank's own path (its compute at a
+// whole core, then its comm). But `step` refilled the link's token bucket through its compute
+// at the share: where the call is shorter, tokens it never got. A call cannot send more than
+// what its bucket held plus what refills while it lasts (its other bytes leave at most at the
+// allgather's beta), and it leaves the bucket what is left. With `share` >= 1, `step` as it is.
+struct BurstCall {
+  double seconds = 0.0;
+  double bucket_after_bytes = 0.0;
+};
+BurstCall burst_call(const StepCost& step, double share, const Network& net);
+
 // One step of `layers` under `specs` (one per layer) on `ranks` ranks. With
 // include_latency = false the alpha terms are left out: the marginal cost of a layer whose
 // collectives are shared with others (all layers of a route share one collective).
