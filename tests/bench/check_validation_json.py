@@ -130,8 +130,10 @@ def main():
                 fail(f"{key}: refill_bytes_per_s {r.get('refill_bytes_per_s')}, the rate's {nominal}")
             # Calls timed in bursts ("calls_per_timing", default 1) are predicted as bursts:
             # with ranks sharing the cores the calls after the first overlap one rank's compute
-            # with another's comm, so the prediction is at most the phases added up, and equal
-            # to them for single calls or a core per rank.
+            # with another's comm, so the prediction is at most the phases added up, or what the
+            # shaper lets a call send (its bytes at the slower of the refill and the allgather's
+            # beta, model::burst_call), and equal to the phases for single calls or a core per
+            # rank.
             calls = res.get("calls_per_timing", 1)
             if r.get("calls_per_timing") != calls:
                 fail(f"{key}: calls_per_timing {r.get('calls_per_timing')!r}, the run's {calls}")
@@ -141,10 +143,14 @@ def main():
             elif calls == 1 or r["cpu_share"] >= 1:
                 if not close(r["predicted_s"], added, 1e-9):
                     fail(f"{key}: predicted_s {r['predicted_s']} != phases added {added}")
-            elif not (r["predicted_s"] <= added * (1 + 1e-9) and
-                      r["predicted_s"] >= r["predicted_compute_s"] * (1 - 1e-9)):
-                fail(f"{key}: burst predicted_s {r['predicted_s']} outside [compute "
-                     f"{r['predicted_compute_s']}, phases added {added}]")
+            else:
+                shaper = res.get("bytes_sent", 0) / min(r["refill_bytes_per_s"],
+                                                        r["allgather_bytes_per_s"])
+                top = max(added, shaper)
+                if not (r["predicted_s"] <= top * (1 + 1e-9) and
+                        r["predicted_s"] >= r["predicted_compute_s"] * (1 - 1e-9)):
+                    fail(f"{key}: burst predicted_s {r['predicted_s']} outside [compute "
+                         f"{r['predicted_compute_s']}, max(phases added {added}, shaper {shaper})]")
             # The rest before a timing: copies of its calls' gradients at the run's copy rate
             # (divided by its cpu share) and ceil(log2 P) latencies.
             share = r["run_rates_cpu_share"]
