@@ -53,6 +53,12 @@ class TokenBucket {
   double burst_, refill_, level_;
 };
 
+// What the link's token bucket refills at: the shaper's rate where known, else the allgather's
+// beta.
+double bucket_refill_bytes_per_s(const Network& net) {
+  return net.refill_bytes_per_s > 0.0 ? net.refill_bytes_per_s : net.allgather.bytes_per_s;
+}
+
 }  // namespace
 
 double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link, double credit_bytes) {
@@ -203,8 +209,7 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
 
   // The step in the Reducer's order, with the link's token bucket (if any) refilled by
   // compute and spent by collectives.
-  const double refill =
-      net.refill_bytes_per_s > 0.0 ? net.refill_bytes_per_s : net.allgather.bytes_per_s;
+  const double refill = bucket_refill_bytes_per_s(net);
   TokenBucket bucket(net.burst_bytes, refill, net.bucket_before_bytes, net.idle_before_s);
   auto compute = [&](double seconds, double* phase) {
     *phase += seconds;
@@ -282,8 +287,7 @@ BurstCall burst_call(const StepCost& step, double share, const Network& net) {
   if (share >= 1.0) return {step.total(), step.bucket_after_bytes};
   const double compute = step.encode + step.decode;
   BurstCall call{std::max(compute, compute * share + step.comm), step.bucket_after_bytes};
-  const double refill =
-      net.refill_bytes_per_s > 0.0 ? net.refill_bytes_per_s : net.allgather.bytes_per_s;
+  const double refill = bucket_refill_bytes_per_s(net);
   if (!(refill > 0.0) || net.burst_bytes <= 0.0) return call;
   // (4 MiB onebit at 4 hosts on 2 cores and 200 Mbit/s sends 197 KB a call, more than its
   // 125 KB bucket: without this bound it was predicted at 6 ms a call, measured at 10-12.)
