@@ -2,7 +2,8 @@
 # The scaling measurements of README "Scaling": the allreduce benchmark on the emulated cluster
 # (cluster/emulate/run.sh: needs root) at several link rates and rank counts, the cost model's
 # predictions and its validation against those runs, and the plots.
-#   bench/run_scaling.sh [STEP...]   steps: goal shm sizes rates validate model plots (default all)
+#   bench/run_scaling.sh [STEP...]   steps: goal shm sizes rates validate model plots (default all),
+#                                    repredict (not in the default: the kept runs, this build's model)
 # Results go to $OUT (default bench/results/scaling). Run on a quiet machine: every emulated
 # host shares this machine's cores, so other load shows up in the times. Before each run the
 # script waits (up to QUIET_WAIT_S, default 1200 s) for the 1-minute load average to fall
@@ -81,6 +82,33 @@ for step in "${steps[@]}"; do
       "$model" --validate "$OUT"/valid_[24]x*.json --wire "$OUT/valid_wire_4xnone.json" \
         --json "$OUT/model_validation.json" |
         tee "$OUT/model_validation.txt" ;;
+    repredict) # Every kept validation run predicted again by this build's model, and the
+      # median error per configuration pooled per machine: the Xeon VM's runs (valid_run_a/ to
+      # valid_run_g/ and the top-level files) and the EPYC VM's runs made with the current
+      # probes (valid_run_l_epyc/ and its repeat onwards; runs h-k predate the burst timing and
+      # the 64-byte latency probe). Runs missing from $OUT are skipped.
+      tmp=$(mktemp -d)
+      pool() { # NAME DIR...
+        local name=$1 d tag files=()
+        shift
+        for d in "$@"; do
+          compgen -G "$d/valid_[24]x*.json" >/dev/null || continue
+          local wire=()
+          [[ -f $d/valid_wire_4xnone.json ]] && wire=(--wire "$d/valid_wire_4xnone.json")
+          tag=${d#"$OUT"}
+          tag=${tag#/}
+          tag=${tag//\//_}
+          "$model" --validate "$d"/valid_[24]x*.json "${wire[@]}" --json "$tmp/${tag:-top}.json" \
+            >/dev/null
+          files+=("$tmp/${tag:-top}.json")
+        done
+        ((${#files[@]})) || return 0
+        say "$name (${#files[@]} runs): median error per configuration, this build's model"
+        "$python" bench/scaling_tables.py --validation-pooled "${files[@]}"
+      }
+      pool "Xeon VM" "$OUT"/valid_run_{a,b,c,d,e,f,g} "$OUT"
+      pool "EPYC VM" "$OUT"/valid_run_l_epyc{,/repeat} "$OUT"/valid_run_{m,o,p,q}_epyc
+      rm -rf "$tmp" ;;
     model) # Predictions for a 64M-parameter transformer mix, 2..4096 ranks, 0.1..400 Gbit/s.
       "$model" --layers mix --size 256M --json "$OUT/model_mix_256M.json" \
         >"$OUT/model_mix_256M.txt"
@@ -90,6 +118,6 @@ for step in "${steps[@]}"; do
         --rates "$OUT"/rate_4x*_16M.json "$OUT/valid_4x200mbit.json" --rate-size 16777216 \
         --model "$OUT/model_mix_256M.json" --validation "$OUT/model_validation.json" \
         --out-dir "$OUT" ;;
-    *) echo "unknown step '$step' (goal shm sizes rates validate model plots)" >&2; exit 2 ;;
+    *) echo "unknown step '$step' (goal shm sizes rates validate model plots repredict)" >&2; exit 2 ;;
   esac
 done

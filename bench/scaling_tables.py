@@ -7,6 +7,7 @@ thinwire-cost-model --validate, so that the README quotes the files verbatim.
     python3 bench/scaling_tables.py --validation-detail bench/results/scaling/model_validation.json
     python3 bench/scaling_tables.py --validation-pooled RUN1/model_validation.json RUN2/...
     python3 bench/scaling_tables.py --measured-spread RUN1/model_validation.json RUN2/...
+    python3 bench/scaling_tables.py --goal-runs bench/results/scaling/goal_4x200mbit_64M*.json
 """
 import argparse
 import json
@@ -228,6 +229,33 @@ def auto_table(paths):
                   + " | ".join(cells) + " |")
 
 
+def goal_runs(paths):
+    """One row per run of the issue's goal configuration (4 hosts, 200 Mbit/s, 64 MiB): the
+    same-run dense baseline and each method's speedup over it; `auto` on unshaped links from
+    the goal_4xunshaped file of the same suffix, where there is one."""
+    methods = ("onebit", "topk:0.01", "qsgd:4", "powersgd:4", "auto")
+    print("| file | commit | date | CPU | dense baseline | " +
+          " | ".join(f"`{m}`" for m in methods) + " | `auto`, unshaped links |")
+    print("|---|---|---|---|---|" + "---|" * len(methods) + "---|")
+    for path in paths:
+        d = json.load(open(path))
+        rs = {r["method"]: r for r in d["results"] if r["size_bytes"] == 64 << 20}
+        base = next(iter(rs.values()))
+        cells = [f"{rs[m]['speedup']:.1f}x" if m in rs else "" for m in methods]
+        unshaped = ""
+        try:
+            u = json.load(open(path.replace("goal_4x200mbit_64M", "goal_4xunshaped_64M")))
+            a = [r for r in u["results"] if r["method"] == "auto"]
+            if a:
+                unshaped = f"{a[0]['speedup']:.2f}x ({a[0]['baseline']})"
+        except OSError:
+            pass
+        print(f"| `{path.split('bench/results/scaling/')[-1]}` | {d['commit'][:7]} | {d.get('date_utc', '')[:10]} | "
+              f"{d.get('cpu', '')} | "
+              f"{1e3 * base['baseline_time_median_s']:.0f} ms ({base['baseline']}) | " +
+              " | ".join(cells) + f" | {unshaped} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench", nargs="*")
@@ -237,6 +265,7 @@ def main():
     ap.add_argument("--measured-spread", nargs="+")
     ap.add_argument("--model")
     ap.add_argument("--auto", nargs="+")
+    ap.add_argument("--goal-runs", nargs="+")
     a = ap.parse_args()
     for p in a.bench:
         bench_table(p)
@@ -252,6 +281,8 @@ def main():
         model_table(a.model)
     if a.auto:
         auto_table(a.auto)
+    if a.goal_runs:
+        goal_runs(a.goal_runs)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 // A running Reducer's steps touch no memory they did not touch before (run under mpiexec -n 2,
 // 3 and 4, CTest mpi_np*). A step that allocated and freed large buffers would map fresh pages
 // and fault them in on every step: page faults cost a step time on any machine, and on some VMs
-// unmapping memory slows the process's next accesses to all of its memory (README, "The EPYC
-// VM's stalls"). A minor page fault is the observable: memory the process already has costs
-// none.
+// unmapping memory slows the process's next accesses to all of its memory ("The EPYC VM's
+// stalls" in bench/results/scaling/HISTORY.md). A minor page fault is the observable: memory the
+// process already has costs none.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <sys/resource.h>
