@@ -88,6 +88,7 @@ for step in "${steps[@]}"; do
       # probes (valid_run_l_epyc/ and its repeat onwards; runs h-k predate the burst timing and
       # the 64-byte latency probe). Runs missing from $OUT are skipped.
       tmp=$(mktemp -d)
+      trap 'rm -rf "$tmp"' EXIT
       pool() { # NAME DIR...
         local name=$1 d tag files=()
         shift
@@ -107,11 +108,14 @@ for step in "${steps[@]}"; do
         "$python" bench/scaling_tables.py --validation-pooled "${files[@]}"
       }
       pool "Xeon VM" "$OUT"/valid_run_{a,b,c,d,e,f,g} "$OUT"
-      pool "EPYC VM" "$OUT"/valid_run_l_epyc{,/repeat} "$OUT"/valid_run_{m,o,p,q}_epyc
-      rm -rf "$tmp" ;;
-    model) # Predictions for a 64M-parameter transformer mix, 2..4096 ranks, 0.1..400 Gbit/s.
+      pool "EPYC VM" "$OUT"/valid_run_l_epyc{,/repeat} "$OUT"/valid_run_{m,o,p,q}_epyc ;;
+    model) # Predictions for a 64M-parameter transformer mix, 2..4096 ranks, 0.1..400 Gbit/s:
+      # with one CPU core's kernel rates (the codec benchmark), and with one H200's (the device
+      # codec benchmark's committed run).
       "$model" --layers mix --size 256M --json "$OUT/model_mix_256M.json" \
         >"$OUT/model_mix_256M.txt"
+      "$model" --layers mix --size 256M --codec-json bench/results/gpu_h200/codec_device_h200.json \
+        --json "$OUT/model_mix_256M_h200.json" >"$OUT/model_mix_256M_h200.txt"
       tail -n +1 "$OUT/model_mix_256M.txt" | head -40 ;;
     plots)
       "$python" bench/plot_scaling.py --sizes "$OUT/sizes_4x200mbit.json" \

@@ -264,6 +264,8 @@ def main():
     ap.add_argument("--validation-pooled", nargs="+")
     ap.add_argument("--measured-spread", nargs="+")
     ap.add_argument("--model")
+    ap.add_argument("--model-gbps", default="0.2,1,10,100",
+                    help="link rates (Gbit/s) of --model's table, comma-separated")
     ap.add_argument("--auto", nargs="+")
     ap.add_argument("--goal-runs", nargs="+")
     a = ap.parse_args()
@@ -278,7 +280,7 @@ def main():
     if a.measured_spread:
         measured_spread(a.measured_spread)
     if a.model:
-        model_table(a.model)
+        model_table(a.model, gbps=tuple(float(g) for g in a.model_gbps.split(",")))
     if a.auto:
         auto_table(a.auto)
     if a.goal_runs:

@@ -551,6 +551,51 @@ TEST(CostModel, RatesFromTheCodecBenchmark) {
   EXPECT_THROW(rates_from_codec_json(j), Error);
 }
 
+TEST(CostModel, RatesFromTheDeviceCodecBenchmark) {
+  // thinwire-bench-codec-device's JSON: medians in ms, its own k, a "device".
+  const double n = 1000000, k = 10000;
+  nlohmann::json j = {
+      {"n", n}, {"topk_k", k}, {"device", "test GPU"}, {"results", nlohmann::json::array()}};
+  auto add = [&](const char* name, double ms) {
+    j["results"].push_back({{"name", name}, {"median_ms", ms}, {"GBps", 1.0}});
+  };
+  add("memcpy_d2d", 0.02);
+  add("ef_accumulate", 0.03);
+  add("topk_exact_ef_encode", 0.1);
+  add("topk_decode_average_p1", 0.02);
+  add("onebit_ef_encode_p1", 0.05);
+  add("onebit_decode", 0.04);
+  add("qsgd4_ef_encode", 0.2);
+  add("qsgd4_decode", 0.06);
+  add("powersgd4_encode", 0.4);
+  add("powersgd4_decode", 0.3);
+  const ComputeRates r = rates_from_codec_json(j);
+  EXPECT_NEAR(r.copy, 0.02e-3 / n, kTol);
+  EXPECT_NEAR(r.add, 0.03e-3 / n, kTol);  // e += g, timed
+  EXPECT_NEAR(r.norm, 2 * 0.02e-3 / n, kTol);
+  EXPECT_NEAR(r.check, 0.01e-3 / n, kTol);
+  EXPECT_NEAR(r.topk_encode, 0.1e-3 / n, kTol);
+  // 0.02 ms - 0.01 ms of zeroing (half a copy), over the benchmark's k = 10000 entries.
+  EXPECT_NEAR(r.topk_decode_zero, 0.01e-3 / n, kTol);
+  EXPECT_NEAR(r.topk_decode_entry, 0.01e-3 / k, kTol);
+  EXPECT_NEAR(r.onebit_encode, 0.05e-3 / n, kTol);
+  EXPECT_NEAR(r.onebit_decode, 0.04e-3 / n, kTol);
+  EXPECT_NEAR(r.qsgd_encode, 0.2e-3 / n, kTol);
+  EXPECT_NEAR(r.qsgd_decode, 0.06e-3 / n, kTol);
+  EXPECT_NEAR(r.powersgd_encode, 0.4e-3 / (n * 4), kTol);
+  EXPECT_NEAR(r.powersgd_decode, 0.3e-3 / (n * 4), kTol);
+  // A missing case, or one with no positive median, is named.
+  j["results"][0]["median_ms"] = 0;
+  try {
+    rates_from_codec_json(j);
+    ADD_FAILURE() << "a zero median was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("memcpy_d2d"), std::string::npos) << e.what();
+  }
+  j["results"].erase(0);
+  EXPECT_THROW(rates_from_codec_json(j), Error);
+}
+
 // Each spec times the base kernels and its own codec's, and only those; every timed rate is a
 // positive per-element (PowerSGD: per element and rank) time of a plausible order: above
 // 1e-13 s (10 TB/s) and below 1 us (or 10 us for top-k's per-entry scatter).

@@ -142,7 +142,58 @@ std::pair<double, double> time_topk_average(const Config& spec, std::size_t n,
 
 }  // namespace
 
+namespace {
+
+// A case of thinwire-bench-codec-device's JSON: its median in seconds.
+double device_case_seconds(const nlohmann::json& j, const std::string& name) {
+  for (const auto& r : j["results"])
+    if (r.value("name", "") == name && r.contains("median_ms") && r["median_ms"].is_number() &&
+        r["median_ms"].get<double>() > 0)
+      return r["median_ms"].get<double>() / 1e3;
+  fail_with(ErrorCode::invalid_argument, "model", -1, "device codec benchmark JSON has no case '",
+            name,
+            "' with a median_ms > 0 (expected the output of thinwire-bench-codec-device --json)");
+}
+
+// The kernels of one GPU, from thinwire-bench-codec-device: each case timed with CUDA events
+// over `n` elements, L2 flushed before each run. The cases are the device path's own kernels:
+// exact top-k (the default selection), the decode of one payload (zero + scatter), e += g for
+// the sums, PowerSGD's three products and orthonormalisation over an n-element matrix.
+ComputeRates rates_from_device_codec_json(const nlohmann::json& j) {
+  if (!j.contains("n") || !j["n"].is_number() || !(j["n"].get<double>() > 0))
+    fail_with(ErrorCode::invalid_argument, "model", -1,
+              "device codec benchmark JSON has no 'n' > 0 (expected the output of "
+              "thinwire-bench-codec-device --json)");
+  const double n = j["n"].get<double>();
+  ComputeRates r;
+  r.copy = device_case_seconds(j, "memcpy_d2d") / n;
+  r.add = device_case_seconds(j, "ef_accumulate") / n;
+  // As for one core (below): no residual pass or non-finite check among the cases.
+  r.norm = 2.0 * r.copy;
+  r.check = r.copy / 2.0;
+  r.topk_encode = device_case_seconds(j, "topk_exact_ef_encode") / n;
+  r.topk_decode_zero = r.copy / 2.0;
+  // One payload's k entries scattered after zeroing (the benchmark's own k where it says).
+  const double k = j.contains("topk_k") && j["topk_k"].is_number()
+                       ? j["topk_k"].get<double>()
+                       : static_cast<double>(topk_count(0.01, static_cast<std::size_t>(n)));
+  if (k > 0)
+    r.topk_decode_entry =
+        std::max(0.0, device_case_seconds(j, "topk_decode_average_p1") - n * r.topk_decode_zero) /
+        k;
+  r.onebit_encode = device_case_seconds(j, "onebit_ef_encode_p1") / n;
+  r.onebit_decode = device_case_seconds(j, "onebit_decode") / n;
+  r.qsgd_encode = device_case_seconds(j, "qsgd4_ef_encode") / n;
+  r.qsgd_decode = device_case_seconds(j, "qsgd4_decode") / n;
+  r.powersgd_encode = device_case_seconds(j, "powersgd4_encode") / (n * 4.0);
+  r.powersgd_decode = device_case_seconds(j, "powersgd4_decode") / (n * 4.0);
+  return r;
+}
+
+}  // namespace
+
 ComputeRates rates_from_codec_json(const nlohmann::json& j) {
+  if (j.contains("device") && j.contains("results")) return rates_from_device_codec_json(j);
   if (!j.contains("n"))
     fail_with(ErrorCode::invalid_argument, "model", -1,
               "codec benchmark JSON has no 'n' (expected the output of thinwire-bench-codec)");

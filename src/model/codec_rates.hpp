@@ -15,8 +15,10 @@ namespace thinwire::detail::model {
 // From the JSON thinwire-bench-codec writes: per-element seconds of each case over its `n`
 // (PowerSGD's over n * 4, the rank it ran). Derived rates: add = copy (one memory-bound pass),
 // topk_decode_zero = copy / 2 (memset writes what memcpy reads and writes), topk_decode_entry
-// = what the 1%-density decode took beyond zeroing, per entry. Throws Error(invalid_argument)
-// naming a missing case.
+// = what the 1%-density decode took beyond zeroing, per entry. The JSON of
+// thinwire-bench-codec-device (it has a "device") gives one GPU's rates the same way, from its
+// cases' medians: add = e += g, top-k's exact EF encode, the decode of one payload. Throws
+// Error(invalid_argument) naming a missing case.
 ComputeRates rates_from_codec_json(const nlohmann::json& codec_bench);
 
 // Times this rank's kernels on a synthetic layer of `n` elements (a rows x cols matrix with
