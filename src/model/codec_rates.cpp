@@ -155,6 +155,35 @@ double device_case_seconds(const nlohmann::json& j, const std::string& name) {
             "' with a median_ms > 0 (expected the output of thinwire-bench-codec-device --json)");
 }
 
+// The cases of a codec benchmark that time the same kernels under each benchmark's names.
+struct CodecCases {
+  const char *copy, *topk_encode, *onebit_encode, *onebit_decode, *qsgd_encode, *qsgd_decode,
+      *powersgd_encode, *powersgd_decode;
+};
+
+// Per-element rates of the named cases over `n` elements (PowerSGD's over n * 4, the rank it
+// ran), `seconds(name)` a case's time. Derived: neither benchmark has PowerSGD's residual pass
+// (its statistics and e <- x - y: about 2x memcpy on the development VM, two arrays read, one
+// written, sums in double) or the non-finite check (one read pass, half of memcpy's traffic);
+// top-k's decode zeroes its output first (half a copy). `add` and top-k's per-entry cost are
+// the caller's.
+template <typename Seconds>
+ComputeRates rates_of_cases(double n, const CodecCases& c, Seconds&& seconds) {
+  ComputeRates r;
+  r.copy = seconds(c.copy) / n;
+  r.norm = 2.0 * r.copy;
+  r.check = r.copy / 2.0;
+  r.topk_encode = seconds(c.topk_encode) / n;
+  r.topk_decode_zero = r.copy / 2.0;
+  r.onebit_encode = seconds(c.onebit_encode) / n;
+  r.onebit_decode = seconds(c.onebit_decode) / n;
+  r.qsgd_encode = seconds(c.qsgd_encode) / n;
+  r.qsgd_decode = seconds(c.qsgd_decode) / n;
+  r.powersgd_encode = seconds(c.powersgd_encode) / (n * 4.0);
+  r.powersgd_decode = seconds(c.powersgd_decode) / (n * 4.0);
+  return r;
+}
+
 // The kernels of one GPU, from thinwire-bench-codec-device: each case timed with CUDA events
 // over `n` elements, L2 flushed before each run. The cases are the device path's own kernels:
 // exact top-k (the default selection), the decode of one payload (zero + scatter), e += g for
@@ -165,28 +194,20 @@ ComputeRates rates_from_device_codec_json(const nlohmann::json& j) {
               "device codec benchmark JSON has no 'n' > 0 (expected the output of "
               "thinwire-bench-codec-device --json)");
   const double n = j["n"].get<double>();
-  ComputeRates r;
-  r.copy = device_case_seconds(j, "memcpy_d2d") / n;
-  r.add = device_case_seconds(j, "ef_accumulate") / n;
-  // As for one core (below): no residual pass or non-finite check among the cases.
-  r.norm = 2.0 * r.copy;
-  r.check = r.copy / 2.0;
-  r.topk_encode = device_case_seconds(j, "topk_exact_ef_encode") / n;
-  r.topk_decode_zero = r.copy / 2.0;
+  auto seconds = [&](const char* name) { return device_case_seconds(j, name); };
+  ComputeRates r =
+      rates_of_cases(n,
+                     {"memcpy_d2d", "topk_exact_ef_encode", "onebit_ef_encode_p1", "onebit_decode",
+                      "qsgd4_ef_encode", "qsgd4_decode", "powersgd4_encode", "powersgd4_decode"},
+                     seconds);
+  r.add = seconds("ef_accumulate") / n;
   // One payload's k entries scattered after zeroing (the benchmark's own k where it says).
   const double k = j.contains("topk_k") && j["topk_k"].is_number()
                        ? j["topk_k"].get<double>()
                        : static_cast<double>(topk_count(0.01, static_cast<std::size_t>(n)));
   if (k > 0)
     r.topk_decode_entry =
-        std::max(0.0, device_case_seconds(j, "topk_decode_average_p1") - n * r.topk_decode_zero) /
-        k;
-  r.onebit_encode = device_case_seconds(j, "onebit_ef_encode_p1") / n;
-  r.onebit_decode = device_case_seconds(j, "onebit_decode") / n;
-  r.qsgd_encode = device_case_seconds(j, "qsgd4_ef_encode") / n;
-  r.qsgd_decode = device_case_seconds(j, "qsgd4_decode") / n;
-  r.powersgd_encode = device_case_seconds(j, "powersgd4_encode") / (n * 4.0);
-  r.powersgd_decode = device_case_seconds(j, "powersgd4_decode") / (n * 4.0);
+        std::max(0.0, seconds("topk_decode_average_p1") - n * r.topk_decode_zero) / k;
   return r;
 }
 
@@ -198,16 +219,12 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
     fail_with(ErrorCode::invalid_argument, "model", -1,
               "codec benchmark JSON has no 'n' (expected the output of thinwire-bench-codec)");
   const double n = j["n"].get<double>();
-  ComputeRates r;
-  r.copy = case_seconds(j, "BM_memcpy") / n;
+  ComputeRates r = rates_of_cases(
+      n,
+      {"BM_memcpy", "BM_topk_ef_encode", "BM_onebit_ef_encode", "BM_onebit_decode",
+       "BM_qsgd4_ef_encode", "BM_qsgd4_decode", "BM_powersgd4_encode", "BM_powersgd4_decode"},
+      [&](const char* name) { return case_seconds(j, name); });
   r.add = r.copy;
-  // The codec benchmark has no residual pass (PowerSGD's statistics and e <- x - y); on the
-  // development VM it takes about 2x memcpy (two arrays read, one written, sums in double).
-  r.norm = 2.0 * r.copy;
-  // Nor the non-finite check: one read pass, half of memcpy's traffic.
-  r.check = r.copy / 2.0;
-  r.topk_encode = case_seconds(j, "BM_topk_ef_encode") / n;
-  r.topk_decode_zero = r.copy / 2.0;
   const double k = static_cast<double>(topk_count(0.01, static_cast<std::size_t>(n)));
   // The step's average of kTopkTimingPayloads payloads (BM_topk_average) where the JSON has
   // it. BM_topk_decode, one payload scattered repeatedly into warm caches with no division,
@@ -220,12 +237,6 @@ ComputeRates rates_from_codec_json(const nlohmann::json& j) {
   else
     r.topk_decode_entry =
         std::max(0.0, case_seconds(j, "BM_topk_decode") - n * r.topk_decode_zero) / k;
-  r.onebit_encode = case_seconds(j, "BM_onebit_ef_encode") / n;
-  r.onebit_decode = case_seconds(j, "BM_onebit_decode") / n;
-  r.qsgd_encode = case_seconds(j, "BM_qsgd4_ef_encode") / n;
-  r.qsgd_decode = case_seconds(j, "BM_qsgd4_decode") / n;
-  r.powersgd_encode = case_seconds(j, "BM_powersgd4_encode") / (n * 4.0);
-  r.powersgd_decode = case_seconds(j, "BM_powersgd4_decode") / (n * 4.0);
   return r;
 }
 
