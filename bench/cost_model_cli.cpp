@@ -6,6 +6,8 @@
 //                       [--methods none,onebit,...] [--ranks 2,4,...] [--gbps 0.1,1,...]
 //                       [--latency-us 10] [--efficiency 0.956] [--cpu-share 1]
 //                       [--codec-json bench/results/codec_cpu.json] [--json FILE]
+//   (--codec-json: thinwire-bench-codec's JSON, one CPU core, or thinwire-bench-codec-device's,
+//   one GPU)
 //   thinwire-cost-model --validate bench.json [more.json...] [--wire unshaped.json] [--json FILE]
 //
 // --validate predicts every result of thinwire-bench-allreduce JSON files (runs on the
@@ -517,7 +519,8 @@ int main(int argc, char** argv) {
       "cpu-share", po::value<double>(&p.cpu_share)->default_value(p.cpu_share),
       "fraction of a core each rank gets (ranks sharing cores: cores/ranks)")(
       "codec-json", po::value<std::string>(&codec_json)->default_value(codec_json),
-      "thinwire-bench-codec JSON with the encode/decode speeds")(
+      "the kernels' speeds: thinwire-bench-codec's JSON (one CPU core) or "
+      "thinwire-bench-codec-device's (one GPU)")(
       "validate", po::value<std::vector<std::string>>(&validate_files)->multitoken(),
       "thinwire-bench-allreduce JSON files from the emulated cluster to predict and compare")(
       "wire", po::value<std::string>(&wire_json),

@@ -56,6 +56,13 @@ run["results"][0]["time_median_s"] = 0.01
 run["link"]["rate"] = "0mbit"
 json.dump(run, open("zero_rate.json", "w"))
 EOF
+  # A device codec benchmark's JSON missing a case, or with a case that has no time.
+  echo '{"device": "GPU", "n": 1024, "results": [{"name": "memcpy_d2d", "median_ms": 0.01}]}' \
+    > device_missing.json
+  echo '{"device": "GPU", "n": 1024, "results": [{"name": "memcpy_d2d", "median_ms": 0}]}' \
+    > device_zero.json
+  expect 2 "no case 'topk_exact_ef_encode'" -- "$m" --codec-json device_missing.json
+  expect 2 "no case 'memcpy_d2d' with a median_ms > 0" -- "$m" --codec-json device_zero.json
   expect 2 "'ranks' 0" -- "$m" --validate ranks0.json
   expect 2 "positive multiple of 4 bytes" -- "$m" --validate negative_size.json
   expect 2 "time > 0" -- "$m" --validate zero_time.json
