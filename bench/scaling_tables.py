@@ -240,6 +240,8 @@ def goal_runs(paths):
     for path in paths:
         d = json.load(open(path))
         rs = {r["method"]: r for r in d["results"] if r["size_bytes"] == 64 << 20}
+        if not rs:
+            raise SystemExit(f"{path}: no 64 MiB result (not a run of the goal configuration)")
         base = next(iter(rs.values()))
         cells = [f"{rs[m]['speedup']:.1f}x" if m in rs else "" for m in methods]
         unshaped = ""
@@ -250,8 +252,8 @@ def goal_runs(paths):
                 unshaped = f"{a[0]['speedup']:.2f}x ({a[0]['baseline']})"
         except OSError:
             pass
-        print(f"| `{path.split('bench/results/scaling/')[-1]}` | {d['commit'][:7]} | {d.get('date_utc', '')[:10]} | "
-              f"{d.get('cpu', '')} | "
+        name = path.split("bench/results/scaling/")[-1]
+        print(f"| `{name}` | {d['commit'][:7]} | {d.get('date_utc', '')[:10]} | {d.get('cpu', '')} | "
               f"{1e3 * base['baseline_time_median_s']:.0f} ms ({base['baseline']}) | " +
               " | ".join(cells) + f" | {unshaped} |")
 
