@@ -99,9 +99,8 @@ for step in "${steps[@]}"; do
           tag=${d#"$OUT"}
           tag=${tag#/}
           tag=${tag//\//_}
-          "$model" --validate "$d"/valid_[24]x*.json "${wire[@]}" --json "$tmp/${tag:-top}.json" \
-            >/dev/null
           files+=("$tmp/${tag:-top}.json")
+          "$model" --validate "$d"/valid_[24]x*.json "${wire[@]}" --json "${files[-1]}" >/dev/null
         done
         ((${#files[@]})) || return 0
         say "$name (${#files[@]} runs): median error per configuration, this build's model"

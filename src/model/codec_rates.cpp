@@ -24,19 +24,33 @@ namespace thinwire::detail::model {
 
 namespace {
 
-bool has_case(const nlohmann::json& j, const std::string& name) {
+// The `field` of a codec benchmark's case `name` (in its "results"), or null where no case of
+// that name has it.
+const nlohmann::json* find_case(const nlohmann::json& j, const std::string& name,
+                                const char* field) {
   if (j.contains("results"))
     for (const auto& r : j["results"])
-      if (r.value("name", "") == name && r.contains("seconds")) return true;
-  return false;
+      if (r.value("name", "") == name && r.contains(field)) return &r[field];
+  return nullptr;
+}
+
+bool has_case(const nlohmann::json& j, const std::string& name) {
+  return find_case(j, name, "seconds") != nullptr;
 }
 
 double case_seconds(const nlohmann::json& j, const std::string& name) {
-  if (j.contains("results"))
-    for (const auto& r : j["results"])
-      if (r.value("name", "") == name && r.contains("seconds")) return r["seconds"].get<double>();
+  if (const nlohmann::json* s = find_case(j, name, "seconds")) return s->get<double>();
   fail_with(ErrorCode::invalid_argument, "model", -1, "codec benchmark JSON has no case '", name,
             "' (expected the output of thinwire-bench-codec --json)");
+}
+
+// A case of thinwire-bench-codec-device's JSON: its median in seconds.
+double device_case_seconds(const nlohmann::json& j, const std::string& name) {
+  const nlohmann::json* ms = find_case(j, name, "median_ms");
+  if (ms && ms->is_number() && ms->get<double>() > 0) return ms->get<double>() / 1e3;
+  fail_with(ErrorCode::invalid_argument, "model", -1, "device codec benchmark JSON has no case '",
+            name,
+            "' with a median_ms > 0 (expected the output of thinwire-bench-codec-device --json)");
 }
 
 // The median of `repeats` samples after one untimed call: a codec's first call allocates its
@@ -138,21 +152,6 @@ std::pair<double, double> time_topk_average(const Config& spec, std::size_t n,
     average_topk(views.data(), kRounds, out.data(), n, touched);
   });
   return {zero, k ? std::max(0.0, average - zero * fn) / (kRounds * static_cast<double>(k)) : 0.0};
-}
-
-}  // namespace
-
-namespace {
-
-// A case of thinwire-bench-codec-device's JSON: its median in seconds.
-double device_case_seconds(const nlohmann::json& j, const std::string& name) {
-  for (const auto& r : j["results"])
-    if (r.value("name", "") == name && r.contains("median_ms") && r["median_ms"].is_number() &&
-        r["median_ms"].get<double>() > 0)
-      return r["median_ms"].get<double>() / 1e3;
-  fail_with(ErrorCode::invalid_argument, "model", -1, "device codec benchmark JSON has no case '",
-            name,
-            "' with a median_ms > 0 (expected the output of thinwire-bench-codec-device --json)");
 }
 
 // The cases of a codec benchmark that time the same kernels under each benchmark's names.
