@@ -236,6 +236,7 @@ class Bench {
     size_ = comm_.size();
     if (auto* mpi = dynamic_cast<thinwire::detail::MpiTransport*>(&comm_.state()->host.inner())) {
       mpi_segment_bytes_ = mpi->segment_bytes();
+      mpi_log_allgather_min_ranks_ = mpi->log_allgather_min_ranks();
       mpi_allreduce_ = thinwire::detail::SumRouteChooser::name(mpi->sum_routes().mode());
     }
     const auto wanted = [&](const char* kind) {
@@ -330,6 +331,8 @@ class Bench {
     out_["notes"] = notes_;
     out_["mpi_segment_bytes"] = mpi_segment_bytes_;
     out_["mpi_allreduce"] = mpi_allreduce_;  // THINWIRE_MPI_ALLREDUCE as the ranks agreed it
+    // THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS as the ranks agreed it (0: never).
+    out_["mpi_log_allgather_min_ranks"] = mpi_log_allgather_min_ranks_;
     out_["results"] = json::array();
     out_["baselines"] = json::array();
   }
@@ -465,7 +468,8 @@ class Bench {
     const std::vector<double> reduce_s = timed(
         [&] { t.allreduce(sum.data(), n, thinwire::ElementType::f32, thinwire::ReduceOp::sum); });
     std::vector<float>().swap(sum);
-    // Allgather of one block per rank: each rank sends its block to the P-1 others.
+    // Allgather of one block per rank: each rank sends its block to the P-1 others (directly,
+    // or for small blocks on many ranks in ceil(log2 P) rounds: model::allgather_messages).
     const std::size_t block = static_cast<std::size_t>(sent / (p - 1.0));
     std::vector<unsigned char> send(block, 1), recv(block * static_cast<std::size_t>(size_));
     const std::vector<double> gather_s =
@@ -478,7 +482,10 @@ class Bench {
          "(fastest_s - messages x latency_probe.per_message_s)"},
         {"allreduce", entry(4 * n, 2.0 * (p - 1.0) / p * 4.0 * static_cast<double>(n),
                             2.0 * (p - 1.0), reduce_s)},
-        {"allgather", entry(block, (p - 1.0) * static_cast<double>(block), p - 1.0, gather_s)}};
+        {"allgather", entry(block, (p - 1.0) * static_cast<double>(block),
+                            thinwire::detail::model::allgather_messages(
+                                block, size_, mpi_log_allgather_min_ranks_),
+                            gather_s)}};
   }
 
   void print_header() {
@@ -970,6 +977,7 @@ class Bench {
   // THINWIRE_MPI_SEGMENT_BYTES as the MPI transport agreed it (0: whole messages).
   std::uint64_t mpi_segment_bytes_ = 0;
   std::string mpi_allreduce_ = "none (no MPI transport)";
+  int mpi_log_allgather_min_ranks_ = thinwire::detail::MpiTransport::kDefaultLogAllgatherMinRanks;
   // --device: the stream of the gradients and of the dense baseline, and the device transport
   // (owned by comm_'s state).
   void* stream_ = nullptr;

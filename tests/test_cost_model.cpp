@@ -45,8 +45,21 @@ TEST(CostModel, SmallAllreduceIsRecursiveDoubling) {
 }
 
 TEST(CostModel, AllgatherAndAlltoall) {
+  // Below 32 ranks (MpiTransport::kDefaultLogAllgatherMinRanks), and for blocks of 64 KiB or
+  // more, each rank sends its block to the P-1 others directly: P-1 messages.
   EXPECT_NEAR(allgather_seconds(1000, 8, link(1e-4, 1e6)), 7 * (1e-4 + 1e-3), kTol);
+  EXPECT_NEAR(allgather_seconds(65536, 32, link(1e-4, 1e6)), 31 * (1e-4 + 65536 / 1e6), kTol);
+  // Smaller blocks on 32 or more ranks go in ceil(log2 P) rounds (MpiTransport's
+  // log_round_allgather): that many latencies, the same P-1 blocks' bytes.
+  EXPECT_NEAR(allgather_seconds(1000, 32, link(1e-4, 1e6)), 5 * 1e-4 + 31 * 1e-3, kTol);
+  EXPECT_NEAR(allgather_seconds(65535, 33, link(1e-4, 1e6)), 6 * 1e-4 + 32 * 65535 / 1e6, kTol);
+  EXPECT_NEAR(allgather_seconds(256, 1024, link(1e-5, 1e9)), 10 * 1e-5 + 1023 * 256 / 1e9, kTol);
+  EXPECT_EQ(allgather_messages(256, 31), 30.0);
+  EXPECT_EQ(allgather_messages(256, 1024), 10.0);
+  EXPECT_EQ(allgather_messages(1 << 20, 1024), 1023.0);
+  // An alltoall sends every peer its own block: always P-1 messages.
   EXPECT_NEAR(alltoall_seconds(1000, 8, link(1e-4, 1e6)), 7 * (1e-4 + 1e-3), kTol);
+  EXPECT_NEAR(alltoall_seconds(256, 1024, link(1e-5, 1e9)), 1023 * (1e-5 + 256 / 1e9), kTol);
 }
 
 TEST(CostModel, OneRankOrNothingCostsNothing) {
@@ -135,6 +148,16 @@ TEST(CostModel, OnebitStep) {
   // Decode the P versions of my chunk (n elements in all), average + encode my chunk, then
   // decode all P chunks.
   EXPECT_NEAR(c.decode, n * 2e-9 + n / 4 * (0.5e-9 + 1e-9) + n * 2e-9, kTol);
+}
+
+TEST(CostModel, OnebitStepOnManyRanksGathersSmallBlocksInRounds) {
+  const std::vector<Layer> layers = {{"w", {1 << 16}}};
+  // 32 ranks, chunks of 2048 elements: blocks of 32 + 4 + 2048/8 = 292 bytes. The control
+  // exchange and the allgather go in log2 32 = 5 rounds, the alltoall as 31 messages.
+  const StepCost c = predict_step(layers, Config::parse("onebit"), 32,
+                                  Network::uniform(link(1e-4, 1e6)), ComputeRates{});
+  EXPECT_EQ(c.bytes_sent, 2u * 31u * 292u + 31u * 256u);
+  EXPECT_NEAR(c.comm, (5 + 31 + 5) * 1e-4 + (2 * 31 * 292 + 31 * 256) / 1e6, kTol);
 }
 
 TEST(CostModel, TopkStep) {

@@ -58,6 +58,16 @@ TEST(MpiCommunicator, BadSettingOnOneRankFailsEveryRankAtOnce) {
   EXPECT_NE(std::string(bad_route->what()).find("THINWIRE_MPI_ALLREDUCE='fastest'"),
             std::string::npos)
       << bad_route->what();
+  for (const char* bad : {"many", "-4", "2.5"}) {
+    if (me == p - 1) setenv("THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS", bad, 1);
+    const auto bad_rounds = error_from([] { Communicator::from_mpi(MPI_COMM_WORLD); });
+    if (me == p - 1) unsetenv("THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS");
+    ASSERT_TRUE(bad_rounds.has_value()) << bad;
+    EXPECT_EQ(bad_rounds->code(), ErrorCode::invalid_argument);
+    EXPECT_NE(std::string(bad_rounds->what()).find("THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS"),
+              std::string::npos)
+        << bad_rounds->what();
+  }
   EXPECT_EQ(Communicator::from_mpi(MPI_COMM_WORLD).size(), p);
 }
 
@@ -101,7 +111,10 @@ TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
   EXPECT_EQ(seg.segment_bytes(), 1000u);  // rank 0's, the smallest
   EXPECT_EQ(one.segment_bytes(), 0u);
   const int p = world_size();
-  for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{16385}, std::size_t{100003}}) {
+  // 4001 floats: a block below MpiTransport::kLogAllgatherMaxBlockBytes in segments, whose
+  // allgather goes in rounds on 8 or more ranks.
+  for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{4001}, std::size_t{16385},
+                        std::size_t{100003}}) {
     std::vector<float> a = seeded_normal(12, me, n, 0, n), b = a;
     seg.allreduce(a.data(), n, ElementType::f32, ReduceOp::sum);
     one.allreduce(b.data(), n, ElementType::f32, ReduceOp::sum);
@@ -114,6 +127,47 @@ TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
     seg.allgather(block.data(), ra.data(), n * 4);
     one.allgather(block.data(), rb.data(), n * 4);
     ASSERT_EQ(ra, rb) << n;
+  }
+}
+
+// THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS: ranks asking for different values agree on the
+// smallest (0, never, counting as the largest), and small allgathers in rounds give the same
+// bytes as directly, whole or in segments.
+TEST(MpiTransport, AllgatherInRoundsGivesTheSameBytesAsDirectly) {
+  const int me = world_rank(), p = world_size();
+  auto built = [](const char* rounds, const char* segment) {
+    ScopedEnv env("THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS", rounds);
+    ScopedEnv seg("THINWIRE_MPI_SEGMENT_BYTES", segment);
+    return Communicator::from_mpi(MPI_COMM_WORLD);
+  };
+  const std::string mine = std::to_string(2 + me), never_on_0 = me == 0 ? "0" : "5";
+  Communicator direct = built("0", "0"), rounds = built(mine.c_str(), "0"),
+               segmented = built("2", "1000"), mixed = built(never_on_0.c_str(), "0");
+  auto& d = dynamic_cast<detail::MpiTransport&>(direct.state()->host.inner());
+  auto& r = dynamic_cast<detail::MpiTransport&>(rounds.state()->host.inner());
+  auto& s = dynamic_cast<detail::MpiTransport&>(segmented.state()->host.inner());
+  EXPECT_EQ(d.log_allgather_min_ranks(), 0);
+  EXPECT_EQ(r.log_allgather_min_ranks(), 2);  // rank 0's, the smallest
+  EXPECT_EQ(
+      dynamic_cast<detail::MpiTransport&>(mixed.state()->host.inner()).log_allgather_min_ranks(),
+      p > 1 ? 5 : 0);
+  EXPECT_EQ(Communicator::from_mpi(MPI_COMM_WORLD).host_transport().size(), p);
+  for (std::size_t bytes : {std::size_t{1}, std::size_t{256}, std::size_t{4099},
+                            detail::MpiTransport::kLogAllgatherMaxBlockBytes - 1,
+                            detail::MpiTransport::kLogAllgatherMaxBlockBytes}) {
+    std::vector<unsigned char> send(bytes);
+    for (std::size_t i = 0; i < bytes; ++i) send[i] = static_cast<unsigned char>(me * 131 + i * 7);
+    std::vector<unsigned char> a(bytes * p), b(bytes * p), c(bytes * p, 0xee);
+    d.allgather(send.data(), a.data(), bytes);
+    r.allgather(send.data(), b.data(), bytes);
+    // In place: this rank's block already where it belongs.
+    std::copy(send.begin(), send.end(), c.begin() + static_cast<std::ptrdiff_t>(me * bytes));
+    s.allgather(c.data() + me * bytes, c.data(), bytes);
+    for (int q = 0; q < p; ++q)
+      for (std::size_t i = 0; i < bytes; ++i)
+        ASSERT_EQ(a[q * bytes + i], static_cast<unsigned char>(q * 131 + i * 7)) << bytes;
+    ASSERT_EQ(a, b) << bytes;
+    ASSERT_EQ(a, c) << bytes;
   }
 }
 

@@ -160,11 +160,12 @@ export OMPI_MCA_btl_tcp_rcvbuf=${OMPI_MCA_btl_tcp_rcvbuf:-4194304}
 # Programs can record what link they ran on (thinwire-bench-allreduce puts it in its JSON;
 # the cost model's validation needs the bucket too: tbf lets a full bucket leave at once).
 export THINWIRE_EMULATE_RATE=$rate THINWIRE_EMULATE_RANKS=$ranks THINWIRE_EMULATE_BURST=${burst:-0}
-# thinwire's segmentation of large messages and its choice of sum route (README
-# "Environment variables"), when set.
+# thinwire's segmentation of large messages, its choice of sum route and from how many ranks
+# small allgathers go in rounds (README "Environment variables"), when set.
 forward=(-x THINWIRE_EMULATE_RATE -x THINWIRE_EMULATE_RANKS -x THINWIRE_EMULATE_BURST)
 [[ -n ${THINWIRE_MPI_SEGMENT_BYTES:-} ]] && forward+=(-x THINWIRE_MPI_SEGMENT_BYTES)
 [[ -n ${THINWIRE_MPI_ALLREDUCE:-} ]] && forward+=(-x THINWIRE_MPI_ALLREDUCE)
+[[ -n ${THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS:-} ]] && forward+=(-x THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS)
 set +e
 ip netns exec "${hosts[0]}" unshare --uts /bin/sh -c 'hostname launcher && exec "$@"' sh \
   mpirun --allow-run-as-root --hostfile "$work/hostfile" -np "$ranks" --map-by node \

@@ -71,16 +71,31 @@ double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link, doubl
   return rounds * link.latency_s + send_seconds(rounds * b, link, credit_bytes);
 }
 
+double allgather_messages(std::uint64_t block_bytes, int ranks, int log_min_ranks) {
+  if (ranks <= 1) return 0.0;
+  return MpiTransport::allgather_in_log_rounds(block_bytes, ranks, log_min_ranks)
+             ? std::ceil(std::log2(static_cast<double>(ranks)))
+             : ranks - 1.0;
+}
+
+double allgather_messages(std::uint64_t block_bytes, int ranks) {
+  return allgather_messages(block_bytes, ranks, MpiTransport::kDefaultLogAllgatherMinRanks);
+}
+
 double allgather_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
                          double credit_bytes) {
   if (ranks <= 1 || block_bytes == 0) return 0.0;
-  return (ranks - 1.0) * link.latency_s +
+  // In rounds as directly, every rank sends its block once to each of the P-1 others (a round
+  // forwards the blocks its rank received in the rounds before).
+  return allgather_messages(block_bytes, ranks) * link.latency_s +
          send_seconds((ranks - 1.0) * static_cast<double>(block_bytes), link, credit_bytes);
 }
 
 double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
                         double credit_bytes) {
-  return allgather_seconds(block_bytes, ranks, link, credit_bytes);
+  if (ranks <= 1 || block_bytes == 0) return 0.0;
+  return (ranks - 1.0) * link.latency_s +
+         send_seconds((ranks - 1.0) * static_cast<double>(block_bytes), link, credit_bytes);
 }
 
 ComputeRates ComputeRates::without_step_phases() const {
@@ -225,6 +240,11 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   auto allgather = [&](std::uint64_t block, const Link& link) {
     if (p <= 1 || !block) return;
     cost.comm += allgather_seconds(block, p, link, credited((p - 1.0) * block));
+    bucket.idle(allgather_messages(block, p) * link.latency_s);
+  };
+  auto alltoall = [&](std::uint64_t block, const Link& link) {
+    if (p <= 1 || !block) return;
+    cost.comm += alltoall_seconds(block, p, link, credited((p - 1.0) * block));
     bucket.idle((fp - 1.0) * link.latency_s);
   };
   auto allreduce = [&](std::uint64_t bytes) {
@@ -267,7 +287,7 @@ StepCost predict_step(const std::vector<Layer>& layers, const std::vector<Config
   }
   if (two_phase_block) {
     compute(two_phase_worker, &cost.encode);
-    allgather(two_phase_block, net.alltoall);  // the alltoall: P-1 blocks each way
+    alltoall(two_phase_block, net.alltoall);
     compute(two_phase_server, &cost.decode);
     allgather(two_phase_block, net.allgather);
     compute(two_phase_decode, &cost.decode);

@@ -8,7 +8,10 @@
 // bottleneck):
 //   ring allreduce of B bytes (B >= MpiTransport::kRingMinBytes): 2(P-1) (alpha + B/(P beta))
 //   smaller allreduce (MPI's recursive doubling):               ceil(log2 P) (alpha + B/beta)
-//   allgather / alltoall of b-byte blocks:                      (P-1) (alpha + b/beta)
+//   allgather of b-byte blocks:                                 m (alpha) + (P-1) b/beta
+//     m = ceil(log2 P) rounds for blocks below MpiTransport::kLogAllgatherMaxBlockBytes on
+//     at least MpiTransport::kLogAllgatherMinRanks ranks, else P-1 direct messages
+//   alltoall of b-byte blocks:                                  (P-1) (alpha + b/beta)
 //
 // A link may also have a token bucket (tc tbf, the emulated cluster's shaper; cloud NICs'
 // burst credits): up to `burst_bytes` leave at wire speed (`wire_bytes_per_s`, the link
@@ -63,6 +66,11 @@ double allreduce_seconds(std::uint64_t bytes, int ranks, const Link& link,
                          double credit_bytes = 0.0);
 double allgather_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
                          double credit_bytes = 0.0);
+// The messages a rank sends in an allgather of `block_bytes` blocks (its latency terms): the
+// MPI transport's ceil(log2 P) rounds for small blocks from `log_min_ranks` ranks on (0:
+// never; MpiTransport::log_allgather_min_ranks), else P-1. The model takes the default.
+double allgather_messages(std::uint64_t block_bytes, int ranks, int log_min_ranks);
+double allgather_messages(std::uint64_t block_bytes, int ranks);  // the default's
 double alltoall_seconds(std::uint64_t block_bytes, int ranks, const Link& link,
                         double credit_bytes = 0.0);
 

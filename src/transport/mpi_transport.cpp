@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <set>
+#include <string>
 
 #include "common/env.hpp"
 #include "common/fail.hpp"
@@ -26,6 +28,7 @@ constexpr int kTagRingAllgather = 0x7702;
 constexpr int kTagAllgather = 0x7703;
 constexpr int kTagAlltoall = 0x7704;
 constexpr int kTagRingCheck = 0x7705;
+constexpr int kTagLogAllgather = 0x7706;
 
 MPI_Datatype mpi_type(ElementType t) {
   switch (t) {
@@ -94,12 +97,19 @@ class ByteBlock {
 
 MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout_s) {
   double asked = static_cast<double>(kDefaultSegmentBytes);
+  double asked_rounds = kDefaultLogAllgatherMinRanks;
   SumRouteChooser::Mode mode = SumRouteChooser::Mode::ring;
   try {
     asked = env_number("THINWIRE_MPI_SEGMENT_BYTES", asked, "bytes");
     mode = SumRouteChooser::mode_from_env();
+    asked_rounds = env_number("THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS", asked_rounds, "ranks");
+    if (asked_rounds != std::floor(asked_rounds) || asked_rounds > INT_MAX)
+      fail_with(ErrorCode::invalid_argument, "environment", -1,
+                "THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS=", asked_rounds,
+                " is not a whole number of ranks (0: allgathers never go in rounds)");
   } catch (const Error& e) {
     bad_setting_ = e;  // reported on every rank by Communicator::from_mpi
+    asked_rounds = kDefaultLogAllgatherMinRanks;
   }
   int initialized = 0;
   MPI_Initialized(&initialized);
@@ -136,26 +146,31 @@ MpiTransport::MpiTransport(MPI_Comm comm, double timeout_s) : timeout_s_(timeout
   }
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   // Sender and receiver must cut a transfer into the same messages: take the smallest
-  // segment size any rank asks for. And every rank must take the same sum route: where the
-  // modes differ, all take the ring. One MIN reduction over {segment, mode, ~mode}.
+  // segment size any rank asks for. Every rank must take the same sum route: where the modes
+  // differ, all take the ring. And every rank must gather small blocks the same way (rounds
+  // or directly): the smallest number of ranks any asks for, 0 (never) counting as the
+  // largest. One MIN reduction over {segment, mode, ~mode, rounds}.
+  constexpr unsigned long long kNever = std::numeric_limits<unsigned long long>::max();
   unsigned long long segment = asked > 0 ? static_cast<unsigned long long>(asked) : 0;
-  if (segment == 0) segment = std::numeric_limits<unsigned long long>::max();  // whole messages
+  if (segment == 0) segment = kNever;  // whole messages
   const auto mode_code = static_cast<unsigned long long>(mode);
-  unsigned long long agreed[3] = {segment, mode_code, ~mode_code};
+  const auto rounds = asked_rounds > 0 ? static_cast<unsigned long long>(asked_rounds) : kNever;
+  unsigned long long agreed[4] = {segment, mode_code, ~mode_code, rounds};
   if (timeout_s_ <= 0) {
-    check(MPI_Allreduce(MPI_IN_PLACE, agreed, 3, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_),
-          "MPI_Allreduce (segment size, sum route)");
+    check(MPI_Allreduce(MPI_IN_PLACE, agreed, 4, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_),
+          "MPI_Allreduce (segment size, sum route, allgather rounds)");
   } else {
     MPI_Request r;
-    check(MPI_Iallreduce(MPI_IN_PLACE, agreed, 3, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_, &r),
-          "MPI_Iallreduce (segment size, sum route)");
-    wait_all(&r, 1, "agreement on the message segment size and sum route (Communicator::from_mpi)",
-             24, -1);
+    check(MPI_Iallreduce(MPI_IN_PLACE, agreed, 4, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm_, &r),
+          "MPI_Iallreduce (segment size, sum route, allgather rounds)");
+    wait_all(&r, 1,
+             "agreement on the message segment size, sum route and allgather rounds "
+             "(Communicator::from_mpi)",
+             32, -1);
   }
   segment = agreed[0];
-  segment_bytes_ = segment == std::numeric_limits<unsigned long long>::max()
-                       ? 0
-                       : static_cast<std::size_t>(segment);
+  segment_bytes_ = segment == kNever ? 0 : static_cast<std::size_t>(segment);
+  log_allgather_min_ranks_ = agreed[3] == kNever ? 0 : static_cast<int>(agreed[3]);
   if (agreed[1] == ~agreed[2]) {
     routes_ = SumRouteChooser(mode);
   } else if (rank_ == 0) {
@@ -546,6 +561,10 @@ void MpiTransport::allgather(const void* send, void* recv, std::size_t bytes) {
         "allgather");
     return;
   }
+  if (allgather_in_log_rounds(bytes, size_, log_allgather_min_ranks_)) {
+    log_round_allgather(out, bytes);
+    return;
+  }
   // Every peer's block directly, posted in a rotated order so no rank is everyone's first.
   ops_.clear();
   for (int k = 1; k < size_; ++k) {
@@ -554,6 +573,38 @@ void MpiTransport::allgather(const void* send, void* recv, std::size_t bytes) {
     post_send(out + static_cast<std::size_t>(rank_) * bytes, bytes, to, kTagAllgather);
   }
   wait_peers(ops_, "allgather", bytes);
+}
+
+// Before the round of distance d this rank holds the blocks of ranks rank .. rank+d-1 (mod P),
+// and so does rank+d of its own: it sends this rank the first min(d, P-d) of them, and this
+// rank sends rank-d its own first ones. After ceil(log2 P) rounds every rank holds all P. Each
+// range of blocks is written in place at its ranks' offsets, in at most two pieces where it
+// wraps past rank P-1; both ends cut a range alike, so their messages pair up.
+void MpiTransport::log_round_allgather(unsigned char* out, std::size_t bytes) {
+  const int p = size_;
+  auto post_range = [&](int first, int count, int peer, bool receive) {
+    const int head = std::min(count, p - first);
+    post(out + static_cast<std::size_t>(first) * bytes, static_cast<std::size_t>(head) * bytes,
+         peer, kTagLogAllgather, receive);
+    if (head < count)
+      post(out, static_cast<std::size_t>(count - head) * bytes, peer, kTagLogAllgather, receive);
+  };
+  int rounds = 0;
+  for (int d = 1; d < p; d *= 2) ++rounds;
+  int round = 0;
+  for (int d = 1; d < p; d *= 2) {
+    ++round;
+    const int count = std::min(d, p - d);
+    const int from = (rank_ + d) % p, to = (rank_ - d + p) % p;
+    ops_.clear();
+    post_range(from, count, from, true);
+    post_range(rank_, count, to, false);
+    // A timeout names `from`, which may be waiting itself for a rank further on.
+    const std::string what =
+        cat("allgather (round ", round, " of ", rounds, ", the blocks of ranks ", from, "..",
+            (from + count - 1) % p, " through rank ", from, ")");
+    wait_peers(ops_, what.c_str(), bytes);
+  }
 }
 
 void MpiTransport::alltoall(const void* send, void* recv, std::size_t bytes) {

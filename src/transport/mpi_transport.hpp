@@ -3,9 +3,10 @@
 // Every wait is a polling loop with a deadline (THINWIRE_TIMEOUT_S), so a dead or stuck
 // peer ends in Error(timeout) rather than a hang. Allgather and alltoall are built from
 // nonblocking point-to-point messages, so that a timeout names the ranks that never
-// answered. Large f32 sums take thinwire's point-to-point ring or MPI's own allreduce,
-// whichever measured faster for their size (THINWIRE_MPI_ALLREDUCE, sum_route.hpp).
-// Small reductions and broadcasts use MPI's nonblocking collectives.
+// answered (small allgathers on many ranks, which go in rounds: the rank that forwards them). Large
+// f32 sums take thinwire's point-to-point ring or MPI's own allreduce, whichever measured faster
+// for their size (THINWIRE_MPI_ALLREDUCE, sum_route.hpp). Small reductions and broadcasts use MPI's
+// nonblocking collectives.
 #pragma once
 
 #include <mpi.h>
@@ -28,6 +29,24 @@ class MpiTransport final : public Transport {
   // measured (sum_route.hpp); below it latency dominates and MPI's own (recursive-doubling)
   // algorithms are better. The cost model (src/model/) models both routes as a ring.
   static constexpr std::size_t kRingMinBytes = 64 * 1024;
+
+  // An allgather of blocks smaller than this, on at least THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS
+  // ranks (default kDefaultLogAllgatherMinRanks; 0: never), takes ceil(log2 P) rounds (Bruck's
+  // dissemination: each round doubles the blocks a rank holds) instead of P-1 direct messages
+  // per rank, as MPI libraries gather small blocks: the same bytes, but log2 P message
+  // latencies where the direct exchange pays P-1 messages' send and receive overheads (the
+  // per-step 256-byte control exchange on 1024 ranks: 10 rounds instead of 1023 messages).
+  // Larger blocks are bandwidth-bound and go directly, all at once. Fewer ranks go directly
+  // too: a round costs a whole latency where a direct message costs only its overhead behind
+  // the others (on TCP, about 40 us against 6: rounds pay off from about 32 ranks), and a
+  // direct exchange names the late rank on a timeout, where a round names the rank that
+  // forwards its block.
+  static constexpr std::size_t kLogAllgatherMaxBlockBytes = 64 * 1024;
+  static constexpr int kDefaultLogAllgatherMinRanks = 32;
+  static constexpr bool allgather_in_log_rounds(std::size_t block_bytes, int ranks,
+                                                int min_ranks = kDefaultLogAllgatherMinRanks) {
+    return min_ranks > 0 && ranks >= min_ranks && block_bytes < kLogAllgatherMaxBlockBytes;
+  }
 
   // Duplicates `comm`; the duplicate is freed with the transport (unless MPI is finalized).
   // timeout_s <= 0 waits forever with MPI's blocking calls.
@@ -64,7 +83,8 @@ class MpiTransport final : public Transport {
 
   MPI_Comm comm() const { return comm_; }
   double timeout_s() const { return timeout_s_; }
-  // The error this rank's THINWIRE_MPI_SEGMENT_BYTES or THINWIRE_MPI_ALLREDUCE raised, if any:
+  // The error this rank's THINWIRE_MPI_SEGMENT_BYTES, THINWIRE_MPI_ALLREDUCE or
+  // THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS raised, if any:
   // the constructor carries on with the defaults so that Communicator::from_mpi can fail every
   // rank alike (transport/env_verdict.hpp).
   const std::optional<Error>& bad_setting() const { return bad_setting_; }
@@ -73,6 +93,9 @@ class MpiTransport final : public Transport {
   // smallest value of any rank, agreed at construction). See post_send().
   std::size_t segment_bytes() const { return segment_bytes_; }
   static constexpr std::size_t kDefaultSegmentBytes = 0;  // opt-in: see post_send()
+  // From how many ranks small allgathers go in rounds (THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS,
+  // the smallest value any rank asks for, 0 counting as never; 0: never).
+  int log_allgather_min_ranks() const { return log_allgather_min_ranks_; }
   // Which route large f32 sums take (THINWIRE_MPI_ALLREDUCE, agreed at construction: ranks
   // asking for different modes all use the ring).
   const SumRouteChooser& sum_routes() const { return routes_; }
@@ -114,6 +137,8 @@ class MpiTransport final : public Transport {
   // Divides the sum by `divisor` unless it is 1.
   void sum_f32(float* data, std::size_t count, float divisor, NonFiniteSum* non_finite);
   void sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non_finite);
+  // allgather() with a deadline where allgather_in_log_rounds(): `out` holds this rank's block.
+  void log_round_allgather(unsigned char* out, std::size_t bytes);
   // The ring over a concatenation of spans (one span for a plain buffer).
   void ring_sum_f32(const SpanMap& data, float divisor, NonFiniteSum* non_finite);
   // MPI's own allreduce (nonblocking and polled when there is a deadline), in int-sized
@@ -131,6 +156,7 @@ class MpiTransport final : public Transport {
   double timeout_s_ = 0;
   std::optional<Error> bad_setting_;
   std::size_t segment_bytes_ = kDefaultSegmentBytes;
+  int log_allgather_min_ranks_ = kDefaultLogAllgatherMinRanks;
   SumRouteChooser routes_{SumRouteChooser::Mode::ring};
   std::vector<float> ring_scratch_;
   std::vector<float> pack_scratch_;  // spans packed for MPI's route
