@@ -37,10 +37,10 @@ class MpiTransport final : public Transport {
   // latencies where the direct exchange pays P-1 messages' send and receive overheads (the
   // per-step 256-byte control exchange on 1024 ranks: 10 rounds instead of 1023 messages).
   // Larger blocks are bandwidth-bound and go directly, all at once. Fewer ranks go directly
-  // too: a round costs a whole latency where a direct message costs only its overhead behind
-  // the others (on TCP, about 40 us against 6: rounds pay off from about 32 ranks), and a
-  // direct exchange names the late rank on a timeout, where a round names the rank that
-  // forwards its block.
+  // too: a round costs a whole latency where a direct message costs only its send overhead
+  // behind the others (on TCP typically tens of us against a few, so that log2 P latencies
+  // beat P-1 overheads from a few tens of ranks), and a direct exchange names the late rank on
+  // a timeout, where a round names the rank that forwards its block.
   static constexpr std::size_t kLogAllgatherMaxBlockBytes = 64 * 1024;
   static constexpr int kDefaultLogAllgatherMinRanks = 32;
   static constexpr bool allgather_in_log_rounds(std::size_t block_bytes, int ranks,
