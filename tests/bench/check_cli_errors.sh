@@ -5,6 +5,7 @@
 # before the programs checked it.
 #
 #   check_cli_errors.sh [cost-model=PATH] [codec=PATH] [allreduce=PATH mpiexec=PATH]
+#                       [allgather=PATH mpiexec=PATH]
 #                       [codec-device=PATH] [train=PATH] [c-example=PATH]
 #                       [demo=PATH mpiexec=PATH]
 # Prints PASS: when every case of the programs given behaves.
@@ -117,6 +118,16 @@ if [[ -n ${bin[allreduce]:-} ]]; then
   expect 2 "cannot write" -- "${a[@]}" --sizes 4K --json /nonexistent/dir/bench.json
   expect 2 "--min-timed-s must be between 0 and 60" -- "${a[@]}" --sizes 4K --min-timed-s -1
   expect 2 "--min-timed-s must be between 0 and 60" -- "${a[@]}" --sizes 4K --min-timed-s nan
+fi
+
+if [[ -n ${bin[allgather]:-} ]]; then
+  g=(${bin[mpiexec]} -n 1 "${bin[allgather]}" --trials 1)
+  expect 2 "not a block of 1 byte to 1 GiB" -- "${g[@]}" --sizes 0
+  expect 2 "no sizes" -- "${g[@]}" --sizes ,
+  expect 2 "--calls and --trials must be >= 1" -- "${g[@]}" --calls 0
+  expect 2 "--calls and --trials must be >= 1" -- "${bin[mpiexec]}" -n 1 "${bin[allgather]}" --trials -3
+  expect 2 "cannot write" -- "${g[@]}" --json /nonexistent/dir/bench.json
+  expect 2 "set a deadline" -- env THINWIRE_TIMEOUT_S=0 "${g[@]}"
 fi
 
 if [[ -n ${bin[train]:-} ]]; then
