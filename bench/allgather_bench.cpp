@@ -26,6 +26,7 @@
 
 #include "bench_common.hpp"
 #include "bench_layers.hpp"
+#include "json_path_check.hpp"
 #include "median.hpp"
 #include "transport/communicator_state.hpp"
 #include "transport/mpi_transport.hpp"
@@ -189,16 +190,9 @@ int main(int argc, char** argv) {
     MPI_Finalize();
     return 2;
   }
-  if (!o.json_path.empty()) {
-    int ok = 1;
-    if (rank == 0) ok = std::ofstream(o.json_path, std::ios::app) ? 1 : 0;
-    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (!ok) {
-      if (rank == 0)
-        std::cerr << "thinwire-bench-allgather: --json: cannot write " << o.json_path << "\n";
-      MPI_Finalize();
-      return 2;
-    }
+  if (!tb::json_path_writable(o.json_path, "thinwire-bench-allgather", MPI_COMM_WORLD)) {
+    MPI_Finalize();
+    return 2;
   }
   json out = tb::provenance(argc, argv);
   {

@@ -57,6 +57,7 @@
 #include "bench_layers.hpp"
 #include "common/hash.hpp"
 #include "dense_baselines.hpp"
+#include "json_path_check.hpp"
 #include "launch.hpp"
 #include "median.hpp"
 #include "model/auto_policy.hpp"
@@ -1093,18 +1094,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // An unwritable --json fails now, on every rank, not after the whole benchmark. (Opened for
-  // appending, so that an existing file is left as it is until the results replace it.)
-  if (!o.json_path.empty()) {
-    int ok = 1;
-    if (world_rank == 0) ok = std::ofstream(o.json_path, std::ios::app) ? 1 : 0;
-    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (!ok) {
-      if (world_rank == 0)
-        std::cerr << "thinwire-bench-allreduce: --json: cannot write " << o.json_path << "\n";
-      MPI_Finalize();
-      return 2;
-    }
+  if (!tb::json_path_writable(o.json_path, "thinwire-bench-allreduce", MPI_COMM_WORLD)) {
+    MPI_Finalize();
+    return 2;
   }
 
   // Device tensors: a usable device on every rank, or a clear refusal on every rank (exit 2).
