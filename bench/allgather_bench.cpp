@@ -2,7 +2,7 @@
 // rounds against the same transport's direct exchange (P-1 messages per rank) and against
 // MPI_Allgather, measured in one run (MPI program).
 //
-//   mpirun -np 8 thinwire-bench-allgather [--sizes 256,4K,32K] [--calls 200] [--trials 7]
+//   mpirun -np 8 thinwire-bench-allgather [--sizes 256,1K,4K,32K] [--calls 200] [--trials 7]
 //       [--json FILE]
 //
 // Each candidate runs `calls` allgathers back to back, as a training loop runs its per-step
@@ -159,12 +159,12 @@ int main(int argc, char** argv) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   Options o;
-  std::string sizes = "256,4K,32K";
+  std::string sizes = "256,1K,4K,32K";
   po::options_description opts(
       "thinwire-bench-allgather: small allgathers in rounds vs directly vs MPI_Allgather");
   opts.add_options()("help,h", "this help")(
       "sizes", po::value<std::string>(&sizes)->default_value(sizes),
-      "block sizes in bytes per rank (K/M suffixes), each below 64K for rounds to apply")(
+      "block sizes in bytes per rank (K/M suffixes), each below 8K for rounds to apply")(
       "calls", po::value<int>(&o.calls)->default_value(o.calls), "calls per trial")(
       "trials", po::value<int>(&o.trials)->default_value(o.trials), "trials per candidate")(
       "json", po::value<std::string>(&o.json_path), "write the results to this JSON file");

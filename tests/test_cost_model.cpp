@@ -45,14 +45,14 @@ TEST(CostModel, SmallAllreduceIsRecursiveDoubling) {
 }
 
 TEST(CostModel, AllgatherAndAlltoall) {
-  // Below 32 ranks (MpiTransport::kDefaultLogAllgatherMinRanks), and for blocks of 64 KiB or
+  // Below 32 ranks (MpiTransport::kDefaultLogAllgatherMinRanks), and for blocks of 8 KiB or
   // more, each rank sends its block to the P-1 others directly: P-1 messages.
   EXPECT_NEAR(allgather_seconds(1000, 8, link(1e-4, 1e6)), 7 * (1e-4 + 1e-3), kTol);
-  EXPECT_NEAR(allgather_seconds(65536, 32, link(1e-4, 1e6)), 31 * (1e-4 + 65536 / 1e6), kTol);
+  EXPECT_NEAR(allgather_seconds(8192, 32, link(1e-4, 1e6)), 31 * (1e-4 + 8192 / 1e6), kTol);
   // Smaller blocks on 32 or more ranks go in ceil(log2 P) rounds (MpiTransport's
   // log_round_allgather): that many latencies, the same P-1 blocks' bytes.
   EXPECT_NEAR(allgather_seconds(1000, 32, link(1e-4, 1e6)), 5 * 1e-4 + 31 * 1e-3, kTol);
-  EXPECT_NEAR(allgather_seconds(65535, 33, link(1e-4, 1e6)), 6 * 1e-4 + 32 * 65535 / 1e6, kTol);
+  EXPECT_NEAR(allgather_seconds(8191, 33, link(1e-4, 1e6)), 6 * 1e-4 + 32 * 8191 / 1e6, kTol);
   EXPECT_NEAR(allgather_seconds(256, 1024, link(1e-5, 1e9)), 10 * 1e-5 + 1023 * 256 / 1e9, kTol);
   EXPECT_EQ(allgather_messages(256, 31), 30.0);
   EXPECT_EQ(allgather_messages(256, 1024), 10.0);

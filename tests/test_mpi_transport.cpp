@@ -111,9 +111,9 @@ TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
   EXPECT_EQ(seg.segment_bytes(), 1000u);  // rank 0's, the smallest
   EXPECT_EQ(one.segment_bytes(), 0u);
   const int p = world_size();
-  // 4001 floats: a block below MpiTransport::kLogAllgatherMaxBlockBytes in segments, whose
+  // 1001 floats: a block below MpiTransport::kLogAllgatherMaxBlockBytes in segments, whose
   // allgather goes in rounds on 8 or more ranks.
-  for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{4001}, std::size_t{16385},
+  for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{1001}, std::size_t{16385},
                         std::size_t{100003}}) {
     std::vector<float> a = seeded_normal(12, me, n, 0, n), b = a;
     seg.allreduce(a.data(), n, ElementType::f32, ReduceOp::sum);

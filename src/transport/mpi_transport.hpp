@@ -36,12 +36,15 @@ class MpiTransport final : public Transport {
   // per rank, as MPI libraries gather small blocks: the same bytes, but log2 P message
   // latencies where the direct exchange pays P-1 messages' send and receive overheads (the
   // per-step 256-byte control exchange on 1024 ranks: 10 rounds instead of 1023 messages).
-  // Larger blocks are bandwidth-bound and go directly, all at once. Fewer ranks go directly
-  // too: a round costs a whole latency where a direct message costs only its send overhead
-  // behind the others (on TCP typically tens of us against a few, so that log2 P latencies
-  // beat P-1 overheads from a few tens of ranks), and a direct exchange names the late rank on
-  // a timeout, where a round names the rank that forwards its block.
-  static constexpr std::size_t kLogAllgatherMaxBlockBytes = 64 * 1024;
+  // A round costs a whole latency where a direct message costs only its send overhead behind
+  // the others (on TCP typically tens of us against a few), and the rounds run one after the
+  // other where direct messages overlap. So rounds pay only where a block is shorter than what
+  // the link sends during one message's overhead (a few KiB on 10-100 Gbit/s links) and P-1
+  // such overheads outweigh log2 P latencies (a few tens of ranks). Measured on the 2-core VM
+  // (bench/results/allgather/, 8 and 16 emulated TCP hosts): 32 KiB blocks took 1.34-1.36x
+  // as long in rounds as directly, 4 KiB 1.04-1.14x, 256 B 1.03-1.04x. A direct exchange also
+  // names the late rank on a timeout, where a round names the rank that forwards its block.
+  static constexpr std::size_t kLogAllgatherMaxBlockBytes = 8 * 1024;
   static constexpr int kDefaultLogAllgatherMinRanks = 32;
   static constexpr bool allgather_in_log_rounds(std::size_t block_bytes, int ranks,
                                                 int min_ranks = kDefaultLogAllgatherMinRanks) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks thinwire-bench-allgather's JSON: provenance, one result per size with the three
 candidates' median times, the ratios made of them, and which sizes went in rounds (blocks under
-64 KiB, rounds from 2 ranks on in the benchmark's rounds communicator).
+8 KiB, rounds from 2 ranks on in the benchmark's rounds communicator).
 
 usage: check_allgather_json.py FILE RANKS SIZES   (SIZES: 'a;b;...' in bytes)"""
 import json
@@ -29,7 +29,7 @@ def main():
         where = f"result of {r['size_bytes']} bytes"
         if r.get("ranks") != ranks:
             fail(f"{where}: ranks {r.get('ranks')} != {ranks}")
-        if r.get("in_rounds") != (ranks >= 2 and r["size_bytes"] < 65536):
+        if r.get("in_rounds") != (ranks >= 2 and r["size_bytes"] < 8192):
             fail(f"{where}: in_rounds {r.get('in_rounds')} for {ranks} ranks")
         times = {}
         for k in ("rounds", "direct", "mpi_allgather"):

@@ -97,7 +97,7 @@ def main():
     if timed_after_wanted and ranks > 1:
         if not isinstance(bw, dict):
             fail("top level has no 'bandwidth_probe' object")
-        # An allgather of blocks under 64 KiB goes in ceil(log2 P) rounds from
+        # An allgather of blocks under 8 KiB goes in ceil(log2 P) rounds from
         # mpi_log_allgather_min_ranks ranks on (0, and files from before it: never).
         rounds_from = d.get("mpi_log_allgather_min_ranks", 0)
         if not isinstance(rounds_from, int) or rounds_from < 0:
@@ -108,7 +108,7 @@ def main():
             if not isinstance(e, dict):
                 fail(f"bandwidth_probe has no '{kind}'")
             size = number(e, "bytes", f"bandwidth_probe.{kind}", positive=True)
-            if kind == "allgather" and 0 < rounds_from <= ranks and size < 65536:
+            if kind == "allgather" and 0 < rounds_from <= ranks and size < 8192:
                 messages = math.ceil(math.log2(ranks))
             sent = number(e, "sent_bytes", f"bandwidth_probe.{kind}", positive=True)
             seconds = number(e, "seconds", f"bandwidth_probe.{kind}", positive=True)
