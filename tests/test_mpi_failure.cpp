@@ -157,7 +157,7 @@ TEST(MpiFailure, CorruptChunkSeenByOneServerFailsEveryRankAtOnce) {
 TEST(MpiFailure, MessageArrivingAfterATimeoutDoesNotLandInTheBuffer) {
   const int me = world_rank(), p = world_size(), late = p - 1;
   // The rank a timed-out allgather names. Directly: the late one. In rounds (small blocks on
-  // many ranks: mpi_np8 and mpi_np11_transport set THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS=2) rank
+  // many ranks: mpi_np8_rounds and mpi_np11_rounds set THINWIRE_MPI_LOG_ALLGATHER_MIN_RANKS=2) rank
   // r completes the round of distance d once ranks r .. r+2d-1 have all joined, so it waits in
   // the first round whose range reaches the late rank, for rank r+d, which forwards it.
   auto awaited = [&](const detail::MpiTransport& t, int rank, std::size_t bytes) {

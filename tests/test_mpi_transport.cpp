@@ -112,7 +112,7 @@ TEST(MpiTransport, SegmentedMessagesGiveTheSameResults) {
   EXPECT_EQ(one.segment_bytes(), 0u);
   const int p = world_size();
   // 1001 floats: a block below MpiTransport::kLogAllgatherMaxBlockBytes in segments, whose
-  // allgather goes in rounds on 8 or more ranks.
+  // allgather goes in rounds under mpi_np8_rounds and mpi_np11_rounds (rounds from 2 ranks).
   for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{1001}, std::size_t{16385},
                         std::size_t{100003}}) {
     std::vector<float> a = seeded_normal(12, me, n, 0, n), b = a;

@@ -10,7 +10,7 @@
 //   smaller allreduce (MPI's recursive doubling):               ceil(log2 P) (alpha + B/beta)
 //   allgather of b-byte blocks:                                 m (alpha) + (P-1) b/beta
 //     m = ceil(log2 P) rounds for blocks below MpiTransport::kLogAllgatherMaxBlockBytes on
-//     at least MpiTransport::kLogAllgatherMinRanks ranks, else P-1 direct messages
+//     at least MpiTransport::kDefaultLogAllgatherMinRanks ranks, else P-1 direct messages
 //   alltoall of b-byte blocks:                                  (P-1) (alpha + b/beta)
 //
 // A link may also have a token bucket (tc tbf, the emulated cluster's shaper; cloud NICs'
