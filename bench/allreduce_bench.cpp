@@ -413,20 +413,23 @@ class Bench {
   }
 
   // The link's bandwidth as thinwire's transport gets it, for the cost model's validation (as
-  // `auto` calibrates it at start-up): kCalls ring allreduces, then kCalls allgathers, back to
-  // back after a warm-up call, each sized to send about kTargetS at the emulated link's rate
-  // (16 MiB per rank on a link without one), so that a tbf bucket's burst (5 ms at the rate)
-  // is a few percent of a call and refills only in the short gaps between calls. A call's time
-  // is the slowest rank's, and the probe takes the fastest call (`calls_s`, `fastest_s`): a
-  // call that starts while the one before is still draining runs slower than a step's
-  // collective (cost_model_cli.cpp, probed_bytes_per_s, has the numbers; with 3 calls
-  // averaged, 2 hosts at 100 Mbit/s once measured their allgather at 0.80 of its rate after
-  // one slow call following the allreduce's bulk, as in "TCP after a dense call"; the median
-  // of 5 was still 0.65 in a run with 4 slow calls). bytes_per_s = bytes a rank sends per call
-  // / (fastest_s - its latency terms at per_message_s). TCP over the emulated links moves bulk data
-  // below the rate x 1448/1514 the model otherwise assumes: with 4 hosts at 100 Mbit/s a dense 16
-  // MiB allreduce ran at 0.86 of that (4 and 64 MiB: 0.92; valid_run_k_epyc), this probe's
-  // allgather at 0.88-0.97.
+  // `auto` calibrates it at start-up): kCalls ring allreduces, then kCalls allgathers, after a
+  // warm-up call, each call started after a barrier as `auto`'s probe starts them
+  // (auto_policy.cpp) and as a step's collectives start after its compute, each sized to send
+  // about kTargetS at the emulated link's rate (16 MiB per rank on a link without one), so that
+  // a tbf bucket's burst (5 ms at the rate) is a few percent of a call and refills only in the
+  // short gaps between calls. Why the barriers: calls back to back drift apart, and a direct
+  // allgather then leaves a host's link idle while it waits for its slowest sender (4 hosts
+  // at 200 Mbit/s on the EPYC VM, 2026-12-03: 0.155-0.33 s per call back to back, first calls
+  // usually the fastest; 0.156-0.181 s each after a barrier, in ten launches; 0.15 s is the
+  // rate's time; HISTORY.md). A call's time is the slowest rank's, and the probe still takes the
+  // fastest call (`calls_s`, `fastest_s`; with 3 calls averaged, 2 hosts at 100 Mbit/s once
+  // measured their allgather at 0.80 of its rate after one slow call following the allreduce's
+  // bulk, as in "TCP after a dense call"). bytes_per_s = bytes a rank sends per call / (fastest_s -
+  // its latency terms at per_message_s). TCP over the emulated links moves bulk data below the rate
+  // x 1448/1514 the model otherwise assumes: with 4 hosts at 100 Mbit/s a dense 16 MiB allreduce
+  // ran at 0.86 of that (4 and 64 MiB: 0.92; valid_run_k_epyc), this probe's allgather at
+  // 0.88-0.97.
   void measure_bandwidth(const char* rate) {
     if (size_ < 2) return;
     constexpr double kTargetS = 0.15;
@@ -437,17 +440,15 @@ class Bench {
     sent = std::clamp(sent, 1.0 * (1 << 20), 64.0 * (1 << 20));
     thinwire::Transport& t = comm_.host_transport();
     const double per_message = out_["latency_probe"]["per_message_s"].get<double>();
-    // The slowest rank's time of each of kCalls calls back to back after a warm-up call.
+    // The slowest rank's time of each of kCalls calls after a warm-up call, each after a barrier.
     auto timed = [&](auto&& call) {
       call();
       std::vector<double> calls(kCalls);
-      t.barrier();
-      double last = MPI_Wtime();
       for (double& c : calls) {
+        t.barrier();
+        const double start = MPI_Wtime();
         call();
-        const double now = MPI_Wtime();
-        c = now - last;
-        last = now;
+        c = MPI_Wtime() - start;
       }
       MPI_Allreduce(MPI_IN_PLACE, calls.data(), kCalls, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       return calls;
@@ -477,8 +478,9 @@ class Bench {
         timed([&] { t.allgather(send.data(), recv.data(), block); });
     out_["bandwidth_probe"] = {
         {"how",
-         "ring allreduce and allgather through thinwire's host transport, 5 calls back to back "
-         "after a warm-up call, sized to send about 0.15 s at the link's rate, each call's time "
+         "ring allreduce and allgather through thinwire's host transport, 5 calls after a "
+         "warm-up call, each after a barrier (until commit 510e01a: back to back), sized to send "
+         "about 0.15 s at the link's rate, each call's time "
          "the slowest rank's (seconds: the median call); bytes_per_s = sent per rank / "
          "(fastest_s - messages x latency_probe.per_message_s)"},
         {"allreduce", entry(4 * n, 2.0 * (p - 1.0) / p * 4.0 * static_cast<double>(n),
@@ -520,7 +522,7 @@ class Bench {
       };
       std::printf(
           "# bandwidth per rank: ring allreduce %.1f MB/s, allgather %.1f MB/s (bytes sent / the "
-          "fastest of 5 calls back to back)\n",
+          "fastest of 5 calls, each after a barrier)\n",
           mbps(b["allreduce"]), mbps(b["allgather"]));
     }
     for (const std::string& n : notes_) std::printf("# note: %s\n", n.c_str());

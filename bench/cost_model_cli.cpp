@@ -247,14 +247,15 @@ json median_run_rates(const json& run, const json& result) {
 
 // A bandwidth the run's probe measured (thinwire-bench-allreduce's bandwidth_probe), from its
 // fastest call where it recorded them (`calls_s`, runs from run l on; older runs: its
-// bytes_per_s). Why the fastest: the probe's calls run back to back, and a call that starts
-// while the one before it is still draining (a rank leaves a call when it has received, while
-// its own sends may still sit in its socket and tbf queues) is slower than a step's collective,
-// which follows a barrier or compute: 4 hosts' direct allgathers took 156-290 ms per call
-// where the first took 156-170, the steps' comm phases ran at about the rate, and 2 hosts at
-// 200 Mbit/s once had 4 slow calls of 5 (0.65 of the rate) in a run whose steps were not slow.
-// With the median call, that run (valid_run_o_epyc) made 76 of 95 within 20 %; with the
-// fastest 88, with the nominal rate 90.
+// bytes_per_s). Why the fastest: in the runs kept (to valid_run_r_epyc) the probe's calls ran
+// back to back, and a call that starts while the one before it is still draining (a rank
+// leaves a call when it has received, while its own sends may still sit in its socket and tbf
+// queues) is slower than a step's collective, which follows a barrier or compute: 4 hosts'
+// direct allgathers took 156-290 ms per call where the first took 156-170, the steps' comm
+// phases ran at about the rate, and 2 hosts at 200 Mbit/s once had 4 slow calls of 5 (0.65 of
+// the rate) in a run whose steps were not slow. With the median call, that run
+// (valid_run_o_epyc) made 76 of 95 within 20 %; with the fastest 88, with the nominal rate 90.
+// Runs after valid_run_r_epyc start each probe call after a barrier (measure_bandwidth).
 double probed_bytes_per_s(const json& run, const char* kind) {
   const json& e = run.at("bandwidth_probe").at(kind);
   if (e.contains("calls_s")) {
@@ -280,7 +281,7 @@ int validate(const std::vector<std::string>& files, const Params& p, bool latenc
   std::printf(
       "# thinwire-cost-model --validate: predicted vs measured time per call\n"
       "# prediction: bandwidth = the run's own probe (ring allreduce for allreduces, allgather "
-      "for allgathers and alltoalls, the fastest of its calls back to back; runs without one, or "
+      "for allgathers and alltoalls, the fastest of its calls; runs without one, or "
       "--nominal-bandwidth: "
       "emulated rate x %.3f), tbf bucket as the launcher set it (as the "
       "call before left it: empty after another candidate's, predicted after an untimed call of "
