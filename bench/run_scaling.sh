@@ -107,7 +107,7 @@ for step in "${steps[@]}"; do
         "$python" bench/scaling_tables.py --validation-pooled "${files[@]}"
       }
       pool "Xeon VM" "$OUT"/valid_run_{a,b,c,d,e,f,g} "$OUT"
-      pool "EPYC VM" "$OUT"/valid_run_l_epyc{,/repeat} "$OUT"/valid_run_{m,o,p,q,r}_epyc ;;
+      pool "EPYC VM" "$OUT"/valid_run_l_epyc{,/repeat} "$OUT"/valid_run_{m,o,p,q,r,s}_epyc ;;
     model) # Predictions for a 64M-parameter transformer mix, 2..4096 ranks, 0.1..400 Gbit/s:
       # with one CPU core's kernel rates (the codec benchmark), and with one H200's (the device
       # codec benchmark's committed run).
